@@ -1,0 +1,50 @@
+"""The envelope every event travels in, whatever its type."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from contracts.events import Event
+
+
+class Envelope(BaseModel):
+    """Metadata shared by all events; `payload` is validated against the event's own schema.
+
+    correlation_id is the order id for the whole story of an order; causation_id is the id of
+    the event that caused this one (None for events caused by an HTTP request).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: uuid.UUID
+    event_type: str = Field(min_length=1, max_length=100)
+    schema_version: int = Field(ge=1)
+    occurred_at: AwareDatetime
+    correlation_id: str = Field(min_length=1, max_length=200)
+    causation_id: str | None = Field(default=None, max_length=200)
+    producer: str = Field(min_length=1, max_length=100)
+    payload: dict[str, Any]
+
+    @classmethod
+    def wrap(
+        cls,
+        event: Event,
+        *,
+        producer: str,
+        causation_id: str | None = None,
+        occurred_at: datetime | None = None,
+    ) -> Envelope:
+        return cls(
+            event_id=uuid.uuid4(),
+            event_type=event.event_type,
+            schema_version=event.schema_version,
+            occurred_at=occurred_at or datetime.now(UTC),
+            correlation_id=event.order_id,
+            causation_id=causation_id,
+            producer=producer,
+            payload=event.model_dump(mode="json"),
+        )

@@ -1,0 +1,2 @@
+"""The one shared runtime: the only code that imports aio_pika, pymongo, redis and
+prometheus_client."""

@@ -1,0 +1,122 @@
+"""One robust connection per process, one confirming channel for publishes.
+
+`connect_robust` reconnects with backoff and restores channels, declared exchanges and queues
+and consumers; publishes made while the connection is down fail loudly (PublishFailed), and the
+outbox relay retries them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobustConnection
+
+from contracts.envelope import Envelope
+from infra.messaging import codec
+from infra.messaging.errors import PublishFailed
+from infra.messaging.topology import declare_event_exchange
+from infra.observability.metrics import MESSAGES_PUBLISHED, PUBLISH_FAILURES
+
+log = logging.getLogger(__name__)
+
+PUBLISH_TIMEOUT_S = 10.0
+
+
+class Broker:
+    def __init__(self, url: str, service: str) -> None:
+        self._url = url
+        self.service = service
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractRobustChannel | None = None
+        self._exchanges: dict[str, AbstractExchange] = {}
+        self._declare_lock = asyncio.Lock()
+
+    async def connect(self, timeout_s: float = 30.0) -> None:
+        self._connection = await asyncio.wait_for(
+            aio_pika.connect_robust(self._url, client_properties={"connection_name": self.service}),
+            timeout_s,
+        )
+        self._channel = await self.new_channel(publisher_confirms=True)
+
+    async def new_channel(self, *, publisher_confirms: bool = False) -> AbstractRobustChannel:
+        channel = await self.connection.channel(
+            publisher_confirms=publisher_confirms, on_return_raises=publisher_confirms
+        )
+        assert isinstance(channel, aio_pika.RobustChannel)
+        return channel
+
+    @property
+    def connection(self) -> AbstractRobustConnection:
+        if self._connection is None:
+            raise RuntimeError("Broker.connect() was not called")
+        return self._connection
+
+    @property
+    def channel(self) -> AbstractRobustChannel:
+        if self._channel is None:
+            raise RuntimeError("Broker.connect() was not called")
+        return self._channel
+
+    @property
+    def is_connected(self) -> bool:
+        return (
+            self._connection is not None
+            and not self._connection.is_closed
+            and self._connection.connected.is_set()
+        )
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+
+    async def publish(self, envelope: Envelope, headers: dict[str, Any] | None = None) -> None:
+        """Publish to the event's fanout exchange; return only once the broker confirmed it."""
+        exchange = await self._event_exchange(envelope.event_type)
+        await self._publish(exchange, codec.encode(envelope, headers), "", envelope.event_type)
+
+    async def send_to_queue(self, message: aio_pika.Message, queue: str, event_type: str) -> None:
+        """Publish straight to a queue through the default exchange (retry tiers)."""
+        await self._publish(self.channel.default_exchange, message, queue, event_type)
+
+    async def send(
+        self, message: aio_pika.Message, exchange: str, routing_key: str, event_type: str
+    ) -> None:
+        """Publish to a named, already declared exchange (dead letters)."""
+        target = await self.channel.get_exchange(exchange, ensure=False)
+        await self._publish(target, message, routing_key, event_type)
+
+    async def _event_exchange(self, event_type: str) -> AbstractExchange:
+        exchange = self._exchanges.get(event_type)
+        if exchange is None:
+            async with self._declare_lock:
+                exchange = self._exchanges.get(event_type)
+                if exchange is None:
+                    exchange = await declare_event_exchange(self.channel, event_type)
+                    self._exchanges[event_type] = exchange
+        return exchange
+
+    async def _publish(
+        self,
+        exchange: AbstractExchange,
+        message: aio_pika.Message,
+        routing_key: str,
+        event_type: str,
+    ) -> None:
+        try:
+            await exchange.publish(message, routing_key, mandatory=True, timeout=PUBLISH_TIMEOUT_S)
+        except aiormq.exceptions.PublishError as error:
+            PUBLISH_FAILURES.labels(event_type, "returned").inc()
+            raise PublishFailed(
+                f"unroutable: exchange {exchange.name!r} key {routing_key!r}", event_type
+            ) from error
+        except aiormq.exceptions.DeliveryError as error:
+            PUBLISH_FAILURES.labels(event_type, "nacked").inc()
+            raise PublishFailed(f"broker refused the message: {error}", event_type) from error
+        except (TimeoutError, aiormq.exceptions.AMQPError, ConnectionError) as error:
+            PUBLISH_FAILURES.labels(event_type, "connection").inc()
+            raise PublishFailed(f"no confirm: {error!r}", event_type) from error
+        MESSAGES_PUBLISHED.labels(event_type).inc()

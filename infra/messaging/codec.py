@@ -1,0 +1,65 @@
+"""Envelope <-> AMQP message. JSON only (no pickle on the wire), validated on the way in."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
+from pydantic import ValidationError
+
+from contracts.envelope import Envelope
+from contracts.events import EVENT_SCHEMAS, Event
+from infra.messaging.errors import InvalidMessage
+
+CONTENT_TYPE = "application/json"
+MAX_BODY_BYTES = 256 * 1024
+
+
+def encode(envelope: Envelope, headers: dict[str, Any] | None = None) -> aio_pika.Message:
+    return aio_pika.Message(
+        body=envelope.model_dump_json().encode(),
+        content_type=CONTENT_TYPE,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=str(envelope.event_id),
+        correlation_id=envelope.correlation_id,
+        type=envelope.event_type,
+        app_id=envelope.producer,
+        timestamp=envelope.occurred_at,
+        headers={"x-schema-version": envelope.schema_version, **(headers or {})},
+    )
+
+
+def decode(message: AbstractIncomingMessage) -> tuple[Envelope, Event]:
+    """Raise InvalidMessage with a reason an operator can act on."""
+    if len(message.body) > MAX_BODY_BYTES:
+        raise InvalidMessage(f"body of {len(message.body)} bytes exceeds {MAX_BODY_BYTES}")
+    try:
+        raw = json.loads(message.body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InvalidMessage(f"body is not JSON: {error}") from error
+    try:
+        envelope = Envelope.model_validate(raw)
+    except ValidationError as error:
+        raise InvalidMessage(f"invalid envelope: {_summary(error)}") from error
+    schema = EVENT_SCHEMAS.get((envelope.event_type, envelope.schema_version))
+    if schema is None:
+        raise InvalidMessage(
+            f"unknown event type or version: {envelope.event_type} v{envelope.schema_version}"
+        )
+    try:
+        event = schema.model_validate(envelope.payload)
+    except ValidationError as error:
+        raise InvalidMessage(f"invalid {envelope.event_type} payload: {_summary(error)}") from error
+    if event.order_id != envelope.correlation_id:
+        raise InvalidMessage("payload order_id does not match the envelope's correlation_id")
+    return envelope, event
+
+
+def _summary(error: ValidationError) -> str:
+    parts = [
+        f"{'.'.join(str(p) for p in item['loc']) or '<root>'}: {item['msg']}"
+        for item in error.errors()[:5]
+    ]
+    return "; ".join(parts)

@@ -1,0 +1,26 @@
+"""Failure kinds a handler can signal; the consumer turns each into an ack policy."""
+
+
+class PermanentFailure(Exception):
+    """Retrying cannot help (bad data, a broken invariant): dead-letter at once."""
+
+
+class RetryLater(Exception):
+    """Not yet possible (an event arrived before the one it depends on): retry after a delay.
+
+    Any other exception is treated the same way; this one just says so explicitly.
+    """
+
+
+class InvalidMessage(PermanentFailure):
+    """The message cannot be decoded or validated against a known schema."""
+
+
+class PublishFailed(Exception):
+    """The broker did not take a message: it was returned as unroutable, nacked, or the
+    connection failed before the confirm arrived. The message may or may not be queued."""
+
+    def __init__(self, reason: str, event_type: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.event_type = event_type

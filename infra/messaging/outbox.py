@@ -1,0 +1,218 @@
+"""Transactional outbox kept inside the aggregate documents.
+
+A state change and the events it causes are written in the same MongoDB document update, so
+they commit together without a transaction: `outbox` holds the envelopes, each with `sent_at`
+(None until the broker confirmed it), and `outbox_pending` flags the document for the sweep.
+
+The relay publishes on two paths:
+- fast: the repository hands over what it just wrote (`notify`), published at once;
+- sweep: every `poll_interval_s`, documents still flagged (a crash after the write, a broker
+  outage, a refused publish) are read back and published.
+An event is marked sent only after the broker's confirm, so a crash between write and publish
+delays it, never loses it; it may be published twice, which idempotent consumers absorb.
+Events of one aggregate are published one after the other, in the order they were written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo import UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
+
+from contracts.envelope import Envelope
+from infra.messaging.broker import Broker
+from infra.messaging.errors import PublishFailed
+from infra.observability.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_RELAYED
+from infra.settings import OutboxSettings
+
+log = logging.getLogger(__name__)
+
+Document = dict[str, Any]
+
+
+def outbox_entry(envelope: Envelope) -> Document:
+    entry = envelope.model_dump(mode="json")
+    entry["occurred_at"] = envelope.occurred_at  # a BSON date, so it can be queried by time
+    entry["sent_at"] = None
+    return entry
+
+
+def outbox_fields(envelopes: Iterable[Envelope]) -> Document:
+    """Fields of a new document that starts with `envelopes` in its outbox."""
+    entries = [outbox_entry(e) for e in envelopes]
+    return {"outbox": entries, "outbox_pending": bool(entries)}
+
+
+def outbox_append(envelopes: Iterable[Envelope]) -> Document:
+    """Update operators that append `envelopes`; merge them into the state change's update."""
+    entries = [outbox_entry(e) for e in envelopes]
+    if not entries:
+        return {}
+    return {"$push": {"outbox": {"$each": entries}}, "$set": {"outbox_pending": True}}
+
+
+@dataclass(frozen=True)
+class _Written:
+    document_id: Any
+    envelopes: tuple[Envelope, ...]
+
+
+class OutboxRelay:
+    def __init__(
+        self, broker: Broker, collection: AsyncCollection[Document], settings: OutboxSettings
+    ) -> None:
+        self._broker = broker
+        self._collection = collection
+        self._settings = settings
+        self._written: asyncio.Queue[_Written] = asyncio.Queue()
+        self._in_flight: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._collection.create_index("outbox_pending")
+        self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self._collection.name}")
+
+    def notify(self, document_id: Any, envelopes: Iterable[Envelope]) -> None:
+        """Called right after a successful write of `envelopes` into document `document_id`."""
+        written = _Written(document_id, tuple(envelopes))
+        if written.envelopes:
+            self._written.put_nowait(written)
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        """Publish what the fast path still holds (bounded), then stop; the rest waits in
+        MongoDB for the next start."""
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        pending = self._drain()
+        if pending:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._relay(pending, "fast"), timeout_s)
+
+    async def _run(self) -> None:
+        next_sweep = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            timeout = max(0.0, next_sweep - loop.time())
+            with contextlib.suppress(asyncio.TimeoutError):
+                first = await asyncio.wait_for(self._written.get(), timeout)
+                await self._guarded(self._relay([first, *self._drain()], "fast"))
+            if loop.time() >= next_sweep:
+                await self._guarded(self._sweep())
+                next_sweep = loop.time() + self._settings.poll_interval_s
+
+    async def _guarded(self, step: Any) -> None:
+        try:
+            await step
+        except Exception:  # MongoDB or broker trouble: the sweep will find the events again
+            log.exception("outbox relay step failed; retrying on the next sweep")
+
+    def _drain(self) -> list[_Written]:
+        items = []
+        while not self._written.empty():
+            items.append(self._written.get_nowait())
+        return items
+
+    async def _sweep(self) -> None:
+        now = datetime.now(UTC)
+        cutoff = now - timedelta(seconds=self._settings.grace_s)
+        cursor = self._collection.find(
+            {"outbox_pending": True}, {"outbox": 1}, limit=self._settings.batch_size
+        )
+        due: list[_Written] = []
+        backlog, oldest = 0, now
+        async for document in cursor:
+            unsent = [e for e in document.get("outbox", []) if e.get("sent_at") is None]
+            backlog += len(unsent)
+            oldest = min([oldest, *(e["occurred_at"] for e in unsent)])
+            ready = [
+                _envelope(e)
+                for e in unsent
+                if e["occurred_at"] <= cutoff and e["event_id"] not in self._in_flight
+            ]
+            if ready:
+                due.append(_Written(document["_id"], tuple(ready)))
+        OUTBOX_BACKLOG.set(backlog)
+        OUTBOX_OLDEST_AGE.set((now - oldest).total_seconds())
+        if due:
+            await self._relay(due, "sweep")
+
+    async def _relay(self, written: list[_Written], path: str) -> None:
+        by_document: dict[Any, list[Envelope]] = {}
+        for item in written:
+            by_document.setdefault(item.document_id, []).extend(item.envelopes)
+        results = await asyncio.gather(
+            *(self._publish_in_order(envelopes) for envelopes in by_document.values())
+        )
+        sent = {
+            document_id: ids for document_id, ids in zip(by_document, results, strict=True) if ids
+        }
+        if sent:
+            await self._mark_sent(sent)
+            OUTBOX_RELAYED.labels(path).inc(sum(len(ids) for ids in sent.values()))
+
+    async def _publish_in_order(self, envelopes: list[Envelope]) -> list[str]:
+        """Publish one aggregate's events in order; stop at the first failure so none
+        overtakes an earlier one. Returns the ids the broker confirmed."""
+        confirmed: list[str] = []
+        ids = [str(e.event_id) for e in envelopes]
+        self._in_flight.update(ids)
+        try:
+            for envelope in envelopes:
+                try:
+                    await self._broker.publish(envelope)
+                except PublishFailed as error:
+                    log.warning("outbox publish of %s failed: %s", envelope.event_id, error)
+                    break
+                confirmed.append(str(envelope.event_id))
+        finally:
+            self._in_flight.difference_update(ids)
+        return confirmed
+
+    async def _mark_sent(self, sent: Mapping[Any, list[str]]) -> None:
+        now = datetime.now(UTC)
+        operations: list[UpdateOne] = []
+        for document_id, event_ids in sent.items():
+            operations.append(
+                UpdateOne(
+                    {"_id": document_id},
+                    {"$set": {"outbox.$[e].sent_at": now}},
+                    array_filters=[{"e.event_id": {"$in": event_ids}}],
+                )
+            )
+            # Clears the flag only if nothing unsent is left, even if an append raced us.
+            operations.append(
+                UpdateOne(
+                    {"_id": document_id, "outbox.sent_at": {"$ne": None}},
+                    {"$set": {"outbox_pending": False}},
+                )
+            )
+        await self._collection.bulk_write(operations, ordered=True)
+
+
+def _envelope(entry: Document) -> Envelope:
+    fields = {k: v for k, v in entry.items() if k != "sent_at"}
+    return Envelope.model_validate(fields)
+
+
+def wrap_events(events: Iterable[Any], producer: str, causation_id: str | None) -> list[Envelope]:
+    """Envelopes for the events an aggregate recorded while handling one command or event."""
+    return [Envelope.wrap(e, producer=producer, causation_id=causation_id) for e in events]
+
+
+def merge_updates(*updates: Document) -> Document:
+    """Merge MongoDB update documents operator by operator ($set with $set, ...)."""
+    merged: Document = {}
+    for update in updates:
+        for operator, fields in update.items():
+            merged.setdefault(operator, {}).update(fields)
+    return merged

@@ -1,0 +1,58 @@
+"""Prometheus metrics of the shared runtime. One process is one service, so the default
+registry is the service's registry; label values are bounded (event types, queue names, outcomes).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+MESSAGES_PUBLISHED = Counter(
+    "messages_published_total",
+    "Messages the broker confirmed, by event type.",
+    ["event_type"],
+)
+PUBLISH_FAILURES = Counter(
+    "messages_publish_failures_total",
+    "Publishes the broker returned (unroutable), nacked, or that failed on the connection.",
+    ["event_type", "reason"],
+)
+MESSAGES_CONSUMED = Counter(
+    "messages_consumed_total",
+    "Deliveries handled, by queue, event type and outcome (acked, retried, dead_lettered).",
+    ["queue", "event_type", "outcome"],
+)
+HANDLER_DURATION = Histogram(
+    "message_handler_duration_seconds",
+    "Time from delivery to ack, by queue.",
+    ["queue"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+CONSUMER_IN_FLIGHT = Gauge(
+    "consumer_in_flight_messages",
+    "Deliveries being handled right now, by queue.",
+    ["queue"],
+)
+OUTBOX_BACKLOG = Gauge(
+    "outbox_backlog_events",
+    "Events stored in the outbox and not yet confirmed by the broker (at the last sweep).",
+)
+OUTBOX_OLDEST_AGE = Gauge(
+    "outbox_oldest_event_age_seconds",
+    "Age of the oldest unpublished outbox event at the last sweep (0 when empty).",
+)
+OUTBOX_RELAYED = Counter(
+    "outbox_events_relayed_total",
+    "Outbox events published and marked sent, by path (fast: right after the write; sweep).",
+    ["path"],
+)
+HTTP_REQUESTS = Counter(
+    "http_requests_total",
+    "HTTP requests by route template, method and status code.",
+    ["route", "method", "status"],
+)
+HTTP_DURATION = Histogram(
+    "http_request_duration_seconds",
+    "HTTP request latency by route template and method.",
+    ["route", "method"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)

@@ -1,0 +1,101 @@
+"""The clients one service process holds, opened and closed in order.
+
+Opening waits (bounded) for the servers, so a service started alongside its broker or database
+comes up when they do instead of crash-looping. Closing stops consuming first, lets in-flight
+handlers finish, flushes the outbox relay, then closes the connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from redis.asyncio import Redis
+
+from contracts.events import Event
+from infra.messaging.broker import Broker
+from infra.messaging.consumer import Consumer, Handler
+from infra.messaging.outbox import OutboxRelay
+from infra.persistence.mongo import Document, create_mongo_client, mongo_ping
+from infra.persistence.redis import create_redis, redis_ping
+from infra.settings import RuntimeSettings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+STARTUP_WAIT_S = 60.0
+
+
+@dataclass
+class Runtime:
+    settings: RuntimeSettings
+    broker: Broker
+    mongo: AsyncMongoClient[Document]
+    redis: Redis
+    consumer: Consumer
+    relay: OutboxRelay | None = None
+    queues: list[str] = field(default_factory=list)
+
+    @property
+    def db(self) -> AsyncDatabase[Document]:
+        return self.mongo[self.settings.mongo.database]
+
+    async def consume(self, event_type: type[Event], handler: Handler) -> None:
+        self.queues.append(await self.consumer.subscribe(event_type, handler))
+
+    async def readiness(self) -> dict[str, bool]:
+        mongo_ok, redis_ok = await asyncio.gather(mongo_ping(self.mongo), redis_ping(self.redis))
+        return {"broker": self.broker.is_connected, "mongodb": mongo_ok, "redis": redis_ok}
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: RuntimeSettings, outbox_collection: str | None = None
+) -> AsyncIterator[Runtime]:
+    mongo = create_mongo_client(settings.mongo, settings.service)
+    redis = create_redis(settings.redis)
+    broker = Broker(settings.amqp.url, settings.service)
+    try:
+        await _wait_for("MongoDB", lambda: _require(mongo_ping(mongo)))
+        await _wait_for("Redis", lambda: _require(redis_ping(redis)))
+        await _wait_for("RabbitMQ", broker.connect)
+        runtime = Runtime(
+            settings, broker, mongo, redis, Consumer(broker, settings.service, settings.amqp)
+        )
+        if outbox_collection is not None:
+            runtime.relay = OutboxRelay(broker, runtime.db[outbox_collection], settings.outbox)
+            await runtime.relay.start()
+        yield runtime
+        await runtime.consumer.stop()
+        if runtime.relay is not None:
+            await runtime.relay.stop()
+    finally:
+        await broker.close()
+        await redis.aclose()
+        await mongo.close()
+
+
+async def _require(check: Awaitable[bool]) -> None:
+    if not await check:
+        raise ConnectionError("not reachable")
+
+
+async def _wait_for(what: str, attempt: Callable[[], Awaitable[Any]]) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STARTUP_WAIT_S
+    delay = 0.25
+    while True:
+        try:
+            await attempt()
+            return
+        except Exception as error:
+            if loop.time() + delay > deadline:
+                raise ConnectionError(f"{what} unreachable after {STARTUP_WAIT_S:.0f} s") from error
+            log.warning("waiting for %s: %s", what, error)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

@@ -1,0 +1,25 @@
+"""Runs one service process: logging, then uvicorn serving the app.
+
+uvicorn owns SIGINT/SIGTERM: it stops accepting requests, finishes the ones in flight, then
+runs the app's lifespan exit, which stops the consumers and flushes the outbox (infra.runtime).
+"""
+
+from __future__ import annotations
+
+import uvicorn
+from fastapi import FastAPI
+
+from infra.observability.logging import configure_logging
+from infra.settings import RuntimeSettings
+
+
+def serve(app: FastAPI, settings: RuntimeSettings) -> None:
+    configure_logging(settings.service, settings.log_level)
+    uvicorn.run(
+        app,
+        host=settings.http.host,
+        port=settings.http.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )

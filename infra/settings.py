@@ -1,0 +1,98 @@
+"""Settings read from the environment, one model per backing service.
+
+Built in each service's composition root, never at import time, so tests and tools can set the
+environment first. Defaults are for local development; outside it, unsafe defaults are refused.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Environment = Literal["development", "test", "production"]
+
+
+class AmqpSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AMQP_")
+
+    url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    prefetch: int = Field(default=32, ge=1, le=1000)
+    # Delay tiers for retries, in milliseconds; after the last one a message is dead-lettered.
+    retry_delays_ms: list[int] = Field(default=[1_000, 5_000, 30_000, 120_000], min_length=0)
+    # Quorum queues dead-letter a message redelivered more often than this (a poison message
+    # that kills its consumer before it can ack), which ends a crash loop.
+    delivery_limit: int = Field(default=10, ge=1)
+
+
+class MongoSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MONGO_")
+
+    url: str = "mongodb://127.0.0.1:27017/?directConnection=true"
+    database: str = ""
+    timeout_ms: int = Field(default=5_000, ge=100)
+
+
+class RedisSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REDIS_")
+
+    url: str = "redis://127.0.0.1:6379/0"
+    timeout_s: float = Field(default=1.0, gt=0)
+
+
+class HttpSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HTTP_")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535)
+
+
+class OutboxSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OUTBOX_")
+
+    # How often the relay sweeps MongoDB for events no fast path published (after a crash or
+    # a broker outage), and how old such an event must be before the sweep takes it.
+    poll_interval_s: float = Field(default=1.0, gt=0)
+    grace_s: float = Field(default=2.0, ge=0)
+    batch_size: int = Field(default=200, ge=1)
+
+
+class RuntimeSettings(BaseModel):
+    """Everything the shared runtime needs for one service process."""
+
+    service: str
+    environment: Environment
+    amqp: AmqpSettings
+    mongo: MongoSettings
+    redis: RedisSettings
+    http: HttpSettings
+    outbox: OutboxSettings
+    log_level: str
+
+    @classmethod
+    def from_env(cls, service: str, *, default_port: int, default_database: str) -> RuntimeSettings:
+        env = _EnvSettings()
+        mongo = MongoSettings()
+        http = HttpSettings()
+        return cls(
+            service=service,
+            environment=env.environment,
+            amqp=AmqpSettings(),
+            mongo=mongo.model_copy(update={"database": mongo.database or default_database}),
+            redis=RedisSettings(),
+            http=http.model_copy(update={"port": http.port or default_port}),
+            outbox=OutboxSettings(),
+            log_level=env.log_level,
+        )
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_defaults(self) -> RuntimeSettings:
+        if self.environment == "production" and "guest:guest@" in self.amqp.url:
+            raise ValueError("AMQP_URL uses the guest account; set a real user in production")
+        return self
+
+
+class _EnvSettings(BaseSettings):
+    environment: Environment = "development"
+    log_level: str = "INFO"

@@ -1,0 +1,91 @@
+"""Stock reservations: all lines of an order or none, priced from the catalog.
+
+The decision is pure; the store applies it atomically (one MongoDB transaction with guarded
+decrements), so two orders racing for the last unit cannot both get it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from contracts.events import (
+    Event,
+    OrderPlaced,
+    PricedLine,
+    StockReservationFailed,
+    StockReserved,
+)
+
+
+@dataclass(frozen=True)
+class StockItem:
+    sku: str
+    name: str
+    price_cents: int
+    available: int
+    version: int = 0
+
+
+class ReservationStatus(StrEnum):
+    RESERVED = "RESERVED"
+    FAILED = "FAILED"
+    RELEASED = "RELEASED"
+
+
+@dataclass
+class Reservation:
+    order_id: str
+    status: ReservationStatus
+    lines: list[PricedLine]
+    total_cents: int
+    reason: str | None = None
+    events: list[Event] = field(default_factory=list)
+
+    @classmethod
+    def decide(cls, order: OrderPlaced, stock: Mapping[str, StockItem]) -> Reservation:
+        priced: list[PricedLine] = []
+        for line in order.lines:
+            item = stock.get(line.sku)
+            if item is None:
+                return cls._failed(order, f"unknown SKU {line.sku}", line.sku)
+            if item.available < line.quantity:
+                return cls._failed(
+                    order,
+                    f"insufficient stock for {line.sku}: "
+                    f"requested {line.quantity}, available {item.available}",
+                    line.sku,
+                )
+            priced.append(
+                PricedLine(sku=line.sku, quantity=line.quantity, unit_price_cents=item.price_cents)
+            )
+        total = sum(p.quantity * p.unit_price_cents for p in priced)
+        reservation = cls(order.order_id, ReservationStatus.RESERVED, priced, total)
+        reservation.events.append(
+            StockReserved(
+                order_id=order.order_id,
+                customer_id=order.customer_id,
+                lines=priced,
+                total_cents=total,
+                payment_method=order.payment_method,
+            )
+        )
+        return reservation
+
+    @classmethod
+    def _failed(cls, order: OrderPlaced, reason: str, sku: str) -> Reservation:
+        reservation = cls(order.order_id, ReservationStatus.FAILED, [], 0, reason)
+        reservation.events.append(
+            StockReservationFailed(order_id=order.order_id, reason=reason, sku=sku)
+        )
+        return reservation
+
+    def release(self, reason: str) -> list[PricedLine]:
+        """Give the reserved stock back (payment failed). Returns the lines to restock; none
+        if there is nothing to give back (never reserved, or released already)."""
+        if self.status is not ReservationStatus.RESERVED:
+            return []
+        self.status = ReservationStatus.RELEASED
+        self.reason = reason
+        return list(self.lines)

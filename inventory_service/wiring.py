@@ -1,0 +1,14 @@
+"""What the inventory service's entrypoints are handed, built once in main."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from inventory_service.adapters.cache import RedisStockCache
+from inventory_service.adapters.store import MongoInventoryStore
+
+
+@dataclass(frozen=True)
+class InventoryDeps:
+    store: MongoInventoryStore
+    cache: RedisStockCache

@@ -1,0 +1,1 @@
+"""Notification service: tells customers how their order ended."""

@@ -1,0 +1,165 @@
+"""The Order aggregate: a state machine that records the events its transitions cause.
+
+PENDING -> RESERVED -> PAID -> CONFIRMED, or PENDING -> REJECTED (no stock), or
+RESERVED -> CANCELLED (payment failed). Events for an order arrive on different queues, so one
+may arrive before the one it depends on (TooEarly: retry later) or again after it was applied
+(ignored: the method returns False and nothing changes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from contracts.events import (
+    Event,
+    OrderCancelled,
+    OrderConfirmed,
+    OrderLine,
+    OrderPlaced,
+    OrderRejected,
+    PricedLine,
+)
+
+
+class OrderStatus(StrEnum):
+    PENDING = "PENDING"
+    RESERVED = "RESERVED"
+    PAID = "PAID"
+    CONFIRMED = "CONFIRMED"
+    REJECTED = "REJECTED"
+    CANCELLED = "CANCELLED"
+
+
+TERMINAL = frozenset({OrderStatus.CONFIRMED, OrderStatus.REJECTED, OrderStatus.CANCELLED})
+ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {
+    OrderStatus.PENDING: frozenset({OrderStatus.RESERVED, OrderStatus.REJECTED}),
+    OrderStatus.RESERVED: frozenset({OrderStatus.PAID, OrderStatus.CANCELLED}),
+    OrderStatus.PAID: frozenset({OrderStatus.CONFIRMED}),
+    OrderStatus.CONFIRMED: frozenset(),
+    OrderStatus.REJECTED: frozenset(),
+    OrderStatus.CANCELLED: frozenset(),
+}
+
+
+class TooEarly(Exception):
+    """The event depends on one this order has not seen yet."""
+
+
+class IllegalTransition(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    status: OrderStatus
+    at: datetime
+    reason: str | None = None
+    event_id: str | None = None
+
+
+@dataclass
+class Order:
+    order_id: str
+    customer_id: str
+    lines: list[OrderLine]
+    payment_method: str
+    status: OrderStatus
+    created_at: datetime
+    history: list[HistoryEntry]
+    priced_lines: list[PricedLine] | None = None
+    total_cents: int | None = None
+    version: int = 0
+    events: list[Event] = field(default_factory=list)
+
+    @classmethod
+    def place(
+        cls,
+        order_id: str,
+        customer_id: str,
+        lines: list[OrderLine],
+        payment_method: str,
+        now: datetime,
+    ) -> Order:
+        order = cls(
+            order_id=order_id,
+            customer_id=customer_id,
+            lines=_merge_lines(lines),
+            payment_method=payment_method,
+            status=OrderStatus.PENDING,
+            created_at=now,
+            history=[HistoryEntry(OrderStatus.PENDING, now)],
+        )
+        order.events.append(
+            OrderPlaced(
+                order_id=order_id,
+                customer_id=customer_id,
+                lines=order.lines,
+                payment_method=payment_method,
+            )
+        )
+        return order
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def stock_reserved(
+        self, lines: list[PricedLine], total_cents: int, now: datetime, event_id: str
+    ) -> bool:
+        if self.status is not OrderStatus.PENDING:
+            return False
+        self.priced_lines, self.total_cents = list(lines), total_cents
+        self._move(OrderStatus.RESERVED, now, None, event_id)
+        return True
+
+    def stock_reservation_failed(self, reason: str, now: datetime, event_id: str) -> bool:
+        if self.status is not OrderStatus.PENDING:
+            return False
+        self._move(OrderStatus.REJECTED, now, reason, event_id)
+        self.events.append(
+            OrderRejected(order_id=self.order_id, customer_id=self.customer_id, reason=reason)
+        )
+        return True
+
+    def payment_succeeded(self, now: datetime, event_id: str) -> bool:
+        if self.status is OrderStatus.PENDING:
+            raise TooEarly("payment result before stock reservation")
+        if self.status is not OrderStatus.RESERVED:
+            return False
+        self._move(OrderStatus.PAID, now, None, event_id)
+        self._move(OrderStatus.CONFIRMED, now, None, event_id)
+        self.events.append(
+            OrderConfirmed(
+                order_id=self.order_id,
+                customer_id=self.customer_id,
+                total_cents=self.total_cents or 0,
+            )
+        )
+        return True
+
+    def payment_failed(self, reason: str, now: datetime, event_id: str) -> bool:
+        if self.status is OrderStatus.PENDING:
+            raise TooEarly("payment result before stock reservation")
+        if self.status is not OrderStatus.RESERVED:
+            return False
+        self._move(OrderStatus.CANCELLED, now, reason, event_id)
+        self.events.append(
+            OrderCancelled(order_id=self.order_id, customer_id=self.customer_id, reason=reason)
+        )
+        return True
+
+    def _move(self, to: OrderStatus, now: datetime, reason: str | None, event_id: str) -> None:
+        if to not in ALLOWED[self.status]:
+            raise IllegalTransition(f"{self.status} -> {to}")
+        self.status = to
+        self.history.append(HistoryEntry(to, now, reason, event_id))
+
+
+def _merge_lines(lines: list[OrderLine]) -> list[OrderLine]:
+    """One line per SKU: two lines of the same SKU are one reservation."""
+    quantities: dict[str, int] = {}
+    for line in lines:
+        quantities[line.sku] = quantities.get(line.sku, 0) + line.quantity
+    return [OrderLine(sku=sku, quantity=qty) for sku, qty in quantities.items()]

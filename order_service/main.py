@@ -1,0 +1,63 @@
+"""Composition root of the order service: settings -> clients -> adapters -> app + consumers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+
+from fastapi import FastAPI
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contracts.events import PaymentFailed, PaymentSucceeded, StockReservationFailed, StockReserved
+from contracts.topology import ORDER
+from infra.http import create_http_app
+from infra.runtime import open_runtime
+from infra.service import serve
+from infra.settings import RuntimeSettings
+from order_service import handlers
+from order_service.adapters.customers import MongoCustomerStore
+from order_service.adapters.repository import MongoOrderRepository
+from order_service.adapters.sessions import RedisSessionStore
+from order_service.api import router
+from order_service.wiring import OrderServiceDeps
+
+
+class OrderSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ORDER_")
+    session_ttl_s: int = Field(default=3600, ge=60)
+
+
+def create_app(runtime_settings: RuntimeSettings, settings: OrderSettings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_runtime(runtime_settings, outbox_collection="orders") as runtime:
+            assert runtime.relay is not None
+            orders = MongoOrderRepository(runtime.db["orders"], runtime.relay, ORDER)
+            customers = MongoCustomerStore(runtime.db["customers"])
+            await orders.create_indexes()
+            await customers.create_indexes()
+            app.state.deps = OrderServiceDeps(
+                orders, customers, RedisSessionStore(runtime.redis, settings.session_ttl_s)
+            )
+            await runtime.consume(StockReserved, partial(handlers.on_stock_reserved, orders=orders))
+            await runtime.consume(
+                StockReservationFailed,
+                partial(handlers.on_stock_reservation_failed, orders=orders),
+            )
+            await runtime.consume(
+                PaymentSucceeded, partial(handlers.on_payment_succeeded, orders=orders)
+            )
+            await runtime.consume(PaymentFailed, partial(handlers.on_payment_failed, orders=orders))
+            app.state.runtime = runtime
+            yield
+
+    app = create_http_app(ORDER, lifespan, "Customers, sessions and orders.")
+    app.include_router(router)
+    return app
+
+
+def run() -> None:
+    runtime_settings = RuntimeSettings.from_env(ORDER, default_port=8000, default_database="orders")
+    serve(create_app(runtime_settings, OrderSettings()), runtime_settings)

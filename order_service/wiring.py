@@ -1,0 +1,16 @@
+"""What the order service's entrypoints are handed: its adapters, built once in main."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from order_service.adapters.customers import MongoCustomerStore
+from order_service.adapters.repository import MongoOrderRepository
+from order_service.adapters.sessions import RedisSessionStore
+
+
+@dataclass(frozen=True)
+class OrderServiceDeps:
+    orders: MongoOrderRepository
+    customers: MongoCustomerStore
+    sessions: RedisSessionStore

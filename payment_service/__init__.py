@@ -1,0 +1,1 @@
+"""Payment service: charges reserved orders through a payment gateway."""

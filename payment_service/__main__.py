@@ -1,0 +1,3 @@
+from payment_service.main import run
+
+run()

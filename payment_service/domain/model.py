@@ -1,0 +1,82 @@
+"""A payment is settled once per order from the gateway's answer; a decline is a business
+outcome (PaymentFailed), not an error."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from contracts.events import Event, PaymentFailed, PaymentSucceeded, StockReserved
+
+
+class GatewayUnavailable(Exception):
+    """The gateway could not answer (timeout, 5xx): the charge may be retried with the same
+    idempotency key."""
+
+
+@dataclass(frozen=True)
+class ChargeResult:
+    approved: bool
+    reference: str | None = None
+    decline_reason: str | None = None
+
+
+class PaymentStatus(StrEnum):
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+def idempotency_key(order_id: str) -> str:
+    """One charge per order, however often the request is retried or redelivered."""
+    return f"order-{order_id}"
+
+
+@dataclass
+class Payment:
+    order_id: str
+    amount_cents: int
+    currency: str
+    status: PaymentStatus
+    gateway_reference: str | None
+    reason: str | None
+    events: list[Event] = field(default_factory=list)
+
+    @classmethod
+    def settle(cls, reserved: StockReserved, result: ChargeResult) -> Payment:
+        if result.approved:
+            payment = cls(
+                reserved.order_id,
+                reserved.total_cents,
+                reserved.currency,
+                PaymentStatus.SUCCEEDED,
+                result.reference,
+                None,
+            )
+            payment.events.append(
+                PaymentSucceeded(
+                    order_id=reserved.order_id,
+                    amount_cents=reserved.total_cents,
+                    currency=reserved.currency,
+                    payment_id=idempotency_key(reserved.order_id),
+                    gateway_reference=result.reference or "",
+                )
+            )
+            return payment
+        reason = result.decline_reason or "declined"
+        payment = cls(
+            reserved.order_id,
+            reserved.total_cents,
+            reserved.currency,
+            PaymentStatus.FAILED,
+            None,
+            reason,
+        )
+        payment.events.append(
+            PaymentFailed(
+                order_id=reserved.order_id,
+                amount_cents=reserved.total_cents,
+                currency=reserved.currency,
+                reason=reason,
+            )
+        )
+        return payment
