@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 
 from contracts.envelope import Envelope
@@ -31,12 +30,12 @@ def encode(envelope: Envelope, headers: dict[str, Any] | None = None) -> aio_pik
     )
 
 
-def decode(message: AbstractIncomingMessage) -> tuple[Envelope, Event]:
+def decode(body: bytes) -> tuple[Envelope, Event]:
     """Raise InvalidMessage with a reason an operator can act on."""
-    if len(message.body) > MAX_BODY_BYTES:
-        raise InvalidMessage(f"body of {len(message.body)} bytes exceeds {MAX_BODY_BYTES}")
+    if len(body) > MAX_BODY_BYTES:
+        raise InvalidMessage(f"body of {len(body)} bytes exceeds {MAX_BODY_BYTES}")
     try:
-        raw = json.loads(message.body)
+        raw = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InvalidMessage(f"body is not JSON: {error}") from error
     try:

@@ -25,7 +25,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
 from contracts.envelope import Envelope
 from contracts.events import Event
-from contracts.topology import DEAD_LETTER_EXCHANGE, queue_name, retry_queue_name
+from contracts.topology import DEAD_LETTER_EXCHANGE, retry_queue_name
 from infra.messaging import codec
 from infra.messaging.broker import Broker
 from infra.messaging.errors import PermanentFailure, PublishFailed
@@ -98,7 +98,7 @@ class Consumer:
     async def _apply(self, queue: str, handler: Handler, message: AbstractIncomingMessage) -> str:
         attempt = _int_header(message, ATTEMPT_HEADER, default=1)
         try:
-            envelope, event = codec.decode(message)
+            envelope, event = codec.decode(message.body)
             await handler(envelope, event)
             return "acked"
         except PermanentFailure as error:
@@ -204,7 +204,3 @@ async def _nack_quietly(message: AbstractIncomingMessage) -> None:
         await message.nack(requeue=True)
     except Exception:  # channel gone: the broker requeues unacked deliveries by itself
         log.debug("nack failed", exc_info=True)
-
-
-def subscription_queue(service: str, event_type: type[Event]) -> str:
-    return queue_name(service, event_type.event_type)

@@ -1,0 +1,123 @@
+"""In-memory fakes of the adapters' interfaces, for driving the real handlers without I/O."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from contracts.events import Event
+from inventory_service.domain.model import Reservation, ReservationStatus, StockItem
+from inventory_service.handlers import AlreadyRecorded
+from notification_service.domain.model import Notification
+from order_service.domain.model import Order
+from payment_service.domain.model import ChargeResult, GatewayUnavailable, Payment
+
+T = TypeVar("T")
+
+
+class FakeOrderRepository:
+    def __init__(self) -> None:
+        self.orders: dict[str, Order] = {}
+        self.published: list[Event] = []
+
+    async def get(self, order_id: str) -> Order | None:
+        order = self.orders.get(order_id)
+        return None if order is None else copy.deepcopy(order)
+
+    async def save(self, order: Order, caused_by: str | None = None) -> None:
+        self.published.extend(order.events)
+        order.events.clear()
+        order.version += 1
+        self.orders[order.order_id] = copy.deepcopy(order)
+
+
+class FakeInventory:
+    """Applies a transaction's work to copies and keeps them only if it completes."""
+
+    def __init__(self, stock: dict[str, StockItem]) -> None:
+        self.stock = stock
+        self.reservations: dict[str, Reservation] = {}
+        self.published: list[Event] = []
+
+    async def transaction(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        tx = _FakeTransaction(dict(self.stock), dict(self.reservations))
+        result = await work(tx)
+        self.stock, self.reservations = tx.stock, tx.reservations
+        self.published.extend(tx.published)
+        return result
+
+
+class _FakeTransaction:
+    def __init__(self, stock: dict[str, StockItem], reservations: dict[str, Reservation]) -> None:
+        self.stock = stock
+        self.reservations = reservations
+        self.published: list[Event] = []
+
+    async def stock_items(self, skus: list[str]) -> dict[str, StockItem]:
+        return {sku: self.stock[sku] for sku in skus if sku in self.stock}
+
+    async def reservation(self, order_id: str) -> Reservation | None:
+        return copy.deepcopy(self.reservations.get(order_id))
+
+    async def adjust_stock(self, sku: str, delta: int) -> None:
+        item = self.stock[sku]
+        assert item.available + delta >= 0, "oversold"
+        self.stock[sku] = StockItem(
+            sku, item.name, item.price_cents, item.available + delta, item.version + 1
+        )
+
+    async def add_reservation(self, reservation: Reservation, caused_by: str) -> None:
+        if reservation.order_id in self.reservations:
+            raise AlreadyRecorded(reservation.order_id)
+        self.published.extend(reservation.events)
+        self.reservations[reservation.order_id] = copy.deepcopy(reservation)
+
+    async def save_reservation(self, reservation: Reservation, was: ReservationStatus) -> None:
+        assert self.reservations[reservation.order_id].status is was
+        self.reservations[reservation.order_id] = copy.deepcopy(reservation)
+
+
+class FakeGateway:
+    def __init__(self, failures_before_answer: int = 0, approve: bool = True) -> None:
+        self.failures_left = failures_before_answer
+        self.approve = approve
+        self.captures: dict[str, int] = {}
+
+    async def charge(
+        self, key: str, amount_cents: int, currency: str, payment_method: str
+    ) -> ChargeResult:
+        if self.failures_left > 0:
+            self.failures_left -= 1
+            raise GatewayUnavailable("simulated")
+        if self.approve:
+            self.captures[key] = amount_cents
+            return ChargeResult(approved=True, reference=f"ch-{key}")
+        return ChargeResult(approved=False, decline_reason="card declined")
+
+
+class FakePayments:
+    def __init__(self) -> None:
+        self.payments: dict[str, Payment] = {}
+
+    async def add(self, payment: Payment, caused_by: str) -> bool:
+        if payment.order_id in self.payments:
+            return False
+        self.payments[payment.order_id] = payment
+        return True
+
+
+class FakeNotifications:
+    def __init__(self) -> None:
+        self.records: dict[str, Notification] = {}
+        self.sent: list[Notification] = []
+        self.name = "fake"
+
+    async def add(self, notification: Notification) -> bool:
+        if notification.key in self.records:
+            return False
+        self.records[notification.key] = notification
+        return True
+
+    async def send(self, notification: Notification) -> None:
+        self.sent.append(notification)

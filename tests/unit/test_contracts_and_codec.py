@@ -1,0 +1,92 @@
+import json
+import uuid
+
+import pytest
+
+from contracts.envelope import Envelope
+from contracts.events import ALL_EVENTS, EVENT_SCHEMAS, OrderLine, OrderPlaced
+from contracts.topology import (
+    PUBLICATIONS,
+    SUBSCRIPTIONS,
+    dead_letter_queue_name,
+    exchange_name,
+    queue_name,
+    retry_queue_name,
+)
+from infra.messaging.codec import MAX_BODY_BYTES, decode
+from infra.messaging.errors import InvalidMessage
+
+pytestmark = pytest.mark.unit
+
+PLACED = OrderPlaced(
+    order_id="o-1",
+    customer_id="c-1",
+    lines=[OrderLine(sku="SKU-1", quantity=1)],
+    payment_method="tok_ok",
+)
+
+
+def body(envelope: Envelope) -> bytes:
+    return envelope.model_dump_json().encode()
+
+
+def test_envelope_round_trips_through_the_codec() -> None:
+    envelope = Envelope.wrap(PLACED, producer="order", causation_id="cause-1")
+    decoded, event = decode(body(envelope))
+    assert decoded == envelope
+    assert event == PLACED
+    assert decoded.correlation_id == "o-1"
+    assert decoded.causation_id == "cause-1"
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"\xff\xfe not json", "not JSON"),
+        (b"{}", "invalid envelope"),
+        (b"x" * (MAX_BODY_BYTES + 1), "exceeds"),
+    ],
+)
+def test_undecodable_bodies_are_invalid_with_a_reason(raw: bytes, reason: str) -> None:
+    with pytest.raises(InvalidMessage, match=reason):
+        decode(raw)
+
+
+def test_unknown_type_or_version_is_invalid() -> None:
+    envelope = Envelope.wrap(PLACED, producer="order")
+    unknown = envelope.model_copy(update={"event_type": "OrderTeleported"})
+    future = envelope.model_copy(update={"schema_version": 99})
+    with pytest.raises(InvalidMessage, match="unknown event type"):
+        decode(body(unknown))
+    with pytest.raises(InvalidMessage, match="v99"):
+        decode(body(future))
+
+
+def test_payload_is_validated_against_its_schema() -> None:
+    raw = json.loads(body(Envelope.wrap(PLACED, producer="order")))
+    raw["payload"]["lines"] = [{"sku": "SKU-1", "quantity": 0}]
+    with pytest.raises(InvalidMessage, match="invalid OrderPlaced payload"):
+        decode(json.dumps(raw).encode())
+
+
+def test_payload_must_belong_to_the_correlated_order() -> None:
+    raw = json.loads(body(Envelope.wrap(PLACED, producer="order")))
+    raw["correlation_id"] = "another-order"
+    raw["event_id"] = str(uuid.uuid4())
+    with pytest.raises(InvalidMessage, match="correlation_id"):
+        decode(json.dumps(raw).encode())
+
+
+def test_topology_names() -> None:
+    assert exchange_name("OrderPlaced") == "events.order-placed"
+    assert queue_name("inventory", "OrderPlaced") == "inventory.order-placed"
+    assert dead_letter_queue_name("inventory.order-placed") == "inventory.order-placed.dlq"
+    assert retry_queue_name("payment.stock-reserved", 1000) == "payment.stock-reserved.retry.1000ms"
+
+
+def test_every_event_has_a_schema_a_producer_and_a_consumer() -> None:
+    assert set(EVENT_SCHEMAS.values()) == set(ALL_EVENTS)
+    published = {e for events in PUBLICATIONS.values() for e in events}
+    consumed = {e for events in SUBSCRIPTIONS.values() for e in events}
+    assert published == set(ALL_EVENTS)
+    assert consumed == set(ALL_EVENTS)

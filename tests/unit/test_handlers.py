@@ -1,0 +1,134 @@
+"""The real handlers driven through fakes of their adapters: no I/O."""
+
+import pytest
+
+from contracts.envelope import Envelope
+from contracts.events import (
+    Event,
+    OrderConfirmed,
+    OrderLine,
+    OrderPlaced,
+    PaymentFailed,
+    PaymentSucceeded,
+    PricedLine,
+    StockReserved,
+)
+from infra.messaging.errors import RetryLater
+from inventory_service import handlers as inventory
+from inventory_service.domain.model import ReservationStatus, StockItem
+from notification_service import handlers as notification
+from order_service import handlers as orders
+from order_service.domain.model import OrderStatus, TooEarly
+from payment_service import handlers as payment
+from payment_service.domain.model import PaymentStatus
+from tests.unit.fakes import (
+    FakeGateway,
+    FakeInventory,
+    FakeNotifications,
+    FakeOrderRepository,
+    FakePayments,
+)
+
+pytestmark = pytest.mark.unit
+
+
+def env(event: Event) -> Envelope:
+    return Envelope.wrap(event, producer="test")
+
+
+def placed(order_id: str = "o-1", quantity: int = 2) -> OrderPlaced:
+    return OrderPlaced(
+        order_id=order_id,
+        customer_id="c-1",
+        lines=[OrderLine(sku="SKU-1", quantity=quantity)],
+        payment_method="tok_ok",
+    )
+
+
+def reserved(order_id: str) -> StockReserved:
+    return StockReserved(
+        order_id=order_id,
+        customer_id="c-1",
+        lines=[PricedLine(sku="SKU-1", quantity=2, unit_price_cents=100)],
+        total_cents=200,
+        payment_method="tok_ok",
+    )
+
+
+async def test_order_handlers_walk_an_order_to_confirmed_once() -> None:
+    repo = FakeOrderRepository()
+    order = await orders.place_order(repo, "c-1", [OrderLine(sku="SKU-1", quantity=2)], "tok_ok")
+    reservation = reserved(order.order_id)
+    success = PaymentSucceeded(
+        order_id=order.order_id, amount_cents=200, payment_id="p", gateway_reference="ch"
+    )
+    await orders.on_stock_reserved(env(reservation), reservation, repo)
+    await orders.on_payment_succeeded(env(success), success, repo)
+    await orders.on_payment_succeeded(env(success), success, repo)  # redelivered
+    assert repo.orders[order.order_id].status is OrderStatus.CONFIRMED
+    assert [type(e) for e in repo.published] == [OrderPlaced, OrderConfirmed]
+
+
+async def test_payment_before_reservation_is_retried_later() -> None:
+    repo = FakeOrderRepository()
+    order = await orders.place_order(repo, "c-1", [OrderLine(sku="SKU-1", quantity=1)], "tok_ok")
+    failed = PaymentFailed(order_id=order.order_id, amount_cents=1, reason="declined")
+    with pytest.raises(TooEarly):
+        await orders.on_payment_failed(env(failed), failed, repo)
+    assert repo.orders[order.order_id].status is OrderStatus.PENDING
+
+
+async def test_event_for_an_unknown_order_is_retried() -> None:
+    event = reserved("nope")
+    with pytest.raises(RetryLater):
+        await orders.on_stock_reserved(env(event), event, FakeOrderRepository())
+
+
+async def test_inventory_reserves_once_and_releases_once() -> None:
+    store = FakeInventory({"SKU-1": StockItem("SKU-1", "Mug", 100, available=5)})
+    order = placed(quantity=2)
+    await inventory.on_order_placed(env(order), order, store)
+    await inventory.on_order_placed(env(order), order, store)  # redelivered
+    assert store.stock["SKU-1"].available == 3
+    assert len(store.published) == 1
+    failed = PaymentFailed(order_id="o-1", amount_cents=200, reason="declined")
+    await inventory.on_payment_failed(env(failed), failed, store)
+    await inventory.on_payment_failed(env(failed), failed, store)  # redelivered
+    assert store.stock["SKU-1"].available == 5
+    assert store.reservations["o-1"].status is ReservationStatus.RELEASED
+
+
+async def test_inventory_rejects_without_touching_stock() -> None:
+    store = FakeInventory({"SKU-1": StockItem("SKU-1", "Mug", 100, available=1)})
+    order = placed(quantity=2)
+    await inventory.on_order_placed(env(order), order, store)
+    assert store.stock["SKU-1"].available == 1
+    assert store.reservations["o-1"].status is ReservationStatus.FAILED
+
+
+async def test_transient_gateway_failure_is_retried_and_charged_once() -> None:
+    gateway, payments = FakeGateway(failures_before_answer=2), FakePayments()
+    event = reserved("o-1")
+    for _ in range(2):
+        with pytest.raises(RetryLater):
+            await payment.on_stock_reserved(env(event), event, gateway, payments)
+    await payment.on_stock_reserved(env(event), event, gateway, payments)
+    await payment.on_stock_reserved(env(event), event, gateway, payments)  # redelivered
+    assert payments.payments["o-1"].status is PaymentStatus.SUCCEEDED
+    assert gateway.captures == {"order-o-1": 200}
+
+
+async def test_decline_is_recorded_as_failed_payment() -> None:
+    payments = FakePayments()
+    event = reserved("o-1")
+    await payment.on_stock_reserved(env(event), event, FakeGateway(approve=False), payments)
+    assert payments.payments["o-1"].status is PaymentStatus.FAILED
+
+
+async def test_notification_is_sent_once_per_order_and_kind() -> None:
+    fake = FakeNotifications()
+    confirmed = OrderConfirmed(order_id="o-1", customer_id="c-1", total_cents=200)
+    for _ in range(3):
+        await notification.on_terminal_event(env(confirmed), confirmed, fake, fake)
+    assert list(fake.records) == ["o-1:order_confirmed"]
+    assert len(fake.sent) == 1

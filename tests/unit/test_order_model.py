@@ -1,0 +1,105 @@
+from datetime import UTC, datetime
+
+import pytest
+
+from contracts.events import (
+    OrderCancelled,
+    OrderConfirmed,
+    OrderLine,
+    OrderPlaced,
+    OrderRejected,
+    PricedLine,
+)
+from order_service.domain.model import IllegalTransition, Order, OrderStatus, TooEarly
+
+pytestmark = pytest.mark.unit
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def placed(*lines: tuple[str, int]) -> Order:
+    items = [OrderLine(sku=s, quantity=q) for s, q in lines] or [OrderLine(sku="SKU-1", quantity=2)]
+    return Order.place("o-1", "c-1", items, "tok_ok", NOW)
+
+
+def priced() -> list[PricedLine]:
+    return [PricedLine(sku="SKU-1", quantity=2, unit_price_cents=150)]
+
+
+def test_placing_records_order_placed_with_the_lines() -> None:
+    order = placed(("SKU-1", 2), ("SKU-2", 1))
+    assert order.status is OrderStatus.PENDING
+    [event] = order.events
+    assert isinstance(event, OrderPlaced)
+    assert [(line.sku, line.quantity) for line in event.lines] == [("SKU-1", 2), ("SKU-2", 1)]
+    assert event.customer_id == "c-1"
+    assert event.payment_method == "tok_ok"
+
+
+def test_lines_of_the_same_sku_are_merged() -> None:
+    order = placed(("SKU-1", 2), ("SKU-2", 1), ("SKU-1", 3))
+    assert [(line.sku, line.quantity) for line in order.lines] == [("SKU-1", 5), ("SKU-2", 1)]
+
+
+def test_happy_path_ends_confirmed_through_every_state() -> None:
+    order = placed()
+    order.events.clear()
+    assert order.stock_reserved(priced(), 300, NOW, "e1")
+    assert order.payment_succeeded(NOW, "e2")
+    assert order.status is OrderStatus.CONFIRMED
+    assert [h.status for h in order.history] == [
+        OrderStatus.PENDING,
+        OrderStatus.RESERVED,
+        OrderStatus.PAID,
+        OrderStatus.CONFIRMED,
+    ]
+    [event] = order.events
+    assert isinstance(event, OrderConfirmed)
+    assert event.total_cents == 300
+
+
+def test_stock_failure_rejects_with_the_reason() -> None:
+    order = placed()
+    order.events.clear()
+    assert order.stock_reservation_failed("insufficient stock", NOW, "e1")
+    assert order.status is OrderStatus.REJECTED
+    assert order.history[-1].reason == "insufficient stock"
+    assert isinstance(order.events[0], OrderRejected)
+
+
+def test_payment_failure_cancels() -> None:
+    order = placed()
+    order.stock_reserved(priced(), 300, NOW, "e1")
+    order.events.clear()
+    assert order.payment_failed("card declined", NOW, "e2")
+    assert order.status is OrderStatus.CANCELLED
+    assert isinstance(order.events[0], OrderCancelled)
+
+
+def test_payment_result_before_reservation_is_too_early() -> None:
+    order = placed()
+    with pytest.raises(TooEarly):
+        order.payment_succeeded(NOW, "e2")
+    with pytest.raises(TooEarly):
+        order.payment_failed("declined", NOW, "e2")
+    assert order.status is OrderStatus.PENDING
+
+
+def test_duplicate_and_late_events_change_nothing() -> None:
+    order = placed()
+    order.stock_reserved(priced(), 300, NOW, "e1")
+    order.payment_succeeded(NOW, "e2")
+    order.events.clear()
+    history = list(order.history)
+    assert not order.stock_reserved(priced(), 300, NOW, "e1")
+    assert not order.payment_succeeded(NOW, "e2")
+    assert not order.payment_failed("late", NOW, "e3")
+    assert not order.stock_reservation_failed("late", NOW, "e4")
+    assert order.status is OrderStatus.CONFIRMED
+    assert order.history == history
+    assert order.events == []
+
+
+def test_transitions_outside_the_state_machine_are_refused() -> None:
+    order = placed()
+    with pytest.raises(IllegalTransition):
+        order._move(OrderStatus.CONFIRMED, NOW, None, "e")
