@@ -42,9 +42,15 @@ class Envelope(BaseModel):
             event_id=uuid.uuid4(),
             event_type=event.event_type,
             schema_version=event.schema_version,
-            occurred_at=occurred_at or datetime.now(UTC),
+            occurred_at=_to_millisecond(occurred_at or datetime.now(UTC)),
             correlation_id=event.order_id,
             causation_id=causation_id,
             producer=producer,
             payload=event.model_dump(mode="json"),
         )
+
+
+def _to_millisecond(moment: datetime) -> datetime:
+    """BSON dates keep milliseconds; an envelope read back from the outbox must equal the one
+    that was written, so timestamps start at that precision."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)

@@ -66,7 +66,7 @@ async def test_order_handlers_walk_an_order_to_confirmed_once() -> None:
     await orders.on_payment_succeeded(env(success), success, repo)
     await orders.on_payment_succeeded(env(success), success, repo)  # redelivered
     assert repo.orders[order.order_id].status is OrderStatus.CONFIRMED
-    assert [type(e) for e in repo.published] == [OrderPlaced, OrderConfirmed]
+    assert [e.event_type for e in repo.published] == ["OrderPlaced", "OrderConfirmed"]
 
 
 async def test_payment_before_reservation_is_retried_later() -> None:

@@ -1,0 +1,149 @@
+"""Adapters against the real MongoDB and Redis: atomic reservations, cache coherence,
+optimistic concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from redis.asyncio import Redis
+
+from contracts.envelope import Envelope
+from contracts.events import OrderLine, OrderPlaced, PaymentFailed
+from infra.messaging.broker import Broker
+from infra.messaging.outbox import OutboxRelay
+from infra.settings import OutboxSettings
+from inventory_service import handlers as inventory
+from inventory_service.adapters.cache import RedisStockCache
+from inventory_service.adapters.store import MongoInventoryStore
+from inventory_service.domain.model import StockItem
+from order_service.adapters.repository import ConcurrentUpdate, MongoOrderRepository
+from order_service.domain.model import Order, OrderStatus
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> Any:
+    client = Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+def placed(*lines: tuple[str, int]) -> OrderPlaced:
+    return OrderPlaced(
+        order_id=str(uuid.uuid4()),
+        customer_id="c-1",
+        lines=[OrderLine(sku=s, quantity=q) for s, q in lines],
+        payment_method="tok_ok",
+    )
+
+
+async def inventory_store(
+    mongo_url: str, db: AsyncDatabase[dict[str, Any]], broker: Broker, cache: RedisStockCache
+) -> MongoInventoryStore:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    relay = OutboxRelay(broker, db["reservations"], OutboxSettings())
+    return MongoInventoryStore(
+        client,
+        client[db.name]["stock"],
+        client[db.name]["reservations"],
+        relay,
+        "inventory",
+        on_stock_changed=cache.put,
+    )
+
+
+async def test_concurrent_reservations_never_oversell_and_cache_follows(
+    mongo_url: str, mongo_db: AsyncDatabase[dict[str, Any]], broker: Broker, redis: Redis
+) -> None:
+    sku_a, sku_b = f"A-{uuid.uuid4().hex[:6]}".upper(), f"B-{uuid.uuid4().hex[:6]}".upper()
+    await mongo_db["stock"].insert_many(
+        [
+            {"_id": sku_a, "name": "a", "price_cents": 100, "available": 10, "version": 1},
+            {"_id": sku_b, "name": "b", "price_cents": 300, "available": 7, "version": 1},
+        ]
+    )
+    cache = RedisStockCache(redis, ttl_s=60)
+    store = await inventory_store(mongo_url, mongo_db, broker, cache)
+    orders = [placed((sku_a, 1), (sku_b, 1)) for _ in range(12)] + [
+        placed((sku_a, 1)) for _ in range(6)
+    ]
+    await asyncio.gather(
+        *(inventory.on_order_placed(Envelope.wrap(o, producer="t"), o, store) for o in orders)
+    )
+
+    stock = {d["_id"]: d async for d in mongo_db["stock"].find()}
+    reservations = [d async for d in mongo_db["reservations"].find()]
+    reserved = [r for r in reservations if r["status"] == "RESERVED"]
+    taken_a = sum(line["quantity"] for r in reserved for line in r["lines"] if line["sku"] == sku_a)
+    taken_b = sum(line["quantity"] for r in reserved for line in r["lines"] if line["sku"] == sku_b)
+    assert len(reservations) == len(orders)  # every order decided, none twice
+    assert stock[sku_b]["available"] == 0
+    assert taken_b == 7
+    assert stock[sku_a]["available"] == 10 - taken_a >= 0
+    for sku in (sku_a, sku_b):
+        cached = await cache.get(sku)
+        assert cached is not None
+        assert (cached.available, cached.version) == (
+            stock[sku]["available"],
+            stock[sku]["version"],
+        )
+
+
+async def test_release_restores_stock_once(
+    mongo_url: str, mongo_db: AsyncDatabase[dict[str, Any]], broker: Broker, redis: Redis
+) -> None:
+    sku = f"R-{uuid.uuid4().hex[:6]}".upper()
+    await mongo_db["stock"].insert_one(
+        {"_id": sku, "name": "r", "price_cents": 100, "available": 5, "version": 1}
+    )
+    store = await inventory_store(mongo_url, mongo_db, broker, RedisStockCache(redis, 60))
+    order = placed((sku, 3))
+    await inventory.on_order_placed(Envelope.wrap(order, producer="t"), order, store)
+    failed = PaymentFailed(order_id=order.order_id, amount_cents=300, reason="declined")
+    for _ in range(3):  # redeliveries
+        await inventory.on_payment_failed(Envelope.wrap(failed, producer="t"), failed, store)
+    document = await mongo_db["stock"].find_one({"_id": sku})
+    assert document is not None
+    assert document["available"] == 5
+    assert document["reserved"] == 0
+
+
+async def test_cache_never_goes_back_to_an_older_version(redis: Redis) -> None:
+    cache = RedisStockCache(redis, ttl_s=60)
+    sku = f"C-{uuid.uuid4().hex[:6]}".upper()
+    await cache.put([StockItem(sku, "c", 100, available=4, version=7)])
+    await cache.put([StockItem(sku, "c", 100, available=9, version=6)])  # a slow reader
+    cached = await cache.get(sku)
+    assert cached is not None
+    assert (cached.available, cached.version) == (4, 7)
+
+
+async def test_a_stale_order_write_is_refused(
+    mongo_db: AsyncDatabase[dict[str, Any]], broker: Broker
+) -> None:
+    relay = OutboxRelay(broker, mongo_db["orders"], OutboxSettings())
+    repository = MongoOrderRepository(mongo_db["orders"], relay, "order")
+    now = datetime.now(UTC)
+    order = Order.place(
+        str(uuid.uuid4()), "c-1", [OrderLine(sku="SKU-1", quantity=1)], "tok_ok", now
+    )
+    await repository.save(order)
+    first, second = await repository.get(order.order_id), await repository.get(order.order_id)
+    assert first is not None
+    assert second is not None
+    first.stock_reservation_failed("no stock", first.created_at, "e1")
+    await repository.save(first)
+    second.stock_reservation_failed("no stock", second.created_at, "e2")
+    with pytest.raises(ConcurrentUpdate):
+        await repository.save(second)
+    stored = await repository.get(order.order_id)
+    assert stored is not None
+    assert stored.status is OrderStatus.REJECTED
+    assert [h.event_id for h in stored.history] == [None, "e1"]

@@ -1,0 +1,151 @@
+"""The consumer's ack / retry / dead-letter policy against the real RabbitMQ."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import aio_pika
+import pytest
+
+from contracts.envelope import Envelope
+from contracts.events import OrderLine, OrderPlaced
+from contracts.topology import dead_letter_queue_name, exchange_name
+from infra.messaging import codec
+from infra.messaging.broker import Broker
+from infra.messaging.consumer import Consumer
+from infra.settings import AmqpSettings
+from tests.integration.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+
+def placed(order_id: str | None = None) -> Envelope:
+    event = OrderPlaced(
+        order_id=order_id or str(uuid.uuid4()),
+        customer_id="c-1",
+        lines=[OrderLine(sku="SKU-0001", quantity=1)],
+        payment_method="tok_ok",
+    )
+    return Envelope.wrap(event, producer="itest")
+
+
+async def dead_letters(broker: Broker, work_queue: str, count: int) -> list[Any]:
+    channel = await broker.new_channel()
+    dlq = await channel.declare_queue(
+        dead_letter_queue_name(work_queue), durable=True, arguments={"x-queue-type": "quorum"}
+    )
+    messages: list[Any] = []
+
+    async def fetch() -> bool:
+        message = await dlq.get(fail=False, no_ack=True)
+        if message is not None:
+            messages.append(message)
+        return len(messages) >= count
+
+    await eventually(fetch, timeout_s=15)
+    return messages
+
+
+async def raw_publish(broker: Broker, body: bytes, **properties: Any) -> None:
+    exchange = await broker.channel.get_exchange(exchange_name("OrderPlaced"))
+    await exchange.publish(aio_pika.Message(body, **properties), "")
+
+
+async def test_invalid_messages_are_dead_lettered_with_reasons_and_consumption_goes_on(
+    broker: Broker,
+) -> None:
+    handled: list[str] = []
+
+    async def handler(envelope: Envelope, event: OrderPlaced) -> None:
+        handled.append(event.order_id)
+
+    consumer = Consumer(broker, broker.service, AmqpSettings(retry_delays_ms=[100]))
+    queue = await consumer.subscribe(OrderPlaced, handler)
+    await raw_publish(broker, b"{not json", message_id="bad-json")
+    unknown = json.loads(placed().model_dump_json())
+    unknown["event_type"] = "OrderTeleported"
+    await raw_publish(broker, json.dumps(unknown).encode(), message_id="unknown-type")
+    good = placed()
+    await broker.publish(good)
+
+    await eventually(lambda: handled == [good.correlation_id])
+    letters = {m.message_id: m.headers for m in await dead_letters(broker, queue, 2)}
+    assert letters["bad-json"]["x-exception-class"] == "InvalidMessage"
+    assert "not JSON" in letters["bad-json"]["x-exception-message"]
+    assert letters["bad-json"]["x-dead-letter-reason"] == "permanent failure"
+    assert letters["bad-json"]["x-original-queue"] == queue
+    assert letters["bad-json"]["x-original-exchange"] == exchange_name("OrderPlaced")
+    assert letters["bad-json"]["x-attempts"] == 1
+    assert "unknown event type" in letters["unknown-type"]["x-exception-message"]
+    await consumer.stop()
+
+
+async def test_transient_failures_wait_in_a_delay_tier_without_blocking_the_queue(
+    broker: Broker,
+) -> None:
+    order_of_success: list[str] = []
+    attempts: dict[str, int] = {}
+    flaky, steady = placed(), placed()
+
+    async def handler(envelope: Envelope, event: OrderPlaced) -> None:
+        attempts[event.order_id] = attempts.get(event.order_id, 0) + 1
+        if event.order_id == flaky.correlation_id and attempts[event.order_id] < 3:
+            raise ConnectionError("gateway timeout")
+        order_of_success.append(event.order_id)
+
+    consumer = Consumer(broker, broker.service, AmqpSettings(retry_delays_ms=[300, 300, 300]))
+    await consumer.subscribe(OrderPlaced, handler)
+    await broker.publish(flaky)
+    await broker.publish(steady)
+
+    await eventually(lambda: len(order_of_success) == 2)
+    assert order_of_success == [steady.correlation_id, flaky.correlation_id]
+    assert attempts[flaky.correlation_id] == 3
+    await consumer.stop()
+
+
+async def test_after_the_last_tier_a_message_is_dead_lettered_with_its_story(
+    broker: Broker,
+) -> None:
+    async def always_failing(envelope: Envelope, event: OrderPlaced) -> None:
+        raise RuntimeError("database on fire")
+
+    consumer = Consumer(broker, broker.service, AmqpSettings(retry_delays_ms=[100, 100]))
+    queue = await consumer.subscribe(OrderPlaced, always_failing)
+    envelope = placed()
+    await broker.publish(envelope)
+
+    [letter] = await dead_letters(broker, queue, 1)
+    assert codec.decode(letter.body)[0] == envelope
+    headers = letter.headers
+    assert headers["x-dead-letter-reason"] == "retries exhausted"
+    assert headers["x-attempts"] == 3
+    assert headers["x-exception-class"] == "RuntimeError"
+    assert "database on fire" in headers["x-traceback"]
+    assert headers["x-event-id"] == str(envelope.event_id)
+    assert headers["x-event-type"] == "OrderPlaced"
+    assert headers["x-service"] == broker.service
+    assert headers["x-first-failure-at"] <= headers["x-last-failure-at"]
+    await consumer.stop()
+
+
+async def test_stop_lets_in_flight_handlers_finish(broker: Broker) -> None:
+    release = asyncio.Event()
+    finished: list[str] = []
+
+    async def slow(envelope: Envelope, event: OrderPlaced) -> None:
+        await release.wait()
+        finished.append(event.order_id)
+
+    consumer = Consumer(broker, broker.service, AmqpSettings())
+    await consumer.subscribe(OrderPlaced, slow)
+    envelope = placed()
+    await broker.publish(envelope)
+    await eventually(lambda: bool(consumer._in_flight))
+    stopping = asyncio.create_task(consumer.stop(timeout_s=10))
+    release.set()
+    await stopping
+    assert finished == [envelope.correlation_id]

@@ -1,0 +1,111 @@
+"""The MongoDB outbox relay against the real broker and MongoDB server."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import aio_pika
+import pytest
+from pymongo.asynchronous.database import AsyncDatabase
+
+from contracts.envelope import Envelope
+from contracts.events import OrderConfirmed
+from contracts.topology import exchange_name
+from infra.messaging import codec
+from infra.messaging.broker import Broker
+from infra.messaging.outbox import OutboxRelay, merge_updates, outbox_append, outbox_fields
+from infra.settings import OutboxSettings
+from tests.integration.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+
+def confirmed(order_id: str) -> Envelope:
+    return Envelope.wrap(
+        OrderConfirmed(order_id=order_id, customer_id="c-1", total_cents=100), producer="itest"
+    )
+
+
+async def listen(broker: Broker) -> aio_pika.abc.AbstractQueue:
+    channel = await broker.new_channel()
+    queue = await channel.declare_queue(exclusive=True)
+    exchange = await channel.declare_exchange(
+        exchange_name("OrderConfirmed"), aio_pika.ExchangeType.FANOUT, durable=True
+    )
+    await queue.bind(exchange)
+    return queue
+
+
+async def received(queue: aio_pika.abc.AbstractQueue, count: int) -> list[Envelope]:
+    got: list[Envelope] = []
+
+    async def fetch() -> bool:
+        message = await queue.get(fail=False, no_ack=True)
+        if message is not None:
+            got.append(codec.decode(message.body)[0])
+        return len(got) >= count
+
+    await eventually(fetch)
+    return got
+
+
+async def test_fast_path_publishes_in_order_and_marks_sent(
+    broker: Broker, mongo_db: AsyncDatabase[dict[str, Any]]
+) -> None:
+    queue = await listen(broker)
+    collection = mongo_db["aggregates"]
+    relay = OutboxRelay(broker, collection, OutboxSettings(poll_interval_s=0.2))
+    await relay.start()
+    first, second = confirmed("o-1"), confirmed("o-1")
+    await collection.insert_one({"_id": "o-1", **outbox_fields([first])})
+    relay.notify("o-1", [first])
+    await collection.update_one({"_id": "o-1"}, outbox_append([second]))
+    relay.notify("o-1", [second])
+
+    assert await received(queue, 2) == [first, second]
+
+    async def all_sent() -> bool:
+        document = await collection.find_one({"_id": "o-1"})
+        assert document is not None
+        return document["outbox_pending"] is False and all(
+            e["sent_at"] is not None for e in document["outbox"]
+        )
+
+    await eventually(all_sent)
+    await relay.stop()
+
+
+async def test_sweep_publishes_what_no_fast_path_announced(
+    broker: Broker, mongo_db: AsyncDatabase[dict[str, Any]]
+) -> None:
+    """A process that crashed between its write and its publish: the event is still sent."""
+    queue = await listen(broker)
+    collection = mongo_db["aggregates"]
+    orphan = confirmed(str(uuid.uuid4()))
+    await collection.insert_one({"_id": orphan.correlation_id, **outbox_fields([orphan])})
+    relay = OutboxRelay(broker, collection, OutboxSettings(poll_interval_s=0.1, grace_s=0))
+    await relay.start()
+
+    assert await received(queue, 1) == [orphan]
+    await eventually(
+        lambda: collection.count_documents({"_id": orphan.correlation_id, "outbox_pending": False})
+    )
+    await relay.stop()
+
+
+async def test_an_append_racing_the_mark_keeps_the_document_pending(
+    broker: Broker, mongo_db: AsyncDatabase[dict[str, Any]]
+) -> None:
+    collection = mongo_db["aggregates"]
+    sent, late = confirmed("o-2"), confirmed("o-2")
+    await collection.insert_one({"_id": "o-2", **outbox_fields([sent])})
+    await collection.update_one(
+        {"_id": "o-2"}, merge_updates({"$set": {"status": "X"}}, outbox_append([late]))
+    )
+    relay = OutboxRelay(broker, collection, OutboxSettings())
+    await relay._mark_sent({"o-2": [str(sent.event_id)]})
+    document = await collection.find_one({"_id": "o-2"})
+    assert document is not None
+    assert document["outbox_pending"] is True
+    assert [e["sent_at"] is None for e in document["outbox"]] == [False, True]
