@@ -6,6 +6,8 @@ runs the app's lifespan exit, which stops the consumers and flushes the outbox (
 
 from __future__ import annotations
 
+import signal
+
 import uvicorn
 from fastapi import FastAPI
 
@@ -15,6 +17,11 @@ from infra.settings import RuntimeSettings
 
 def serve(app: FastAPI, settings: RuntimeSettings) -> None:
     configure_logging(settings.service, settings.log_level)
+    # After its graceful shutdown uvicorn re-raises the signal it caught against the handler
+    # that was installed before it. With these no-op handlers a completed graceful shutdown
+    # ends the process with exit code 0 instead of dying by the signal.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda *_: None)
     uvicorn.run(
         app,
         host=settings.http.host,

@@ -1,0 +1,88 @@
+"""The HTTP contract: clear 4xx errors, ownership, and the operational endpoints."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.e2e.conftest import register_and_login
+from tests.e2e.pipeline import SERVICES, Pipeline
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_every_service_reports_health_readiness_and_metrics(
+    http: httpx.AsyncClient, pipeline: Pipeline
+) -> None:
+    for service in SERVICES:
+        base = pipeline.url(service)
+        assert (await http.get(f"{base}/health")).json()["status"] == "ok"
+        ready = await http.get(f"{base}/ready")
+        assert ready.status_code == 200
+        assert ready.json()["checks"] == {"broker": True, "mongodb": True, "redis": True}
+        metrics = await http.get(f"{base}/metrics")
+        names = {family.name for family in text_string_to_metric_families(metrics.text)}
+        assert {"messages_consumed", "http_requests", "outbox_backlog_events"} <= names
+
+
+async def test_orders_need_a_valid_session(http: httpx.AsyncClient, pipeline: Pipeline) -> None:
+    url = f"{pipeline.url('order')}/orders"
+    body = {"items": [{"sku": "SKU-0001", "quantity": 1}], "payment_method": "tok_ok"}
+    missing = await http.post(url, json=body)
+    assert missing.status_code == 401
+    assert missing.json()["detail"]["code"] == "unauthenticated"
+    forged = await http.post(url, json=body, headers={"Authorization": "Bearer forged"})
+    assert forged.status_code == 401
+    assert forged.json()["detail"]["code"] == "session_expired"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"items": [], "payment_method": "tok_ok"},
+        {"items": [{"sku": "SKU-0001", "quantity": 0}], "payment_method": "tok_ok"},
+        {"items": [{"sku": "bad sku!", "quantity": 1}], "payment_method": "tok_ok"},
+        {"items": [{"sku": "SKU-0001", "quantity": 1}]},
+        {"items": [{"sku": "SKU-0001", "quantity": 1}], "payment_method": "tok_ok", "x": 1},
+        {"items": [{"sku": "SKU-0001", "quantity": 600}] * 2, "payment_method": "tok_ok"},
+    ],
+)
+async def test_malformed_orders_get_422_with_a_reason(
+    http: httpx.AsyncClient, pipeline: Pipeline, auth: dict[str, str], body: object
+) -> None:
+    response = await http.post(f"{pipeline.url('order')}/orders", json=body, headers=auth)
+    assert response.status_code == 422
+    assert response.json()["detail"]
+
+
+async def test_customers_see_only_their_own_orders(
+    http: httpx.AsyncClient, pipeline: Pipeline, auth: dict[str, str]
+) -> None:
+    placed = await http.post(
+        f"{pipeline.url('order')}/orders",
+        headers=auth,
+        json={"items": [{"sku": "SKU-0010", "quantity": 1}], "payment_method": "tok_ok"},
+    )
+    order_url = f"{pipeline.url('order')}/orders/{placed.json()['order_id']}"
+    assert (await http.get(order_url, headers=auth)).status_code == 200
+    stranger = await register_and_login(http, pipeline)
+    hidden = await http.get(order_url, headers=stranger)
+    assert hidden.status_code == 404
+    assert hidden.json()["detail"]["code"] == "order_not_found"
+
+
+async def test_registration_and_login_errors(http: httpx.AsyncClient, pipeline: Pipeline) -> None:
+    base = pipeline.url("order")
+    account = {"email": "dup@example.com", "name": "D", "password": "long enough"}
+    assert (await http.post(f"{base}/customers", json=account)).status_code in (201, 409)
+    again = await http.post(f"{base}/customers", json=account)
+    assert again.status_code == 409
+    assert again.json()["detail"]["code"] == "email_taken"
+    short = await http.post(f"{base}/customers", json={**account, "password": "short"})
+    assert short.status_code == 422
+    wrong = await http.post(
+        f"{base}/sessions", json={"email": account["email"], "password": "not the password"}
+    )
+    assert wrong.status_code == 401
+    assert wrong.json()["detail"]["code"] == "bad_credentials"
