@@ -45,8 +45,10 @@ class Runtime:
     def db(self) -> AsyncDatabase[Document]:
         return self.mongo[self.settings.mongo.database]
 
-    async def consume(self, event_type: type[Event], handler: Handler) -> None:
-        self.queues.append(await self.consumer.subscribe(event_type, handler))
+    async def consume(
+        self, event_type: type[Event], handler: Handler, retry_delays_ms: list[int] | None = None
+    ) -> None:
+        self.queues.append(await self.consumer.subscribe(event_type, handler, retry_delays_ms))
 
     async def readiness(self) -> dict[str, bool]:
         mongo_ok, redis_ok = await asyncio.gather(mongo_ping(self.mongo), redis_ping(self.redis))

@@ -19,6 +19,8 @@ class AmqpSettings(BaseSettings):
 
     url: str = "amqp://guest:guest@127.0.0.1:5672/"
     prefetch: int = Field(default=32, ge=1, le=1000)
+    # Handlers running at once in this process, across all its queues.
+    max_in_flight: int = Field(default=64, ge=1)
     # Delay tiers for retries, in milliseconds; after the last one a message is dead-lettered.
     retry_delays_ms: list[int] = Field(default=[1_000, 5_000, 30_000, 120_000], min_length=0)
     # Quorum queues dead-letter a message redelivered more often than this (a poison message

@@ -17,6 +17,7 @@ import logging
 import time
 import traceback
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,6 +40,13 @@ Handler = Callable[[Envelope, Any], Awaitable[None]]
 ATTEMPT_HEADER = "x-attempt"
 
 
+@dataclass(frozen=True)
+class _Subscription:
+    queue: str
+    handler: Handler
+    retry_delays_ms: tuple[int, ...]
+
+
 class Consumer:
     def __init__(self, broker: Broker, service: str, settings: AmqpSettings) -> None:
         self._broker = broker
@@ -46,21 +54,32 @@ class Consumer:
         self._settings = settings
         self._consuming: list[tuple[AbstractQueue, str]] = []
         self._in_flight: set[asyncio.Task[None]] = set()
+        # Prefetch bounds deliveries per queue; this bounds handlers across all queues.
+        self._limit = asyncio.Semaphore(settings.max_in_flight)
 
-    async def subscribe(self, event_type: type[Event], handler: Handler) -> str:
-        """Declare this service's queue for `event_type` and start consuming it."""
+    async def subscribe(
+        self,
+        event_type: type[Event],
+        handler: Handler,
+        retry_delays_ms: list[int] | None = None,
+    ) -> str:
+        """Declare this service's queue for `event_type` (with its own delay tiers if given)
+        and start consuming it."""
+        settings = self._settings
+        if retry_delays_ms is not None:
+            settings = settings.model_copy(update={"retry_delays_ms": retry_delays_ms})
         channel = await self._broker.new_channel()
-        await channel.set_qos(prefetch_count=self._settings.prefetch)
-        queue = await declare_subscription(
-            channel, self._service, event_type.event_type, self._settings
-        )
+        await channel.set_qos(prefetch_count=settings.prefetch)
+        queue = await declare_subscription(channel, self._service, event_type.event_type, settings)
+        subscription = _Subscription(queue.name, handler, tuple(settings.retry_delays_ms))
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             task = asyncio.current_task()
             assert task is not None
             self._in_flight.add(task)
             try:
-                await self._handle(queue.name, handler, message)
+                async with self._limit:
+                    await self._handle(subscription, message)
             finally:
                 self._in_flight.discard(task)
 
@@ -79,12 +98,13 @@ class Consumer:
         if self._in_flight:
             await asyncio.wait(list(self._in_flight), timeout=timeout_s)
 
-    async def _handle(self, queue: str, handler: Handler, message: AbstractIncomingMessage) -> None:
+    async def _handle(self, subscription: _Subscription, message: AbstractIncomingMessage) -> None:
+        queue = subscription.queue
         started = time.perf_counter()
         event_type = message.type or "unknown"
         CONSUMER_IN_FLIGHT.labels(queue).inc()
         try:
-            outcome = await self._apply(queue, handler, message)
+            outcome = await self._apply(subscription, message)
             await message.ack()
             MESSAGES_CONSUMED.labels(queue, event_type, outcome).inc()
         except PublishFailed:
@@ -95,26 +115,31 @@ class Consumer:
             CONSUMER_IN_FLIGHT.labels(queue).dec()
             HANDLER_DURATION.labels(queue).observe(time.perf_counter() - started)
 
-    async def _apply(self, queue: str, handler: Handler, message: AbstractIncomingMessage) -> str:
+    async def _apply(self, subscription: _Subscription, message: AbstractIncomingMessage) -> str:
+        queue, delays = subscription.queue, subscription.retry_delays_ms
         attempt = _int_header(message, ATTEMPT_HEADER, default=1)
         try:
             envelope, event = codec.decode(message.body)
-            await handler(envelope, event)
+            await subscription.handler(envelope, event)
             return "acked"
         except PermanentFailure as error:
             await self._dead_letter(queue, message, error, attempt, "permanent failure")
             return "dead_lettered"
         except Exception as error:
-            if attempt > len(self._settings.retry_delays_ms):
+            if attempt > len(delays):
                 await self._dead_letter(queue, message, error, attempt, "retries exhausted")
                 return "dead_lettered"
-            await self._retry(queue, message, error, attempt)
+            await self._retry(queue, message, error, attempt, delays[attempt - 1])
             return "retried"
 
     async def _retry(
-        self, queue: str, message: AbstractIncomingMessage, error: Exception, attempt: int
+        self,
+        queue: str,
+        message: AbstractIncomingMessage,
+        error: Exception,
+        attempt: int,
+        delay_ms: int,
     ) -> None:
-        delay_ms = self._settings.retry_delays_ms[attempt - 1]
         log.warning(
             "attempt %d of %s on %s failed (%s: %s); retrying in %d ms",
             attempt,

@@ -113,8 +113,9 @@ async def test_after_the_last_tier_a_message_is_dead_lettered_with_its_story(
     async def always_failing(envelope: Envelope, event: OrderPlaced) -> None:
         raise RuntimeError("database on fire")
 
-    consumer = Consumer(broker, broker.service, AmqpSettings(retry_delays_ms=[100, 100]))
-    queue = await consumer.subscribe(OrderPlaced, always_failing)
+    # The service-wide tiers would hold the message for a minute; this queue's own are short.
+    consumer = Consumer(broker, broker.service, AmqpSettings(retry_delays_ms=[60_000]))
+    queue = await consumer.subscribe(OrderPlaced, always_failing, retry_delays_ms=[100, 100])
     envelope = placed()
     await broker.publish(envelope)
 
