@@ -1,0 +1,48 @@
+# shellcheck shell=bash
+# Sourced by infra/bin/up and infra/bin/test: go to the repo root and make sure .venv exists
+# with the project installed. Not executable on its own.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+VENV="$ROOT/.venv"
+PY="$VENV/bin/python"
+# Reinstall only when pyproject.toml changes: a no-op `pip install` still costs seconds.
+STAMP="$VENV/.pyproject.sha256"
+
+say() { printf '==> %s\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+    if [[ $EUID -eq 0 ]]; then "$@"
+    elif command -v sudo >/dev/null; then sudo "$@"
+    else die "need root or sudo to run: $*"
+    fi
+}
+
+apt_install() {
+    say "installing $* with apt-get"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "$@"
+}
+
+ensure_venv() {
+    if [[ ! -x "$PY" ]]; then
+        command -v python3 >/dev/null || apt_install python3 python3-venv
+        python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+            || die "Python >= 3.11 is required, found $(python3 -V 2>&1)"
+        say "creating $VENV"
+        # Debian's python3 cannot create venvs (no ensurepip) until python3-venv is installed.
+        if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
+            rm -rf "$VENV"
+            apt_install python3-venv
+            python3 -m venv "$VENV"
+        fi
+    fi
+    local want
+    want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+    if [[ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]]; then
+        say "installing the project with dev dependencies (pyproject.toml changed)"
+        "$PY" -m pip install --quiet -e '.[dev]'
+        printf '%s\n' "$want" >"$STAMP"
+    fi
+}

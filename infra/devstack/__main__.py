@@ -1,0 +1,120 @@
+"""Shell entry point: `python -m infra.devstack <command>`.
+
+Commands exit 0 on success and 1 otherwise, so the bash scripts can branch on them:
+  ensure            RabbitMQ (+ management/shovel plugins) and Redis for AMQP_URL/REDIS_URL
+  mongo-reachable   does MONGO_URL (or the given URL) answer ping?
+  docker-available  does a Docker engine (not just the client) answer?
+  wait-mongo URL    wait until URL answers ping
+  wait-http URL     wait until GET URL returns 200 (used for each service's /ready)
+The wait commands take --timeout SECONDS and --pid PID (give up early if that process died).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from infra.devstack import (
+    DEFAULT_AMQP_URL,
+    DEFAULT_MONGO_URL,
+    DEFAULT_REDIS_URL,
+    DevstackError,
+    docker_engine_available,
+    ensure_rabbitmq,
+    ensure_redis,
+    mongo_reachable,
+    wait_until,
+)
+
+
+def _ensure(args: argparse.Namespace) -> int:
+    started: list[str] = []
+    for name, ensure, url in (
+        ("rabbitmq", ensure_rabbitmq, args.amqp_url),
+        ("redis", ensure_redis, args.redis_url),
+    ):
+        outcome = ensure(url)
+        print(f"{name}: {outcome}", flush=True)
+        if outcome != "running":
+            started.append(name)
+    # `up` reads this to tell the user, on exit, which servers it left running.
+    if args.started_file:
+        Path(args.started_file).write_text("".join(f"{name}\n" for name in started))
+    return 0
+
+
+def _http_200(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    # A dead child of our caller stays a zombie until the shell reaps it, so kill(pid, 0)
+    # alone would call it alive; /proc tells the truth.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def _wait(check: Callable[[], bool], args: argparse.Namespace, what: str) -> None:
+    def ready() -> bool:
+        if args.pid is not None and not _pid_alive(args.pid):
+            raise DevstackError(f"process {args.pid} exited while waiting for {what}")
+        return check()
+
+    wait_until(ready, args.timeout, what)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.devstack",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ensure = sub.add_parser("ensure", help="ensure RabbitMQ and Redis are up")
+    ensure.add_argument("--amqp-url", default=os.environ.get("AMQP_URL", DEFAULT_AMQP_URL))
+    ensure.add_argument("--redis-url", default=os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))
+    ensure.add_argument("--started-file", help="write the names of servers we started here")
+
+    reach = sub.add_parser("mongo-reachable", help="exit 0 if MongoDB answers ping")
+    reach.add_argument("url", nargs="?", default=os.environ.get("MONGO_URL", DEFAULT_MONGO_URL))
+
+    sub.add_parser("docker-available", help="exit 0 if a Docker engine answers")
+
+    for name in ("wait-mongo", "wait-http"):
+        wait = sub.add_parser(name)
+        wait.add_argument("url")
+        wait.add_argument("--timeout", type=float, default=60.0)
+        wait.add_argument("--pid", type=int, help="fail as soon as this process is gone")
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "ensure":
+            return _ensure(args)
+        if args.command == "mongo-reachable":
+            return 0 if mongo_reachable(args.url) else 1
+        if args.command == "docker-available":
+            return 0 if docker_engine_available() else 1
+        if args.command == "wait-mongo":
+            _wait(lambda: mongo_reachable(args.url, 500), args, args.url)
+        else:
+            _wait(lambda: _http_200(args.url), args, f"200 from {args.url}")
+        return 0
+    except DevstackError as exc:
+        print(f"[devstack] error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Small process/network helpers shared by the devstack modules.
+
+Everything here is stdlib only so `python -m infra.devstack` works before the
+app's own dependencies matter.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+class DevstackError(RuntimeError):
+    """A backing server could not be reached or started; the message says what to do."""
+
+
+def log(msg: str) -> None:
+    # flush: the bash wrappers interleave our output with their own.
+    print(f"[devstack] {msg}", flush=True)
+
+
+def host_port(url: str, default_port: int) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or default_port
+
+
+def is_local(host: str) -> bool:
+    # Only loopback servers are ours to install or start; anything else belongs to someone else.
+    return host in LOCAL_HOSTS
+
+
+def tcp_open(host: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    """A port nobody listens on right now (the kernel picks it; tiny race until it is bound)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.5) -> None:
+    """Poll `check` until it is true; every wait in devstack is bounded so scripts never hang."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if check():
+            return
+        if time.monotonic() >= deadline:
+            raise DevstackError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def run(cmd: list[str], timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    """Run a command capturing output; a missing binary (rc 127) or a hang (124) is a failure."""
+    try:
+        return subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
+    except FileNotFoundError:
+        return subprocess.CompletedProcess(cmd, 127, "", f"{cmd[0]}: not found")
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(cmd, 124, "", f"{cmd[0]}: timed out after {timeout}s")
+
+
+def have(binary: str) -> bool:
+    # Debian puts rabbitmq-server and friends in /usr/sbin, which a non-root PATH may lack.
+    return shutil.which(binary) is not None or os.path.exists(f"/usr/sbin/{binary}")
+
+
+def root_prefix() -> list[str]:
+    """How to become root for apt and the RabbitMQ CLI: nothing if we are root, else sudo.
+
+    Without sudo we try as ourselves and let the command's own error explain.
+    """
+    if os.geteuid() != 0 and shutil.which("sudo"):
+        return ["sudo"]
+    return []
+
+
+def apt_install(*packages: str) -> None:
+    """Install Debian packages non-interactively; output streams through so users see progress."""
+    log(f"installing {' '.join(packages)} with apt-get (this takes a minute)")
+    env = ["env", "DEBIAN_FRONTEND=noninteractive"]
+    for cmd in (
+        [*root_prefix(), *env, "apt-get", "update"],
+        [*root_prefix(), *env, "apt-get", "install", "-y", *packages],
+    ):
+        try:
+            subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL, timeout=900)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+            raise DevstackError(f"`{' '.join(cmd)}` failed: {exc}") from exc

@@ -1,0 +1,62 @@
+"""Redis: make sure the server at REDIS_URL answers PING, starting a local one if needed."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Literal
+
+import redis
+
+from infra.devstack._util import (
+    DevstackError,
+    apt_install,
+    have,
+    host_port,
+    is_local,
+    log,
+    run,
+    wait_until,
+)
+
+START_TIMEOUT = 30.0
+
+Outcome = Literal["running", "started", "installed"]
+
+
+def redis_answers(redis_url: str) -> bool:
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def ensure_redis(redis_url: str) -> Outcome:
+    """Return "running" if PING already works, else install/start a local throwaway server."""
+    host, port = host_port(redis_url, 6379)
+    if redis_answers(redis_url):
+        log(f"Redis already running at {host}:{port}")
+        return "running"
+    if not is_local(host):
+        raise DevstackError(f"Redis at {host}:{port} is not answering PING (check REDIS_URL)")
+
+    outcome: Outcome = "started"
+    if not have("redis-server"):
+        apt_install("redis-server")
+        outcome = "installed"
+        if redis_answers(redis_url):  # the package's init script may have started it
+            log(f"Redis installed and running at {host}:{port}")
+            return outcome
+
+    # No persistence: this is a cache/dedup store for development and tests.
+    cmd = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", str(port)]
+    cmd += ["--save", "", "--appendonly", "no"]
+    log(f"starting {shlex.join(cmd)}")
+    result = run(cmd, timeout=15)
+    if result.returncode != 0:
+        raise DevstackError(f"redis-server failed to start:\n{result.stdout}{result.stderr}")
+    wait_until(lambda: redis_answers(redis_url), START_TIMEOUT, f"Redis PING at {host}:{port}")
+    log(f"Redis started at {host}:{port} (left running; stop with `redis-cli -p {port} shutdown`)")
+    return outcome
