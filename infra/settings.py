@@ -58,6 +58,9 @@ class OutboxSettings(BaseSettings):
     poll_interval_s: float = Field(default=1.0, gt=0)
     grace_s: float = Field(default=2.0, ge=0)
     batch_size: int = Field(default=200, ge=1)
+    # Times each event is published. Above 1 only to inject duplicate deliveries in fault
+    # tests: consumers must absorb them, as they absorb a re-publish after a lost confirm.
+    publish_copies: int = Field(default=1, ge=1, le=3)
 
 
 class RuntimeSettings(BaseModel):

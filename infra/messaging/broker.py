@@ -116,7 +116,13 @@ class Broker:
         except aiormq.exceptions.DeliveryError as error:
             PUBLISH_FAILURES.labels(event_type, "nacked").inc()
             raise PublishFailed(f"broker refused the message: {error}", event_type) from error
-        except (TimeoutError, aiormq.exceptions.AMQPError, ConnectionError) as error:
+        except (
+            TimeoutError,
+            aiormq.exceptions.AMQPError,
+            # Raised (not an AMQPError) while a robust channel is closed and reopening.
+            aiormq.exceptions.ChannelInvalidStateError,
+            ConnectionError,
+        ) as error:
             PUBLISH_FAILURES.labels(event_type, "connection").inc()
             raise PublishFailed(f"no confirm: {error!r}", event_type) from error
         MESSAGES_PUBLISHED.labels(event_type).inc()

@@ -169,7 +169,8 @@ class OutboxRelay:
         try:
             for envelope in envelopes:
                 try:
-                    await self._broker.publish(envelope)
+                    for _ in range(self._settings.publish_copies):
+                        await self._broker.publish(envelope)
                 except PublishFailed as error:
                     log.warning("outbox publish of %s failed: %s", envelope.event_id, error)
                     break

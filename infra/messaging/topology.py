@@ -1,8 +1,8 @@
 """Declares the broker topology from the names in contracts.topology.
 
-Work queues and DLQs are quorum queues (replicated, at-least-once dead-lettering). Retry delay
-tiers are classic durable queues: they only hold messages for their TTL, then dead-letter them
-back to the work queue through the default exchange.
+Every queue is a quorum queue (replicated, durable, at-least-once dead-lettering). Retry delay
+tiers hold messages for their TTL, then dead-letter them back to the work queue through the
+default exchange.
 """
 
 from __future__ import annotations
@@ -60,10 +60,15 @@ async def declare_subscription(
             retry_queue_name(name, delay_ms),
             durable=True,
             arguments={
-                "x-queue-type": "classic",
+                # Quorum, not classic: a classic queue dead-letters at most once, so a message
+                # whose delay ends while the work queue is unavailable (a broker restart) would
+                # be dropped. The chaos tests caught exactly that.
+                "x-queue-type": "quorum",
                 "x-message-ttl": delay_ms,
                 "x-dead-letter-exchange": "",
                 "x-dead-letter-routing-key": name,
+                "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish",
             },
         )
     return work

@@ -55,9 +55,11 @@ class SimulatedGateway:
             decided = {"outcome": "declined", "decline_reason": "card declined"}
         else:
             decided = {"outcome": "declined", "decline_reason": "unsupported payment method"}
+        captures = 1 if decided["outcome"] == "captured" else 0
         stored = await self._ledger.find_one_and_update(
             {"_id": key, "outcome": None},
-            {"$set": {**decided, "decided_at": datetime.now(UTC)}},
+            # `captures` counts money actually taken for this key: reconciliation reads it.
+            {"$set": {**decided, "decided_at": datetime.now(UTC)}, "$inc": {"captures": captures}},
             return_document=ReturnDocument.AFTER,
         )
         # None: a concurrent attempt with the same key decided first; its answer stands.

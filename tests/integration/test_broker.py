@@ -54,6 +54,8 @@ async def test_subscription_declares_quorum_queue_dlq_and_retry_tiers(
     tier = queue(retry_queue_name(name, 2_000))["arguments"]
     assert tier["x-message-ttl"] == 2_000
     assert tier["x-dead-letter-routing-key"] == name
+    assert tier["x-queue-type"] == "quorum"  # classic queues dead-letter at most once
+    assert tier["x-dead-letter-strategy"] == "at-least-once"
     bindings = rabbitmq_vhost.management.request(
         "GET", f"/exchanges/{vhost}/{exchange_name('OrderPlaced')}/bindings/source"
     ).json()

@@ -1,0 +1,297 @@
+"""An isolated pipeline to break, a batch of orders to push through it, and the accounting.
+
+Each chaos run gets its own RabbitMQ vhost, its own on-disk SecantusDB (so it can be
+restarted) and optionally a TCP proxy in front of the broker. The tally is computed from what
+the services stored, not from what the client saw, so orders the client never heard back about
+are accounted for too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import uuid
+from collections import Counter
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aio_pika
+import httpx
+from pymongo import AsyncMongoClient
+
+from infra import devstack
+from infra.devstack import Management, SecantusHandle
+from tests.chaos.proxy import TcpProxy
+from tests.e2e.pipeline import Pipeline
+from tests.integration.waiting import eventually
+
+CATALOG = [f"SKU-{n:04d}" for n in range(1, 9)]
+INITIAL_STOCK = 150
+TERMINAL = ("CONFIRMED", "REJECTED", "CANCELLED")
+QUIESCENCE_TIMEOUT_S = 150.0
+SUBMIT_DEADLINE_S = 90.0
+
+
+@dataclass
+class Tally:
+    submitted: int
+    orders: int
+    statuses: Counter[str]
+    lost: int
+    double_charged: int
+    charged_unconfirmed: int
+    oversold: int
+    stock_mismatch: dict[str, tuple[int, int]]
+    unnotified: int
+    dlq: int
+
+    def line(self) -> str:
+        return (
+            f"submitted={self.submitted} stored={self.orders} "
+            f"confirmed={self.statuses['CONFIRMED']} rejected={self.statuses['REJECTED']} "
+            f"cancelled={self.statuses['CANCELLED']} lost={self.lost} "
+            f"double_charged={self.double_charged} charged_unconfirmed={self.charged_unconfirmed} "
+            f"oversold={self.oversold} stock_mismatch={len(self.stock_mismatch)} "
+            f"unnotified={self.unnotified} dlq={self.dlq}"
+        )
+
+
+@dataclass
+class ChaosPipeline:
+    amqp_base: str
+    redis_url: str
+    work_dir: Path
+    use_proxy: bool = False
+    extra_env: dict[str, str] = field(default_factory=dict)
+    management: Management = field(default_factory=Management.from_env)
+    vhost: str = field(default_factory=lambda: f"chaos-{uuid.uuid4().hex[:6]}")
+    proxy: TcpProxy | None = None
+    mongo: SecantusHandle | None = None
+    pipeline: Pipeline | None = None
+    accepted: list[str] = field(default_factory=list)
+
+    def start(self) -> Pipeline:
+        devstack.create_vhost(self.vhost, self.management)
+        self.mongo = devstack.start_secantus(
+            storage_path=self.work_dir / "mongo", log_path=self.work_dir / "secantusdb.log"
+        )
+        broker = "amqp://guest:guest@127.0.0.1:5672"
+        if self.use_proxy:
+            self.proxy = TcpProxy("127.0.0.1", 5672)
+            broker = f"amqp://guest:guest@127.0.0.1:{self.proxy.start()}"
+        self.pipeline = Pipeline(
+            f"{broker}/{quote(self.vhost, safe='')}",
+            self.mongo.url,
+            self.redis_url,
+            self.work_dir,
+            extra_env={
+                "AMQP_RETRY_DELAYS_MS": "[500,1000,2000,4000,8000]",
+                "OUTBOX_POLL_INTERVAL_S": "0.5",
+                "OUTBOX_GRACE_S": "1",
+                **self.extra_env,
+            },
+        )
+        self.pipeline.seed(len(CATALOG), INITIAL_STOCK)
+        self.pipeline.start_all()
+        return self.pipeline
+
+    def stop(self) -> None:
+        if self.pipeline is not None:
+            self.pipeline.stop_all()
+        if self.proxy is not None:
+            self.proxy.stop()
+        if self.mongo is not None:
+            self.mongo.stop()
+        devstack.delete_vhost(self.vhost, self.management)
+
+    # --- the batch -------------------------------------------------------------------
+    async def run_batch(
+        self,
+        size: int,
+        fault: Callable[[], Coroutine[Any, Any, None]] | None = None,
+        concurrency: int = 6,
+    ) -> None:
+        """Submit `size` orders; inject `fault` once a third of them are in, while the rest
+        keep coming."""
+        assert self.pipeline is not None
+        async with httpx.AsyncClient(timeout=10) as http:
+            tokens = [await self._customer(http) for _ in range(3)]
+            plans = [_plan(i) for i in range(size)]
+            queue: asyncio.Queue[tuple[int, dict[str, Any]]] = asyncio.Queue()
+            for item in enumerate(plans):
+                queue.put_nowait(item)
+            fault_task: asyncio.Task[None] | None = None
+
+            async def worker() -> None:
+                nonlocal fault_task
+                while not queue.empty():
+                    index, body = queue.get_nowait()
+                    if fault is not None and fault_task is None and index >= size // 3:
+                        fault_task = asyncio.create_task(fault())
+                    order_id = await self._submit(http, tokens[index % len(tokens)], body)
+                    if order_id is not None:
+                        self.accepted.append(order_id)
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            if fault_task is not None:
+                await fault_task
+
+    async def _customer(self, http: httpx.AsyncClient) -> str:
+        assert self.pipeline is not None
+        base = self.pipeline.url("order")
+        account = {"email": f"{uuid.uuid4().hex[:8]}@example.com", "password": "chaos-password"}
+        await http.post(f"{base}/customers", json={**account, "name": "Chaos"})
+        session = await http.post(f"{base}/sessions", json=account)
+        session.raise_for_status()
+        return str(session.json()["token"])
+
+    async def _submit(
+        self, http: httpx.AsyncClient, token: str, body: dict[str, Any]
+    ) -> str | None:
+        """Retry through outages like a patient client; None if never accepted."""
+        assert self.pipeline is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SUBMIT_DEADLINE_S
+        while loop.time() < deadline:
+            try:
+                response = await http.post(
+                    f"{self.pipeline.url('order')}/orders",
+                    json=body,
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                if response.status_code == 202:
+                    return str(response.json()["order_id"])
+                if response.status_code < 500:
+                    raise AssertionError(f"order refused: {response.status_code} {response.text}")
+            except httpx.TransportError:
+                pass  # the order service is down or restarting
+            await asyncio.sleep(0.25)
+        return None
+
+    # --- quiescence and accounting ------------------------------------------------------
+    async def settle_and_tally(self) -> Tally:
+        assert self.mongo is not None
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(self.mongo.url, tz_aware=True)
+        try:
+            # Not quiet in time: tally anyway, so the counts say what went missing.
+            with contextlib.suppress(AssertionError):
+                await eventually(lambda: self._quiet(client), QUIESCENCE_TIMEOUT_S, 0.5)
+            return await self._tally(client)
+        finally:
+            await client.close()
+
+    def _db(self, client: AsyncMongoClient[dict[str, Any]], service: str) -> Any:
+        assert self.pipeline is not None
+        return client[self.pipeline.database(service)]
+
+    async def _quiet(self, client: AsyncMongoClient[dict[str, Any]]) -> bool:
+        try:
+            orders = self._db(client, "order")["orders"]
+            unsettled = await orders.count_documents(
+                {"$or": [{"status": {"$nin": list(TERMINAL)}}, {"outbox_pending": True}]}
+            )
+            terminal = await orders.count_documents({"status": {"$in": list(TERMINAL)}})
+            confirmed = await orders.count_documents({"status": "CONFIRMED"})
+            notified = await self._db(client, "notification")["notifications"].count_documents({})
+            # Cancelled orders have their stock back: only confirmed orders keep a reservation.
+            held = await self._db(client, "inventory")["reservations"].count_documents(
+                {"status": "RESERVED"}
+            )
+            depths = await self.queue_depths()
+        except Exception:  # a server is still coming back
+            return False
+        waiting = sum(n for q, n in depths.items() if not q.endswith(".dlq"))
+        return unsettled == 0 and terminal == notified and held == confirmed and waiting == 0
+
+    async def queue_depths(self) -> dict[str, int]:
+        """Messages ready in every queue of the vhost, exact (the management API's figures
+        lag by seconds), read by passive declares."""
+        names = [
+            q["name"]
+            for q in self.management.request("GET", f"/queues/{quote(self.vhost, safe='')}").json()
+        ]
+        connection = await aio_pika.connect(self.vhost_url())
+        async with connection:
+            channel = await connection.channel()
+            depths = {}
+            for name in names:
+                queue = await channel.declare_queue(name, passive=True)
+                depths[name] = queue.declaration_result.message_count or 0
+            return depths
+
+    async def dead_letters(self) -> dict[str, int]:
+        return {q: n for q, n in (await self.queue_depths()).items() if q.endswith(".dlq")}
+
+    def vhost_url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:5672/{quote(self.vhost, safe='')}"
+
+    async def _tally(self, client: AsyncMongoClient[dict[str, Any]]) -> Tally:
+        orders = {d["_id"]: d async for d in self._db(client, "order")["orders"].find()}
+        statuses = Counter(d["status"] for d in orders.values())
+        lost = sum(
+            1 for i in self.accepted if i not in orders or orders[i]["status"] not in TERMINAL
+        )
+        ledger = [d async for d in self._db(client, "payment")["gateway_charges"].find()]
+        double_charged = sum(max(0, d.get("captures", 0) - 1) for d in ledger)
+        charged_unconfirmed = sum(
+            1
+            for d in ledger
+            if d.get("captures", 0) > 0
+            and orders.get(d["_id"].removeprefix("order-"), {}).get("status") != "CONFIRMED"
+        )
+        confirmed_qty: Counter[str] = Counter()
+        for order in orders.values():
+            if order["status"] == "CONFIRMED":
+                for line in order["lines"]:
+                    confirmed_qty[line["sku"]] += line["quantity"]
+        stock = {
+            d["_id"]: d["available"] async for d in self._db(client, "inventory")["stock"].find()
+        }
+        mismatch = {
+            sku: (available, INITIAL_STOCK - confirmed_qty[sku])
+            for sku, available in stock.items()
+            if available != INITIAL_STOCK - confirmed_qty[sku]
+        }
+        notified = {
+            d["order_id"] async for d in self._db(client, "notification")["notifications"].find()
+        }
+        unnotified = sum(
+            1 for i, d in orders.items() if d["status"] in TERMINAL and i not in notified
+        )
+        return Tally(
+            submitted=len(self.accepted),
+            orders=len(orders),
+            statuses=statuses,
+            lost=lost,
+            double_charged=double_charged,
+            charged_unconfirmed=charged_unconfirmed,
+            oversold=sum(1 for available in stock.values() if available < 0),
+            stock_mismatch=mismatch,
+            unnotified=unnotified,
+            dlq=sum((await self.dead_letters()).values()),
+        )
+
+
+def _plan(index: int) -> dict[str, Any]:
+    """A deterministic mix: mostly tok_ok, then declines, flaky payments and over-stock."""
+    rng = random.Random(index)
+    kind = index % 10
+    sku = rng.choice(CATALOG)
+    if kind == 6:
+        return _order([(sku, rng.randint(1, 3))], "tok_decline")
+    if kind == 7:
+        return _order([(sku, rng.randint(1, 3))], "tok_flaky")
+    if kind == 8:
+        return _order([(sku, INITIAL_STOCK + 1)], "tok_ok")  # more than there ever is
+    if kind == 9:
+        other = rng.choice([s for s in CATALOG if s != sku])
+        return _order([(sku, 1), (other, 2)], "tok_ok")
+    return _order([(sku, rng.randint(1, 3))], "tok_ok")
+
+
+def _order(lines: list[tuple[str, int]], method: str) -> dict[str, Any]:
+    return {"items": [{"sku": s, "quantity": q} for s, q in lines], "payment_method": method}
