@@ -6,11 +6,14 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
+from infra import devstack
+from infra.devstack import RabbitVhost
 from tests.e2e.pipeline import SERVICES, Pipeline
 
 CATALOG_SIZE = 60
@@ -19,11 +22,19 @@ INITIAL_STOCK = 100
 
 @pytest.fixture(scope="session")
 def pipeline(
-    amqp_url: str, mongo_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+    rabbitmq_vhost: RabbitVhost,
+    mongo_url: str,
+    redis_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Pipeline]:
     log_dir: Path = tmp_path_factory.mktemp("service-logs")
+    # A vhost of its own: the services' queues must not share exchanges with the
+    # integration tests' publishers.
+    vhost = f"e2e-{uuid.uuid4().hex[:6]}"
+    devstack.create_vhost(vhost, rabbitmq_vhost.management)
+    base = rabbitmq_vhost.url.rsplit("/", 1)[0]
     running = Pipeline(
-        amqp_url,
+        f"{base}/{quote(vhost, safe='')}",
         mongo_url,
         redis_url,
         log_dir,
@@ -36,6 +47,7 @@ def pipeline(
         yield running
     finally:
         codes = running.stop_all()
+        devstack.delete_vhost(vhost, rabbitmq_vhost.management)
         for service in SERVICES:
             print(f"--- {service} log tail ---\n{running.tail(service, 15)}")
     assert codes == dict.fromkeys(SERVICES, 0), f"unclean shutdown: {codes}"

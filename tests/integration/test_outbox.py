@@ -7,10 +7,11 @@ from typing import Any
 
 import aio_pika
 import pytest
+from prometheus_client import REGISTRY
 from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts.envelope import Envelope
-from contracts.events import OrderConfirmed
+from contracts.events import OrderConfirmed, OrderRejected
 from contracts.topology import exchange_name
 from infra.messaging import codec
 from infra.messaging.broker import Broker
@@ -109,3 +110,38 @@ async def test_an_append_racing_the_mark_keeps_the_document_pending(
     assert document is not None
     assert document["outbox_pending"] is True
     assert [e["sent_at"] is None for e in document["outbox"]] == [False, True]
+
+
+async def test_an_unroutable_event_is_counted_kept_and_sent_once_routable(
+    broker: Broker, mongo_db: AsyncDatabase[dict[str, Any]]
+) -> None:
+    """No queue is bound to events.order-rejected in this vhost until the test binds one."""
+    collection = mongo_db["aggregates"]
+    event = Envelope.wrap(
+        OrderRejected(order_id="o-3", customer_id="c-1", reason="no stock"), producer="itest"
+    )
+    returned = {"event_type": "OrderRejected", "reason": "returned"}
+    before = REGISTRY.get_sample_value("messages_publish_failures_total", returned) or 0
+    await collection.insert_one({"_id": "o-3", **outbox_fields([event])})
+    relay = OutboxRelay(broker, collection, OutboxSettings(poll_interval_s=0.1, grace_s=0))
+    await relay.start()
+    relay.notify("o-3", [event])
+
+    await eventually(
+        lambda: (
+            (REGISTRY.get_sample_value("messages_publish_failures_total", returned) or 0) > before
+        )
+    )
+    assert await collection.count_documents({"_id": "o-3", "outbox_pending": True}) == 1
+
+    channel = await broker.new_channel()
+    queue = await channel.declare_queue(exclusive=True)
+    await queue.bind(exchange_name("OrderRejected"))
+
+    async def delivered() -> Envelope | None:
+        message = await queue.get(fail=False, no_ack=True)
+        return None if message is None else codec.decode(message.body)[0]
+
+    assert await eventually(delivered) == event
+    await eventually(lambda: collection.count_documents({"_id": "o-3", "outbox_pending": False}))
+    await relay.stop()
