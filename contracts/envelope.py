@@ -14,8 +14,9 @@ from contracts.events import Event
 class Envelope(BaseModel):
     """Metadata shared by all events; `payload` is validated against the event's own schema.
 
-    correlation_id is the order id for the whole story of an order; causation_id is the id of
-    the event that caused this one (None for events caused by an HTTP request).
+    correlation_id is the aggregate id (the order id for the whole story of an order);
+    causation_id is the id of the event that caused this one (None for events caused by an
+    HTTP request).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -43,7 +44,7 @@ class Envelope(BaseModel):
             event_type=event.event_type,
             schema_version=event.schema_version,
             occurred_at=_to_millisecond(occurred_at or datetime.now(UTC)),
-            correlation_id=event.order_id,
+            correlation_id=event.aggregate_id,
             causation_id=causation_id,
             producer=producer,
             payload=event.model_dump(mode="json"),

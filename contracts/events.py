@@ -1,13 +1,13 @@
 """Event payload schemas (version 1 of each).
 
 Money is integer cents in one currency, so no float or decimal rounding crosses the wire.
-Every event carries the order id: it is the aggregate key, the correlation id and the key the
-consumers deduplicate on.
+Every event names its aggregate (`aggregate_id`): the order for order events, the SKU or the
+customer for the others. It is the envelope's correlation id and the key consumers deduplicate on.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,7 +25,19 @@ class Event(BaseModel):
     event_type: ClassVar[str]
     schema_version: ClassVar[int] = 1
 
+    @property
+    def aggregate_id(self) -> str:
+        """The id of what the event is about: the envelope's correlation id, the key the
+        consumers deduplicate and order on."""
+        raise NotImplementedError
+
+
+class OrderEvent(Event):
     order_id: OrderId
+
+    @property
+    def aggregate_id(self) -> str:
+        return self.order_id
 
 
 class OrderLine(BaseModel):
@@ -38,14 +50,14 @@ class PricedLine(OrderLine):
     unit_price_cents: Cents
 
 
-class OrderPlaced(Event):
+class OrderPlaced(OrderEvent):
     event_type: ClassVar[str] = "OrderPlaced"
     customer_id: str
     lines: list[OrderLine] = Field(min_length=1, max_length=100)
     payment_method: str = Field(min_length=1, max_length=100)
 
 
-class StockReserved(Event):
+class StockReserved(OrderEvent):
     """Carries the customer and payment method on so payment needs no lookup of its own."""
 
     event_type: ClassVar[str] = "StockReserved"
@@ -56,13 +68,13 @@ class StockReserved(Event):
     payment_method: str = Field(min_length=1, max_length=100)
 
 
-class StockReservationFailed(Event):
+class StockReservationFailed(OrderEvent):
     event_type: ClassVar[str] = "StockReservationFailed"
     reason: Reason
     sku: str | None = None
 
 
-class PaymentSucceeded(Event):
+class PaymentSucceeded(OrderEvent):
     event_type: ClassVar[str] = "PaymentSucceeded"
     amount_cents: Cents
     currency: str = CURRENCY
@@ -70,30 +82,67 @@ class PaymentSucceeded(Event):
     gateway_reference: str
 
 
-class PaymentFailed(Event):
+class PaymentFailed(OrderEvent):
     event_type: ClassVar[str] = "PaymentFailed"
     amount_cents: Cents
     currency: str = CURRENCY
     reason: Reason
 
 
-class OrderConfirmed(Event):
+class OrderConfirmed(OrderEvent):
     event_type: ClassVar[str] = "OrderConfirmed"
     customer_id: str
     total_cents: Cents
     currency: str = CURRENCY
 
 
-class OrderRejected(Event):
+class OrderRejected(OrderEvent):
     event_type: ClassVar[str] = "OrderRejected"
     customer_id: str
     reason: Reason
 
 
-class OrderCancelled(Event):
+class OrderCancelled(OrderEvent):
     event_type: ClassVar[str] = "OrderCancelled"
     customer_id: str
     reason: Reason
+
+
+class StockReplenished(Event):
+    """An operator restocked a SKU (or added it, with its first stock)."""
+
+    event_type: ClassVar[str] = "StockReplenished"
+    sku: Sku
+    quantity: Annotated[int, Field(ge=0)]
+    available: Annotated[int, Field(ge=0)]
+
+    @property
+    def aggregate_id(self) -> str:
+        return self.sku
+
+
+class CustomerRegistered(Event):
+    event_type: ClassVar[str] = "CustomerRegistered"
+    customer_id: str
+    email: str = Field(max_length=320)
+    name: str = Field(max_length=200)
+
+    @property
+    def aggregate_id(self) -> str:
+        return self.customer_id
+
+
+class NotificationPreferenceChanged(Event):
+    """How a customer wants to hear about their orders."""
+
+    event_type: ClassVar[str] = "NotificationPreferenceChanged"
+    customer_id: str
+    channel: Literal["log", "email", "webhook"]
+    webhook_url: str | None = Field(default=None, max_length=2000)
+
+    @property
+    def aggregate_id(self) -> str:
+        return self.customer_id
 
 
 ALL_EVENTS: tuple[type[Event], ...] = (
@@ -105,6 +154,9 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     OrderConfirmed,
     OrderRejected,
     OrderCancelled,
+    StockReplenished,
+    CustomerRegistered,
+    NotificationPreferenceChanged,
 )
 
 # (event_type, schema_version) -> schema. A consumer that meets a pair not in here dead-letters

@@ -10,13 +10,16 @@ from __future__ import annotations
 import re
 
 from contracts.events import (
+    CustomerRegistered,
     Event,
+    NotificationPreferenceChanged,
     OrderCancelled,
     OrderConfirmed,
     OrderPlaced,
     OrderRejected,
     PaymentFailed,
     PaymentSucceeded,
+    StockReplenished,
     StockReservationFailed,
     StockReserved,
 )
@@ -30,17 +33,31 @@ NOTIFICATION = "notification"
 
 # Who publishes what (documentation and the declare step: a producer declares its exchanges).
 PUBLICATIONS: dict[str, tuple[type[Event], ...]] = {
-    ORDER: (OrderPlaced, OrderConfirmed, OrderRejected, OrderCancelled),
-    INVENTORY: (StockReserved, StockReservationFailed),
+    ORDER: (
+        OrderPlaced,
+        OrderConfirmed,
+        OrderRejected,
+        OrderCancelled,
+        CustomerRegistered,
+        NotificationPreferenceChanged,
+    ),
+    INVENTORY: (StockReserved, StockReservationFailed, StockReplenished),
     PAYMENT: (PaymentSucceeded, PaymentFailed),
     NOTIFICATION: (),
 }
 
 SUBSCRIPTIONS: dict[str, tuple[type[Event], ...]] = {
     ORDER: (StockReserved, StockReservationFailed, PaymentSucceeded, PaymentFailed),
-    INVENTORY: (OrderPlaced, PaymentFailed),
+    INVENTORY: (OrderPlaced, PaymentFailed, OrderCancelled),
     PAYMENT: (StockReserved,),
-    NOTIFICATION: (OrderConfirmed, OrderRejected, OrderCancelled),
+    NOTIFICATION: (
+        OrderConfirmed,
+        OrderRejected,
+        OrderCancelled,
+        CustomerRegistered,
+        NotificationPreferenceChanged,
+        StockReplenished,
+    ),
 }
 
 

@@ -38,7 +38,7 @@ class Runtime:
     mongo: AsyncMongoClient[Document]
     redis: Redis
     consumer: Consumer
-    relay: OutboxRelay | None = None
+    relays: dict[str, OutboxRelay] = field(default_factory=dict)
     queues: list[str] = field(default_factory=list)
 
     @property
@@ -57,8 +57,10 @@ class Runtime:
 
 @asynccontextmanager
 async def open_runtime(
-    settings: RuntimeSettings, outbox_collection: str | None = None
+    settings: RuntimeSettings, outbox_collections: tuple[str, ...] = ()
 ) -> AsyncIterator[Runtime]:
+    """`outbox_collections`: the collections whose documents carry an outbox; each gets a
+    relay (`runtime.relays[name]`)."""
     mongo = create_mongo_client(settings.mongo, settings.service)
     redis = create_redis(settings.redis)
     broker = Broker(settings.amqp.url, settings.service)
@@ -69,13 +71,13 @@ async def open_runtime(
         runtime = Runtime(
             settings, broker, mongo, redis, Consumer(broker, settings.service, settings.amqp)
         )
-        if outbox_collection is not None:
-            runtime.relay = OutboxRelay(broker, runtime.db[outbox_collection], settings.outbox)
-            await runtime.relay.start()
+        for name in outbox_collections:
+            runtime.relays[name] = OutboxRelay(broker, runtime.db[name], settings.outbox)
+            await runtime.relays[name].start()
         yield runtime
         await runtime.consumer.stop()
-        if runtime.relay is not None:
-            await runtime.relay.stop()
+        for relay in runtime.relays.values():
+            await relay.stop()
     finally:
         await broker.close()
         await redis.aclose()

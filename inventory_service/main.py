@@ -35,14 +35,13 @@ def runtime_settings() -> RuntimeSettings:
 def create_app(settings: RuntimeSettings, inventory: InventorySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_runtime(settings, outbox_collection="reservations") as runtime:
-            assert runtime.relay is not None
+        async with open_runtime(settings, outbox_collections=("reservations",)) as runtime:
             cache = RedisStockCache(runtime.redis, inventory.cache_ttl_s)
             store = MongoInventoryStore(
                 runtime.mongo,
                 runtime.db["stock"],
                 runtime.db["reservations"],
-                runtime.relay,
+                runtime.relays["reservations"],
                 INVENTORY,
                 on_stock_changed=cache.put,
             )

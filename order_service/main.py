@@ -32,9 +32,8 @@ class OrderSettings(BaseSettings):
 def create_app(runtime_settings: RuntimeSettings, settings: OrderSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_runtime(runtime_settings, outbox_collection="orders") as runtime:
-            assert runtime.relay is not None
-            orders = MongoOrderRepository(runtime.db["orders"], runtime.relay, ORDER)
+        async with open_runtime(runtime_settings, outbox_collections=("orders",)) as runtime:
+            orders = MongoOrderRepository(runtime.db["orders"], runtime.relays["orders"], ORDER)
             customers = MongoCustomerStore(runtime.db["customers"])
             await orders.create_indexes()
             await customers.create_indexes()

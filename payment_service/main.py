@@ -22,9 +22,9 @@ from payment_service.adapters.repository import MongoPaymentRepository
 def create_app(settings: RuntimeSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_runtime(settings, outbox_collection="payments") as runtime:
-            assert runtime.relay is not None
-            payments = MongoPaymentRepository(runtime.db["payments"], runtime.relay, PAYMENT)
+        async with open_runtime(settings, outbox_collections=("payments",)) as runtime:
+            relay = runtime.relays["payments"]
+            payments = MongoPaymentRepository(runtime.db["payments"], relay, PAYMENT)
             gateway = SimulatedGateway(runtime.db["gateway_charges"])
             await runtime.consume(
                 StockReserved,

@@ -51,8 +51,8 @@ def decode(body: bytes) -> tuple[Envelope, Event]:
         event = schema.model_validate(envelope.payload)
     except ValidationError as error:
         raise InvalidMessage(f"invalid {envelope.event_type} payload: {_summary(error)}") from error
-    if event.order_id != envelope.correlation_id:
-        raise InvalidMessage("payload order_id does not match the envelope's correlation_id")
+    if event.aggregate_id != envelope.correlation_id:
+        raise InvalidMessage("payload aggregate id does not match the envelope's correlation_id")
     return envelope, event
 
 
