@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pymongo.errors import PyMongoError
-from redis.exceptions import RedisError
 from starlette.routing import Match
 
+from infra.http_errors import BodySizeLimit, install_error_handlers
 from infra.observability.metrics import HTTP_DURATION, HTTP_REQUESTS
 
-log = logging.getLogger(__name__)
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
@@ -60,16 +56,8 @@ def create_http_app(service: str, lifespan: Lifespan, description: str = "") -> 
             HTTP_REQUESTS.labels(route, request.method, str(status)).inc()
             HTTP_DURATION.labels(route, request.method).observe(time.perf_counter() - started)
 
-    @app.exception_handler(PyMongoError)
-    @app.exception_handler(RedisError)
-    async def backing_service_down(request: Request, error: Exception) -> JSONResponse:
-        # A database or cache outage is not the client's fault and is worth retrying.
-        log.warning("%s %s failed: %s: %s", request.method, request.url.path,
-                    type(error).__name__, error)  # fmt: skip
-        response = json_error(503, "unavailable", "a backing service is unavailable; retry")
-        response.headers["Retry-After"] = "1"
-        return response
-
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit)
     return app
 
 
@@ -80,7 +68,3 @@ def _route_template(request: Request) -> str:
         if match == Match.FULL:
             return str(getattr(route, "path", "unmatched"))
     return "unmatched"
-
-
-def json_error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message, **extra}}, status_code=status)

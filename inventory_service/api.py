@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
+from infra.http_errors import ApiError, error_responses
 from inventory_service.wiring import InventoryDeps
 
 router = APIRouter()
@@ -21,11 +22,11 @@ Deps = Annotated[InventoryDeps, Depends(get_deps)]
 SkuPath = Annotated[str, Path(pattern=r"^[A-Z0-9][A-Z0-9-]{1,39}$")]
 
 
-@router.get("/stock/{sku}", responses={404: {"description": "unknown SKU"}})
+@router.get("/stock/{sku}", responses=error_responses(404, 422))
 async def stock_level(sku: SkuPath, deps: Deps, response: Response) -> dict[str, Any]:
     item, from_cache = await deps.cache.read_through(sku, deps.store.find_item)
     if item is None:
-        raise HTTPException(404, {"code": "unknown_sku", "message": f"no SKU {sku}"})
+        raise ApiError(404, "unknown_sku", f"no SKU {sku}")
     response.headers["X-Cache"] = "hit" if from_cache else "miss"
     return asdict(item)
 

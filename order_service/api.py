@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Request, Response, status
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError
 
 from contracts.events import OrderLine
+from infra.http_errors import ApiError, error_responses
 from order_service import handlers
 from order_service.adapters.customers import EmailTaken
 from order_service.adapters.passwords import hash_password, verify_password
@@ -59,10 +60,6 @@ def get_deps(request: Request) -> OrderServiceDeps:
 Deps = Annotated[OrderServiceDeps, Depends(get_deps)]
 
 
-def _error(status_code: int, code: str, message: str, **headers: str) -> HTTPException:
-    return HTTPException(status_code, {"code": code, "message": message}, headers or None)
-
-
 _BEARER = {"WWW-Authenticate": "Bearer"}
 
 
@@ -71,37 +68,37 @@ async def current_customer(
 ) -> str:
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token:
-        raise _error(401, "unauthenticated", "missing bearer token", **_BEARER)
+        raise ApiError(401, "unauthenticated", "missing bearer token", _BEARER)
     customer_id = await deps.sessions.customer_for(token.strip())
     if customer_id is None:
-        raise _error(401, "session_expired", "unknown or expired session", **_BEARER)
+        raise ApiError(401, "session_expired", "unknown or expired session", _BEARER)
     return customer_id
 
 
 CustomerId = Annotated[str, Depends(current_customer)]
 
 
-@router.post("/customers", status_code=201, responses={409: {"description": "email taken"}})
+@router.post("/customers", status_code=201, responses=error_responses(409, 413, 422))
 async def register(body: RegisterCustomer, deps: Deps) -> CustomerCreated:
     password_hash = await hash_password(body.password)
     try:
         customer_id = await deps.customers.add(body.email, body.name, password_hash)
     except EmailTaken:
-        raise _error(409, "email_taken", "a customer with this email exists") from None
+        raise ApiError(409, "email_taken", "a customer with this email exists") from None
     return CustomerCreated(customer_id=customer_id)
 
 
-@router.post("/sessions", status_code=201, responses={401: {"description": "bad credentials"}})
+@router.post("/sessions", status_code=201, responses=error_responses(401, 413, 422))
 async def login(body: Login, deps: Deps) -> SessionCreated:
     customer = await deps.customers.by_email(body.email)
     password_hash = None if customer is None else customer["password_hash"]
     if customer is None or not await verify_password(password_hash, body.password):
-        raise _error(401, "bad_credentials", "unknown email or wrong password")
+        raise ApiError(401, "bad_credentials", "unknown email or wrong password")
     token, expires_at = await deps.sessions.create(customer["_id"])
     return SessionCreated(token=token, expires_at=expires_at)
 
 
-@router.post("/orders", status_code=202, responses={401: {}, 422: {}})
+@router.post("/orders", status_code=202, responses=error_responses(401, 413, 422))
 async def place_order(
     body: PlaceOrderRequest, customer_id: CustomerId, deps: Deps, response: Response
 ) -> OrderAccepted:
@@ -110,17 +107,17 @@ async def place_order(
             deps.orders, customer_id, body.items, body.payment_method
         )
     except ValidationError as error:  # e.g. two lines of one SKU adding up past the limit
-        raise _error(422, "invalid_order", str(error.errors()[0]["msg"])) from None
+        raise ApiError(422, "invalid_order", str(error.errors()[0]["msg"])) from None
     response.headers["Location"] = f"/orders/{order.order_id}"
     return OrderAccepted(order_id=order.order_id, status=order.status.value)
 
 
-@router.get("/orders/{order_id}", responses={404: {"description": "no such order of yours"}})
+@router.get("/orders/{order_id}", responses=error_responses(401, 404))
 async def get_order(order_id: str, customer_id: CustomerId, deps: Deps) -> dict[str, Any]:
     order = await deps.orders.get(order_id)
     if order is None or order.customer_id != customer_id:
         # Someone else's order is reported as missing, so ids cannot be probed.
-        raise _error(status.HTTP_404_NOT_FOUND, "order_not_found", "no such order")
+        raise ApiError(status.HTTP_404_NOT_FOUND, "order_not_found", "no such order")
     return _order_view(order)
 
 

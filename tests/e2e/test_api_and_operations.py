@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -31,10 +33,10 @@ async def test_orders_need_a_valid_session(http: httpx.AsyncClient, pipeline: Pi
     body = {"items": [{"sku": "SKU-0001", "quantity": 1}], "payment_method": "tok_ok"}
     missing = await http.post(url, json=body)
     assert missing.status_code == 401
-    assert missing.json()["detail"]["code"] == "unauthenticated"
+    assert missing.json()["error"]["code"] == "unauthenticated"
     forged = await http.post(url, json=body, headers={"Authorization": "Bearer forged"})
     assert forged.status_code == 401
-    assert forged.json()["detail"]["code"] == "session_expired"
+    assert forged.json()["error"]["code"] == "session_expired"
 
 
 @pytest.mark.parametrize(
@@ -53,7 +55,9 @@ async def test_malformed_orders_get_422_with_a_reason(
 ) -> None:
     response = await http.post(f"{pipeline.url('order')}/orders", json=body, headers=auth)
     assert response.status_code == 422
-    assert response.json()["detail"]
+    error = response.json()["error"]
+    assert error["code"] in ("invalid_request", "invalid_order")
+    assert error["message"]
 
 
 async def test_customers_see_only_their_own_orders(
@@ -69,7 +73,7 @@ async def test_customers_see_only_their_own_orders(
     stranger = await register_and_login(http, pipeline)
     hidden = await http.get(order_url, headers=stranger)
     assert hidden.status_code == 404
-    assert hidden.json()["detail"]["code"] == "order_not_found"
+    assert hidden.json()["error"]["code"] == "order_not_found"
 
 
 async def test_registration_and_login_errors(http: httpx.AsyncClient, pipeline: Pipeline) -> None:
@@ -78,11 +82,34 @@ async def test_registration_and_login_errors(http: httpx.AsyncClient, pipeline: 
     assert (await http.post(f"{base}/customers", json=account)).status_code in (201, 409)
     again = await http.post(f"{base}/customers", json=account)
     assert again.status_code == 409
-    assert again.json()["detail"]["code"] == "email_taken"
+    assert again.json()["error"]["code"] == "email_taken"
     short = await http.post(f"{base}/customers", json={**account, "password": "short"})
     assert short.status_code == 422
     wrong = await http.post(
         f"{base}/sessions", json={"email": account["email"], "password": "not the password"}
     )
     assert wrong.status_code == 401
-    assert wrong.json()["detail"]["code"] == "bad_credentials"
+    assert wrong.json()["error"]["code"] == "bad_credentials"
+
+
+async def test_oversized_bodies_and_unknown_routes_get_the_error_shape(
+    http: httpx.AsyncClient, pipeline: Pipeline, auth: dict[str, str]
+) -> None:
+    huge = {"items": [{"sku": "SKU-0001", "quantity": 1}], "payment_method": "x" * 70_000}
+    too_large = await http.post(f"{pipeline.url('order')}/orders", json=huge, headers=auth)
+    assert too_large.status_code == 413
+    assert too_large.json()["error"]["code"] == "payload_too_large"
+
+    async def chunked() -> AsyncIterator[bytes]:  # no Content-Length: counted as it arrives
+        for _ in range(70):
+            yield b" " * 1024
+
+    streamed = await http.post(
+        f"{pipeline.url('order')}/customers",
+        content=chunked(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert streamed.status_code == 413
+    missing = await http.get(f"{pipeline.url('inventory')}/nowhere")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "not_found"
