@@ -13,13 +13,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from contracts.events import PaymentFailed, PaymentSucceeded, StockReservationFailed, StockReserved
 from contracts.topology import ORDER
 from infra.http import create_http_app
-from infra.runtime import open_runtime
+from infra.runtime import Runtime, open_runtime
 from infra.service import serve
 from infra.settings import RuntimeSettings
 from order_service import handlers
 from order_service.adapters.customers import MongoCustomerStore
 from order_service.adapters.repository import MongoOrderRepository
-from order_service.adapters.sessions import RedisSessionStore
+from order_service.adapters.sessions import RedisLoginGuard, RedisSessionStore
 from order_service.api import router
 from order_service.wiring import OrderServiceDeps
 
@@ -27,19 +27,34 @@ from order_service.wiring import OrderServiceDeps
 class OrderSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ORDER_")
     session_ttl_s: int = Field(default=3600, ge=60)
+    # Failed logins allowed per window, per email and per client address.
+    login_failures_per_email: int = Field(default=5, ge=1)
+    login_failures_per_address: int = Field(default=50, ge=1)
+    login_window_s: int = Field(default=300, ge=1)
+
+
+async def build(runtime: Runtime, settings: OrderSettings) -> OrderServiceDeps:
+    orders = MongoOrderRepository(runtime.db["orders"], runtime.relays["orders"], ORDER)
+    customers = MongoCustomerStore(runtime.db["customers"], runtime.relays["customers"], ORDER)
+    await orders.create_indexes()
+    await customers.create_indexes()
+    guard = RedisLoginGuard(
+        runtime.redis,
+        settings.login_failures_per_email,
+        settings.login_failures_per_address,
+        settings.login_window_s,
+    )
+    sessions = RedisSessionStore(runtime.redis, settings.session_ttl_s)
+    return OrderServiceDeps(orders, customers, sessions, guard)
 
 
 def create_app(runtime_settings: RuntimeSettings, settings: OrderSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_runtime(runtime_settings, outbox_collections=("orders",)) as runtime:
-            orders = MongoOrderRepository(runtime.db["orders"], runtime.relays["orders"], ORDER)
-            customers = MongoCustomerStore(runtime.db["customers"])
-            await orders.create_indexes()
-            await customers.create_indexes()
-            app.state.deps = OrderServiceDeps(
-                orders, customers, RedisSessionStore(runtime.redis, settings.session_ttl_s)
-            )
+        outboxes = ("orders", "customers")
+        async with open_runtime(runtime_settings, outbox_collections=outboxes) as runtime:
+            app.state.deps = deps = await build(runtime, settings)
+            orders = deps.orders
             await runtime.consume(StockReserved, partial(handlers.on_stock_reserved, orders=orders))
             await runtime.consume(
                 StockReservationFailed,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from order_service.adapters.customers import MongoCustomerStore
 from order_service.adapters.repository import MongoOrderRepository
-from order_service.adapters.sessions import RedisSessionStore
+from order_service.adapters.sessions import RedisLoginGuard, RedisSessionStore
 
 
 @dataclass(frozen=True)
@@ -14,3 +14,4 @@ class OrderServiceDeps:
     orders: MongoOrderRepository
     customers: MongoCustomerStore
     sessions: RedisSessionStore
+    login_guard: RedisLoginGuard

@@ -56,3 +56,17 @@ HTTP_DURATION = Histogram(
     ["route", "method"],
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+EVENTS_IGNORED = Counter(
+    "domain_events_ignored_total",
+    "Consumed events the domain ignored (duplicates, or late for an ended aggregate).",
+    ["event_type"],
+)
+ORDERS_ENDED = Counter(
+    "orders_ended_total",
+    "Orders that reached a terminal status, by status.",
+    ["status"],
+)
+PAID_AFTER_CANCEL = Counter(
+    "orders_paid_after_cancellation_total",
+    "Payments captured for orders the customer had cancelled meanwhile (need a manual refund).",
+)

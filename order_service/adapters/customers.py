@@ -1,4 +1,9 @@
-"""Customer accounts in MongoDB; emails are unique (a unique index decides, not a read)."""
+"""Customer accounts in MongoDB; emails are unique (a unique index decides, not a read).
+
+A customer document carries an outbox too: registrations and notification preferences are
+published (CustomerRegistered, NotificationPreferenceChanged) so the notification service can
+reach the customer without asking this service.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,15 @@ from typing import Any
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
+from contracts.events import CustomerRegistered, NotificationPreferenceChanged
+from infra.messaging.outbox import (
+    OutboxRelay,
+    merge_updates,
+    outbox_append,
+    outbox_fields,
+    wrap_events,
+)
+
 Document = dict[str, Any]
 
 
@@ -17,14 +31,20 @@ class EmailTaken(Exception):
 
 
 class MongoCustomerStore:
-    def __init__(self, collection: AsyncCollection[Document]) -> None:
+    def __init__(
+        self, collection: AsyncCollection[Document], relay: OutboxRelay, producer: str
+    ) -> None:
         self._collection = collection
+        self._relay = relay
+        self._producer = producer
 
     async def create_indexes(self) -> None:
         await self._collection.create_index("email", unique=True)
 
     async def add(self, email: str, name: str, password_hash: str) -> str:
         customer_id = str(uuid.uuid4())
+        registered = CustomerRegistered(customer_id=customer_id, email=email.lower(), name=name)
+        envelopes = wrap_events([registered], self._producer, None)
         try:
             await self._collection.insert_one(
                 {
@@ -32,12 +52,31 @@ class MongoCustomerStore:
                     "email": email.lower(),
                     "name": name,
                     "password_hash": password_hash,
+                    "notification_channel": "email",
                     "created_at": datetime.now(UTC),
+                    **outbox_fields(envelopes),
                 }
             )
         except DuplicateKeyError as error:
             raise EmailTaken(email) from error
+        self._relay.notify(customer_id, envelopes)
         return customer_id
 
     async def by_email(self, email: str) -> Document | None:
-        return await self._collection.find_one({"email": email.lower()})
+        return await self._collection.find_one({"email": email.lower()}, {"outbox": 0})
+
+    async def set_notification_preference(
+        self, customer_id: str, channel: str, webhook_url: str | None
+    ) -> None:
+        changed = NotificationPreferenceChanged(
+            customer_id=customer_id,
+            channel=channel,  # validated by the API model
+            webhook_url=webhook_url,
+        )
+        envelopes = wrap_events([changed], self._producer, None)
+        update = merge_updates(
+            {"$set": {"notification_channel": channel, "webhook_url": webhook_url}},
+            outbox_append(envelopes),
+        )
+        await self._collection.update_one({"_id": customer_id}, update)
+        self._relay.notify(customer_id, envelopes)

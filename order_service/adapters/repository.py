@@ -1,7 +1,9 @@
 """Orders in MongoDB. The document <-> Order mapping lives here and nowhere else.
 
-Writes are optimistic on `version`: a concurrent writer makes the update match nothing, which
-raises ConcurrentUpdate and the message is retried against the fresh document.
+Each order document is also that order's event store: `outbox` keeps what the service published
+(marked sent, never deleted) and `inbox` every event it consumed and applied, written in the same
+update as the state they caused. Writes are optimistic on `version`: a concurrent writer makes
+the update match nothing, which raises ConcurrentUpdate and the message is retried.
 """
 
 from __future__ import annotations
@@ -9,16 +11,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from pymongo import DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
 
+from contracts.envelope import Envelope
 from contracts.events import OrderLine, PricedLine
 from infra.messaging.errors import RetryLater
 from infra.messaging.outbox import (
     OutboxRelay,
     merge_updates,
     outbox_append,
+    outbox_entry,
     outbox_fields,
-    wrap_events,
 )
 from order_service.domain.model import HistoryEntry, Order, OrderStatus
 
@@ -27,6 +32,10 @@ Document = dict[str, Any]
 
 class ConcurrentUpdate(RetryLater):
     pass
+
+
+class DuplicateOrder(Exception):
+    """An order with this id exists (an idempotency key used again)."""
 
 
 class MongoOrderRepository:
@@ -38,23 +47,69 @@ class MongoOrderRepository:
         self._producer = producer
 
     async def create_indexes(self) -> None:
-        await self._collection.create_index([("customer_id", 1), ("created_at", -1)])
+        await self._collection.create_index([("customer_id", 1), ("created_at", DESCENDING)])
+        # The audit trail, by time: what was published and what was consumed.
+        await self._collection.create_index("outbox.occurred_at")
+        await self._collection.create_index("inbox.occurred_at")
 
     async def get(self, order_id: str) -> Order | None:
-        document = await self._collection.find_one({"_id": order_id}, {"outbox": 0})
-        return None if document is None else _to_order(document)
+        document = await self._collection.find_one({"_id": order_id}, {"outbox": 0, "inbox": 0})
+        return None if document is None else to_order(document)
 
-    async def save(self, order: Order, caused_by: str | None = None) -> None:
-        """Store the order's new state and the events it recorded, in one document write."""
-        envelopes = wrap_events(order.events, self._producer, caused_by)
-        state = _state(order)
-        if order.version == 0:
-            await self._collection.insert_one(
-                {"_id": order.order_id, **state, "version": 1, **outbox_fields(envelopes)}
+    async def events(self, order_id: str) -> tuple[list[Document], list[Document]] | None:
+        """(published, consumed) envelopes of one order, or None if there is no such order."""
+        document = await self._collection.find_one({"_id": order_id}, {"outbox": 1, "inbox": 1})
+        if document is None:
+            return None
+        return document.get("outbox", []), document.get("inbox", [])
+
+    async def list_for(
+        self,
+        customer_id: str,
+        status: OrderStatus | None,
+        after: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[Order]:
+        """Newest first; `after` is the (created_at, id) of the last order already seen."""
+        query: Document = {"customer_id": customer_id}
+        if status is not None:
+            query["status"] = status.value
+        if after is not None:
+            created_at, order_id = after
+            query["$or"] = [
+                {"created_at": {"$lt": created_at}},
+                {"created_at": created_at, "_id": {"$lt": order_id}},
+            ]
+        cursor = self._collection.find(
+            query,
+            {"outbox": 0, "inbox": 0},
+            sort=[("created_at", DESCENDING), ("_id", DESCENDING)],
+            limit=limit,
+        )
+        return [to_order(d) async for d in cursor]
+
+    async def save(self, order: Order, cause: Envelope | None = None) -> None:
+        """Store the order's new state, the events it recorded and the event that caused
+        them, in one document write."""
+        at = order.history[-1].at  # events carry the time of the transition they record
+        envelopes = [
+            Envelope.wrap(
+                e,
+                producer=self._producer,
+                causation_id=None if cause is None else str(cause.event_id),
+                occurred_at=at,
             )
+            for e in order.events
+        ]
+        state = to_state(order)
+        if order.version == 0:
+            await self._insert(order, state, envelopes)
         else:
+            consumed = {} if cause is None else {"$push": {"inbox": _inbox_entry(cause, at)}}
             update = merge_updates(
-                {"$set": {**state, "version": order.version + 1}}, outbox_append(envelopes)
+                {"$set": {**state, "version": order.version + 1}},
+                outbox_append(envelopes),
+                consumed,
             )
             result = await self._collection.update_one(
                 {"_id": order.order_id, "version": order.version}, update
@@ -65,8 +120,25 @@ class MongoOrderRepository:
         order.events.clear()
         self._relay.notify(order.order_id, envelopes)
 
+    async def _insert(self, order: Order, state: Document, envelopes: list[Envelope]) -> None:
+        document = {"_id": order.order_id, **state, "version": 1, "inbox": []}
+        document.update(outbox_fields(envelopes))
+        document["request_fingerprint"] = order.request_fingerprint
+        try:
+            await self._collection.insert_one(document)
+        except DuplicateKeyError as error:
+            raise DuplicateOrder(order.order_id) from error
 
-def _state(order: Order) -> Document:
+
+def _inbox_entry(envelope: Envelope, applied_at: datetime) -> Document:
+    entry = outbox_entry(envelope)
+    del entry["sent_at"]
+    entry["applied_at"] = applied_at
+    return entry
+
+
+def to_state(order: Order) -> Document:
+    """The read model's fields, as stored (and as the rebuild recomputes them)."""
     return {
         "customer_id": order.customer_id,
         "status": order.status.value,
@@ -86,7 +158,7 @@ def _state(order: Order) -> Document:
     }
 
 
-def _to_order(document: Document) -> Order:
+def to_order(document: Document) -> Order:
     priced = document.get("priced_lines")
     return Order(
         order_id=document["_id"],
@@ -102,4 +174,5 @@ def _to_order(document: Document) -> Order:
         priced_lines=None if priced is None else [PricedLine.model_validate(x) for x in priced],
         total_cents=document.get("total_cents"),
         version=document["version"],
+        request_fingerprint=document.get("request_fingerprint"),
     )

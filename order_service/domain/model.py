@@ -1,9 +1,10 @@
 """The Order aggregate: a state machine that records the events its transitions cause.
 
 PENDING -> RESERVED -> PAID -> CONFIRMED, or PENDING -> REJECTED (no stock), or
-RESERVED -> CANCELLED (payment failed). Events for an order arrive on different queues, so one
-may arrive before the one it depends on (TooEarly: retry later) or again after it was applied
-(ignored: the method returns False and nothing changes).
+RESERVED -> CANCELLED (payment failed), or PENDING/RESERVED -> CANCELLED (the customer).
+Events for an order arrive on different queues, so one may arrive before the one it depends on
+(TooEarly: retry later) or again after it was applied (ignored: the method returns False and
+nothing changes).
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ class OrderStatus(StrEnum):
 
 TERMINAL = frozenset({OrderStatus.CONFIRMED, OrderStatus.REJECTED, OrderStatus.CANCELLED})
 ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {
-    OrderStatus.PENDING: frozenset({OrderStatus.RESERVED, OrderStatus.REJECTED}),
+    OrderStatus.PENDING: frozenset(
+        {OrderStatus.RESERVED, OrderStatus.REJECTED, OrderStatus.CANCELLED}
+    ),
     OrderStatus.RESERVED: frozenset({OrderStatus.PAID, OrderStatus.CANCELLED}),
     OrderStatus.PAID: frozenset({OrderStatus.CONFIRMED}),
     OrderStatus.CONFIRMED: frozenset(),
@@ -49,6 +52,10 @@ class TooEarly(Exception):
 
 class IllegalTransition(Exception):
     pass
+
+
+class CannotCancel(Exception):
+    """The order is paid (refunds are out of scope) or already ended otherwise."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,8 @@ class Order:
     priced_lines: list[PricedLine] | None = None
     total_cents: int | None = None
     version: int = 0
+    # Fingerprint of the request that placed it, to answer a repeated Idempotency-Key.
+    request_fingerprint: str | None = None
     events: list[Event] = field(default_factory=list)
 
     @classmethod
@@ -101,9 +110,35 @@ class Order:
         )
         return order
 
+    @classmethod
+    def from_placed(cls, placed: OrderPlaced, at: datetime) -> Order:
+        """The order as it was right after `placed`: the start of a replay from events."""
+        return cls(
+            order_id=placed.order_id,
+            customer_id=placed.customer_id,
+            lines=list(placed.lines),
+            payment_method=placed.payment_method,
+            status=OrderStatus.PENDING,
+            created_at=at,
+            history=[HistoryEntry(OrderStatus.PENDING, at)],
+        )
+
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL
+
+    def cancel(self, reason: str, now: datetime) -> bool:
+        """The customer cancels an order that is not paid yet. False if it already is
+        cancelled (a repeated request)."""
+        if self.status is OrderStatus.CANCELLED:
+            return False
+        if self.status not in (OrderStatus.PENDING, OrderStatus.RESERVED):
+            raise CannotCancel(f"order is {self.status.value}")
+        self._move(OrderStatus.CANCELLED, now, reason, None)
+        self.events.append(
+            OrderCancelled(order_id=self.order_id, customer_id=self.customer_id, reason=reason)
+        )
+        return True
 
     def stock_reserved(
         self, lines: list[PricedLine], total_cents: int, now: datetime, event_id: str
@@ -150,7 +185,9 @@ class Order:
         )
         return True
 
-    def _move(self, to: OrderStatus, now: datetime, reason: str | None, event_id: str) -> None:
+    def _move(
+        self, to: OrderStatus, now: datetime, reason: str | None, event_id: str | None
+    ) -> None:
         if to not in ALLOWED[self.status]:
             raise IllegalTransition(f"{self.status} -> {to}")
         self.status = to

@@ -6,10 +6,12 @@ import copy
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from contracts.envelope import Envelope
 from contracts.events import Event
 from inventory_service.domain.model import Reservation, ReservationStatus, StockItem
 from inventory_service.handlers import AlreadyRecorded
 from notification_service.domain.model import Notification
+from order_service.adapters.repository import ConcurrentUpdate, DuplicateOrder
 from order_service.domain.model import Order
 from payment_service.domain.model import ChargeResult, GatewayUnavailable, Payment
 
@@ -25,7 +27,12 @@ class FakeOrderRepository:
         order = self.orders.get(order_id)
         return None if order is None else copy.deepcopy(order)
 
-    async def save(self, order: Order, caused_by: str | None = None) -> None:
+    async def save(self, order: Order, cause: Envelope | None = None) -> None:
+        stored = self.orders.get(order.order_id)
+        if order.version == 0 and stored is not None:
+            raise DuplicateOrder(order.order_id)
+        if stored is not None and stored.version != order.version:
+            raise ConcurrentUpdate(order.order_id)
         self.published.extend(order.events)
         order.events.clear()
         order.version += 1

@@ -17,6 +17,7 @@ from infra.messaging.errors import RetryLater
 from inventory_service import handlers as inventory
 from inventory_service.domain.model import ReservationStatus, StockItem
 from notification_service import handlers as notification
+from order_service import commands
 from order_service import handlers as orders
 from order_service.domain.model import OrderStatus, TooEarly
 from payment_service import handlers as payment
@@ -57,7 +58,9 @@ def reserved(order_id: str) -> StockReserved:
 
 async def test_order_handlers_walk_an_order_to_confirmed_once() -> None:
     repo = FakeOrderRepository()
-    order = await orders.place_order(repo, "c-1", [OrderLine(sku="SKU-1", quantity=2)], "tok_ok")
+    order, _ = await commands.place_order(
+        repo, "c-1", [OrderLine(sku="SKU-1", quantity=2)], "tok_ok"
+    )
     reservation = reserved(order.order_id)
     success = PaymentSucceeded(
         order_id=order.order_id, amount_cents=200, payment_id="p", gateway_reference="ch"
@@ -71,7 +74,9 @@ async def test_order_handlers_walk_an_order_to_confirmed_once() -> None:
 
 async def test_payment_before_reservation_is_retried_later() -> None:
     repo = FakeOrderRepository()
-    order = await orders.place_order(repo, "c-1", [OrderLine(sku="SKU-1", quantity=1)], "tok_ok")
+    order, _ = await commands.place_order(
+        repo, "c-1", [OrderLine(sku="SKU-1", quantity=1)], "tok_ok"
+    )
     failed = PaymentFailed(order_id=order.order_id, amount_cents=1, reason="declined")
     with pytest.raises(TooEarly):
         await orders.on_payment_failed(env(failed), failed, repo)

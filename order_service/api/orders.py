@@ -1,0 +1,200 @@
+"""Orders: place (idempotently), read, list, cancel, and the story of one order."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Path, Query, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from contracts.events import OrderLine
+from infra.http_errors import ApiError, error_responses
+from order_service import commands
+from order_service.api.deps import CustomerId, Deps
+from order_service.domain.model import CannotCancel, Order, OrderStatus
+from order_service.handlers import IdempotencyConflict
+
+router = APIRouter(tags=["orders"])
+OrderIdPath = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+class PlaceOrderRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    items: list[OrderLine] = Field(min_length=1, max_length=100)
+    payment_method: str = Field(min_length=1, max_length=100)
+
+
+class OrderAccepted(BaseModel):
+    order_id: str
+    status: OrderStatus
+
+
+class LineView(BaseModel):
+    sku: str
+    quantity: int
+    unit_price_cents: int | None = None
+
+
+class HistoryView(BaseModel):
+    status: OrderStatus
+    at: datetime
+    reason: str | None
+
+
+class OrderView(BaseModel):
+    order_id: str
+    status: OrderStatus
+    lines: list[LineView]
+    total_cents: int | None
+    currency: str
+    payment_method: str
+    created_at: datetime
+    history: list[HistoryView]
+
+
+class OrderPage(BaseModel):
+    items: list[OrderView]
+    next_cursor: str | None
+
+
+class EventView(BaseModel):
+    direction: Literal["published", "consumed"]
+    event_id: str
+    event_type: str
+    schema_version: int
+    occurred_at: datetime
+    producer: str
+    causation_id: str | None
+    payload: dict[str, Any]
+
+
+@router.post(
+    "/orders",
+    status_code=202,
+    responses={
+        **error_responses(401, 409, 413, 422),
+        200: {"model": OrderAccepted, "description": "a repeated Idempotency-Key"},
+    },
+)
+async def place_order(
+    body: PlaceOrderRequest,
+    customer_id: CustomerId,
+    deps: Deps,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
+    ] = None,
+) -> OrderAccepted:
+    try:
+        order, created = await commands.place_order(
+            deps.orders, customer_id, body.items, body.payment_method, idempotency_key
+        )
+    except ValidationError as error:  # e.g. two lines of one SKU adding up past the limit
+        raise ApiError(422, "invalid_order", str(error.errors()[0]["msg"])) from None
+    except IdempotencyConflict:
+        message = "this Idempotency-Key was used with a different request"
+        raise ApiError(409, "idempotency_key_reused", message) from None
+    response.headers["Location"] = f"/orders/{order.order_id}"
+    if not created:
+        response.status_code = 200
+    # The original response, also for a repeat: the order as it was accepted.
+    return OrderAccepted(order_id=order.order_id, status=OrderStatus.PENDING)
+
+
+@router.get("/orders", responses=error_responses(401, 422))
+async def list_orders(
+    customer_id: CustomerId,
+    deps: Deps,
+    status: OrderStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=300)] = None,
+) -> OrderPage:
+    """The caller's orders, newest first; pass `next_cursor` back as `cursor` for more."""
+    orders = await deps.orders.list_for(customer_id, status, _decode(cursor), limit)
+    last = orders[-1] if len(orders) == limit else None
+    return OrderPage(
+        items=[_view(o) for o in orders],
+        next_cursor=None if last is None else _encode(last.created_at, last.order_id),
+    )
+
+
+@router.get("/orders/{order_id}", responses=error_responses(401, 404, 422))
+async def get_order(order_id: OrderIdPath, customer_id: CustomerId, deps: Deps) -> OrderView:
+    order = await deps.orders.get(order_id)
+    if order is None or order.customer_id != customer_id:
+        # Someone else's order is reported as missing, so ids cannot be probed.
+        raise ApiError(404, "order_not_found", "no such order")
+    return _view(order)
+
+
+@router.post("/orders/{order_id}/cancel", responses=error_responses(401, 404, 409, 422))
+async def cancel_order(order_id: OrderIdPath, customer_id: CustomerId, deps: Deps) -> OrderView:
+    """Cancel an order that is not paid yet; its stock is released. Refunds of paid orders
+    are out of scope: a paid order answers 409."""
+    try:
+        order = await commands.cancel_order(deps.orders, customer_id, order_id)
+    except CannotCancel as error:
+        raise ApiError(409, "cannot_cancel", f"cannot cancel: {error}") from None
+    if order is None:
+        raise ApiError(404, "order_not_found", "no such order")
+    return _view(order)
+
+
+@router.get("/orders/{order_id}/events", responses=error_responses(401, 404, 422))
+async def order_events(
+    order_id: OrderIdPath, customer_id: CustomerId, deps: Deps
+) -> list[EventView]:
+    """The story of an order in time order: what this service published and consumed."""
+    order = await deps.orders.get(order_id)
+    stored = None if order is None or order.customer_id != customer_id else (
+        await deps.orders.events(order_id)
+    )  # fmt: skip
+    if stored is None:
+        raise ApiError(404, "order_not_found", "no such order")
+    published, consumed = stored
+    views = [_event(e, "published") for e in published] + [_event(e, "consumed") for e in consumed]
+    return sorted(views, key=lambda v: v.occurred_at)
+
+
+def _view(order: Order) -> OrderView:
+    lines = order.priced_lines or order.lines
+    return OrderView(
+        order_id=order.order_id,
+        status=order.status,
+        lines=[LineView.model_validate(line.model_dump()) for line in lines],
+        total_cents=order.total_cents,
+        currency="EUR",
+        payment_method=order.payment_method,
+        created_at=order.created_at,
+        history=[HistoryView(status=h.status, at=h.at, reason=h.reason) for h in order.history],
+    )
+
+
+def _event(entry: dict[str, Any], direction: Literal["published", "consumed"]) -> EventView:
+    return EventView(direction=direction, **{k: entry[k] for k in _EVENT_FIELDS})
+
+
+_EVENT_FIELDS = (
+    "event_id", "event_type", "schema_version", "occurred_at", "producer", "causation_id",
+    "payload",
+)  # fmt: skip
+
+
+def _encode(created_at: datetime, order_id: str) -> str:
+    raw = json.dumps([created_at.isoformat(), order_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode(cursor: str | None) -> tuple[datetime, str] | None:
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, order_id = json.loads(raw)
+        return datetime.fromisoformat(created_at), str(order_id)
+    except (ValueError, TypeError, binascii.Error):
+        raise ApiError(422, "invalid_cursor", "cursor is not one this API returned") from None

@@ -1,0 +1,60 @@
+"""What customers ask for over HTTP: place an order (idempotently) and cancel one."""
+
+from __future__ import annotations
+
+from contracts.events import OrderLine
+from order_service.adapters.repository import ConcurrentUpdate, DuplicateOrder
+from order_service.domain.model import Order
+from order_service.handlers import (
+    Clock,
+    IdempotencyConflict,
+    OrderRepository,
+    fingerprint,
+    order_id_for,
+    utc_now,
+)
+
+# An HTTP request races consumed events for the same order; a few retries settle it.
+_CONCURRENT_RETRIES = 3
+
+
+async def place_order(
+    orders: OrderRepository,
+    customer_id: str,
+    lines: list[OrderLine],
+    payment_method: str,
+    idempotency_key: str | None = None,
+    now: Clock = utc_now,
+) -> tuple[Order, bool]:
+    """Returns (order, created). A repeated key with the same request returns the order it
+    created first; with another request it raises IdempotencyConflict."""
+    order_id = order_id_for(customer_id, idempotency_key)
+    order = Order.place(order_id, customer_id, lines, payment_method, now())
+    order.request_fingerprint = fingerprint(lines, payment_method)
+    try:
+        await orders.save(order)
+    except DuplicateOrder:
+        existing = await orders.get(order_id)
+        if existing is None or existing.request_fingerprint != order.request_fingerprint:
+            raise IdempotencyConflict(idempotency_key) from None
+        return existing, False
+    return order, True
+
+
+async def cancel_order(
+    orders: OrderRepository, customer_id: str, order_id: str, now: Clock = utc_now
+) -> Order | None:
+    """None if the customer has no such order; CannotCancel once it is paid."""
+    for attempt in range(_CONCURRENT_RETRIES):
+        order = await orders.get(order_id)
+        if order is None or order.customer_id != customer_id:
+            return None
+        if not order.cancel("cancelled by the customer", now()):
+            return order
+        try:
+            await orders.save(order)
+            return order
+        except ConcurrentUpdate:
+            if attempt == _CONCURRENT_RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")

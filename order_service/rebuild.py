@@ -1,0 +1,100 @@
+"""Rebuild the orders read model from the event store alone.
+
+    python -m order_service.rebuild            rewrite every order's state from its events
+    python -m order_service.rebuild --check    only compare; exit 1 if any order differs
+
+The events are the ones each order document keeps: `outbox` (published, OrderPlaced first) and
+`inbox` (consumed, with the time they were applied). Orders whose events were pruned by the
+retention are skipped and counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from contracts.events import EVENT_SCHEMAS, OrderPlaced
+from infra.persistence.mongo import create_mongo_client
+from infra.settings import RuntimeSettings
+from order_service.adapters.repository import to_state
+from order_service.domain.model import Order
+from order_service.domain.replay import Step, replay
+
+Document = dict[str, Any]
+# Fields the rebuild recomputes; updated_at is bookkeeping, not state.
+COMPARED = ("customer_id", "status", "lines", "priced_lines", "total_cents", "currency",
+            "payment_method", "created_at", "history")  # fmt: skip
+
+
+@dataclass
+class Summary:
+    orders: int = 0
+    differing: int = 0
+    skipped: int = 0
+
+
+def rebuild_order(document: Document) -> Order | None:
+    published = document.get("outbox", [])
+    placed = next((e for e in published if e["event_type"] == "OrderPlaced"), None)
+    if placed is None:
+        return None
+    steps = [_step(e, e["applied_at"]) for e in document.get("inbox", [])]
+    steps += [  # cancellations the customer asked for: published, caused by no event
+        _step(e, e["occurred_at"])
+        for e in published
+        if e["event_type"] == "OrderCancelled" and e.get("causation_id") is None
+    ]
+    return replay(OrderPlaced.model_validate(placed["payload"]), placed["occurred_at"], steps)
+
+
+def differences(document: Document, rebuilt: Order) -> list[str]:
+    state = to_state(rebuilt)
+    return [name for name in COMPARED if document.get(name) != state[name]]
+
+
+async def rebuild_all(settings: RuntimeSettings, check: bool) -> Summary:
+    client = create_mongo_client(settings.mongo, "order-rebuild")
+    summary = Summary()
+    try:
+        orders = client[settings.mongo.database]["orders"]
+        async for document in orders.find({}):
+            summary.orders += 1
+            rebuilt = rebuild_order(document)
+            if rebuilt is None:
+                summary.skipped += 1
+                continue
+            differing = differences(document, rebuilt)
+            if differing:
+                summary.differing += 1
+                print(f"order {document['_id']}: {', '.join(differing)} differ", file=sys.stderr)
+                if not check:
+                    state = {k: v for k, v in to_state(rebuilt).items() if k in COMPARED}
+                    await orders.update_one({"_id": document["_id"]}, {"$set": state})
+    finally:
+        await client.close()
+    return summary
+
+
+def _step(entry: Document, at: Any) -> Step:
+    schema = EVENT_SCHEMAS[(entry["event_type"], entry["schema_version"])]
+    return Step(at=at, event=schema.model_validate(entry["payload"]), event_id=entry["event_id"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--check", action="store_true", help="compare only; exit 1 on differences")
+    args = parser.parse_args()
+    settings = RuntimeSettings.from_env("order", default_port=8000, default_database="orders")
+    summary = asyncio.run(rebuild_all(settings, args.check))
+    verb = "differ" if args.check else "rewritten"
+    print(f"orders={summary.orders} {verb}={summary.differing} skipped={summary.skipped}")
+    sys.exit(1 if args.check and summary.differing else 0)
+
+
+if __name__ == "__main__":
+    main()
