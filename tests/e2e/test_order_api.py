@@ -15,7 +15,6 @@ from pymongo import AsyncMongoClient
 from tests.e2e.conftest import register_and_login
 from tests.e2e.pipeline import Pipeline
 from tests.e2e.test_order_flow import Shop
-from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 Mongo = AsyncMongoClient[dict[str, Any]]
