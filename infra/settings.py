@@ -61,6 +61,10 @@ class OutboxSettings(BaseSettings):
     # Times each event is published. Above 1 only to inject duplicate deliveries in fault
     # tests: consumers must absorb them, as they absorb a re-publish after a lost confirm.
     publish_copies: int = Field(default=1, ge=1, le=3)
+    # Sent outbox events (and consumed inbox entries) are the audit trail; they are pruned
+    # once older than this many days. 0 keeps them forever.
+    retention_days: float = Field(default=0, ge=0)
+    prune_interval_s: float = Field(default=3600, gt=0)
 
 
 class RuntimeSettings(BaseModel):

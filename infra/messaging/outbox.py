@@ -77,6 +77,7 @@ class OutboxRelay:
 
     async def start(self) -> None:
         await self._collection.create_index("outbox_pending")
+        await self._collection.create_index("outbox.occurred_at")  # the audit trail by time
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self._collection.name}")
 
     def notify(self, document_id: Any, envelopes: Iterable[Envelope]) -> None:
@@ -99,7 +100,7 @@ class OutboxRelay:
                 await asyncio.wait_for(self._relay(pending, "fast"), timeout_s)
 
     async def _run(self) -> None:
-        next_sweep = 0.0
+        next_sweep = next_prune = 0.0
         loop = asyncio.get_running_loop()
         while True:
             timeout = max(0.0, next_sweep - loop.time())
@@ -109,6 +110,9 @@ class OutboxRelay:
             if loop.time() >= next_sweep:
                 await self._guarded(self._sweep())
                 next_sweep = loop.time() + self._settings.poll_interval_s
+            if self._settings.retention_days and loop.time() >= next_prune:
+                await self._guarded(self.prune())
+                next_prune = loop.time() + self._settings.prune_interval_s
 
     async def _guarded(self, step: Any) -> None:
         try:
@@ -145,6 +149,21 @@ class OutboxRelay:
         OUTBOX_OLDEST_AGE.set((now - oldest).total_seconds())
         if due:
             await self._relay(due, "sweep")
+
+    async def prune(self) -> int:
+        """Drop sent events and consumed entries older than the retention; never an unsent
+        one. Returns the number of documents changed."""
+        cutoff = datetime.now(UTC) - timedelta(days=self._settings.retention_days)
+        result = await self._collection.update_many(
+            {"$or": [{"outbox.sent_at": {"$lt": cutoff}}, {"inbox.applied_at": {"$lt": cutoff}}]},
+            {
+                "$pull": {
+                    "outbox": {"sent_at": {"$lt": cutoff}},
+                    "inbox": {"applied_at": {"$lt": cutoff}},
+                }
+            },
+        )
+        return result.modified_count
 
     async def _relay(self, written: list[_Written], path: str) -> None:
         by_document: dict[Any, list[Envelope]] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aio_pika
@@ -145,3 +146,29 @@ async def test_an_unroutable_event_is_counted_kept_and_sent_once_routable(
     assert await eventually(delivered) == event
     await eventually(lambda: collection.count_documents({"_id": "o-3", "outbox_pending": False}))
     await relay.stop()
+
+
+async def test_retention_prunes_old_sent_events_and_keeps_unsent_ones(
+    broker: Broker, mongo_db: AsyncDatabase[dict[str, Any]]
+) -> None:
+    collection = mongo_db["aggregates"]
+    old, recent, unsent = (confirmed("o-4") for _ in range(3))
+    long_ago = datetime.now(UTC) - timedelta(days=40)
+    entries = outbox_fields([old, recent, unsent])["outbox"]
+    entries[0]["sent_at"] = long_ago
+    entries[1]["sent_at"] = datetime.now(UTC)
+    inbox = [
+        {"event_id": "in-1", "applied_at": long_ago},
+        {"event_id": "in-2", "applied_at": datetime.now(UTC)},
+    ]
+    await collection.insert_one({"_id": "o-4", "outbox": entries, "inbox": inbox})
+    relay = OutboxRelay(broker, collection, OutboxSettings(retention_days=30))
+
+    assert await relay.prune() == 1
+    document = await collection.find_one({"_id": "o-4"})
+    assert document is not None
+    assert [e["event_id"] for e in document["outbox"]] == [
+        str(recent.event_id),
+        str(unsent.event_id),
+    ]
+    assert [e["event_id"] for e in document["inbox"]] == ["in-2"]
