@@ -50,7 +50,7 @@ class NotificationPreference(BaseModel):
         return self
 
 
-@router.post("/customers", status_code=201, responses=error_responses(409, 413, 422))
+@router.post("/customers", status_code=201, responses=error_responses(400, 409, 413, 422))
 async def register(body: RegisterCustomer, deps: Deps) -> CustomerCreated:
     password_hash = await hash_password(body.password)
     try:
@@ -60,7 +60,7 @@ async def register(body: RegisterCustomer, deps: Deps) -> CustomerCreated:
     return CustomerCreated(customer_id=customer_id)
 
 
-@router.post("/sessions", status_code=201, responses=error_responses(401, 413, 422, 429))
+@router.post("/sessions", status_code=201, responses=error_responses(400, 401, 413, 422, 429))
 async def login(body: Login, deps: Deps, request: Request) -> SessionCreated:
     address = request.client.host if request.client else "unknown"
     wait = await deps.login_guard.retry_after(body.email, address)
@@ -85,7 +85,7 @@ async def logout(customer_id: CustomerId, token: Token, deps: Deps) -> Response:
 
 @router.put(
     "/customers/me/notification-preference",
-    responses=error_responses(401, 413, 422),
+    responses=error_responses(400, 401, 413, 422),
 )
 async def set_notification_preference(
     body: NotificationPreference, customer_id: CustomerId, deps: Deps

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from infra.http_errors import ApiError
 from order_service.wiring import OrderServiceDeps
@@ -19,11 +20,17 @@ Deps = Annotated[OrderServiceDeps, Depends(get_deps)]
 _BEARER = {"WWW-Authenticate": "Bearer"}
 
 
-def bearer_token(authorization: Annotated[str | None, Header()] = None) -> str:
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+# A security scheme, not a header parameter: OpenAPI clients and fuzzers then know it is the
+# credential. auto_error=False so a missing token gets our error shape.
+_bearer = HTTPBearer(auto_error=False, description="the token from POST /sessions")
+
+
+def bearer_token(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+) -> str:
+    if credentials is None or not credentials.credentials.strip():
         raise ApiError(401, "unauthenticated", "missing bearer token", _BEARER)
-    return token.strip()
+    return credentials.credentials.strip()
 
 
 Token = Annotated[str, Depends(bearer_token)]

@@ -76,7 +76,7 @@ class EventView(BaseModel):
     "/orders",
     status_code=202,
     responses={
-        **error_responses(401, 409, 413, 422),
+        **error_responses(400, 401, 409, 413, 422),
         200: {"model": OrderAccepted, "description": "a repeated Idempotency-Key"},
     },
 )
