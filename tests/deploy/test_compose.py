@@ -1,0 +1,204 @@
+"""infra/compose.yaml: services, health checks, dependencies and settings, checked against the
+code (settings classes, default ports) and against the RabbitMQ definitions."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+from tests.deploy.manifests import (
+    COMPOSE_FILE,
+    DEFINITIONS_FILE,
+    DOCKERFILE,
+    INFRA,
+    SERVICES,
+    VHOST,
+    compose,
+    compose_services,
+    default_http_port,
+    definitions,
+    module_of,
+    service_environment,
+    settings_env_vars,
+    settings_for,
+)
+
+pytestmark = pytest.mark.deploy
+
+SERVICES_BY_NAME = compose_services()
+
+
+def _built_from_our_dockerfile(service: dict[str, Any]) -> bool:
+    build = service.get("build")
+    if not isinstance(build, dict):
+        return False
+    context = (COMPOSE_FILE.parent / build.get("context", ".")).resolve()
+    dockerfile: Path = (context / build.get("dockerfile", "Dockerfile")).resolve()
+    return dockerfile == DOCKERFILE
+
+
+BUILT = {name: s for name, s in SERVICES_BY_NAME.items() if _built_from_our_dockerfile(s)}
+
+
+def _environment(service: dict[str, Any]) -> dict[str, str]:
+    return service_environment(service)
+
+
+def test_the_four_services_are_built_from_the_dockerfile() -> None:
+    assert set(BUILT) == set(SERVICES)
+    images = {s.get("image") for s in BUILT.values()}
+    assert len(images) == 1, f"one image for all services, got {images}"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_service_runs_its_module_with_settings_it_reads(name: str) -> None:
+    service = BUILT[name]
+    assert service["command"] == ["python", "-m", module_of(name)]
+    environment = _environment(service)
+    unknown = set(environment) - settings_env_vars(name)
+    assert not unknown, f"{name} sets variables no settings class reads: {sorted(unknown)}"
+    port = default_http_port(name)
+    assert environment["HTTP_PORT"] == str(port)
+    assert environment["HTTP_HOST"] == "0.0.0.0"
+    assert environment["ENVIRONMENT"] == "production"
+    assert service["ports"] == [f"127.0.0.1:{port}:{port}"]
+    assert urlsplit(environment["MONGO_URL"]).hostname in SERVICES_BY_NAME
+    assert urlsplit(environment["REDIS_URL"]).hostname in SERVICES_BY_NAME
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_service_accepts_its_compose_environment_in_production(name: str) -> None:
+    """The service's own settings validation (e.g. no development secret in production)
+    passes on exactly the environment compose gives it."""
+    environment = _environment(BUILT[name])
+    settings = settings_for(name, environment)
+    assert settings.environment == "production"
+    assert settings.http.port == int(environment["HTTP_PORT"])
+    assert settings.amqp.url == environment["AMQP_URL"]
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_service_health_check_probes_its_own_port(name: str) -> None:
+    test = BUILT[name]["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "python"], "the slim image has no curl"
+    port = _environment(BUILT[name])["HTTP_PORT"]
+    assert re.search(rf"http://127\.0\.0\.1:{port}/(ready|health)\b", test[-1]), test
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_service_amqp_url_is_its_own_user_on_the_orders_vhost(name: str) -> None:
+    url = urlsplit(_environment(BUILT[name])["AMQP_URL"])
+    assert url.scheme == "amqp"
+    assert url.hostname == "rabbitmq"
+    assert "rabbitmq" in SERVICES_BY_NAME
+    assert unquote(url.path.lstrip("/")) == VHOST
+    assert url.username == name
+    users = {u["name"]: u for u in definitions()["users"]}
+    assert url.password == users[name]["password"], f"{name}: password differs from definitions"
+
+
+def test_every_service_has_a_health_check() -> None:
+    for name, service in SERVICES_BY_NAME.items():
+        assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+
+
+def test_depends_on_references_exist_and_wait_for_health() -> None:
+    for name, service in SERVICES_BY_NAME.items():
+        depends_on = service.get("depends_on", {})
+        assert isinstance(depends_on, dict), f"{name}: depends_on should carry conditions"
+        for dependency, condition in depends_on.items():
+            assert dependency in SERVICES_BY_NAME, f"{name} depends on unknown {dependency}"
+            assert condition == {"condition": "service_healthy"}
+            assert "healthcheck" in SERVICES_BY_NAME[dependency]
+    for name in SERVICES:
+        assert {"mongo", "rabbitmq", "redis"} <= set(BUILT[name]["depends_on"])
+
+
+def test_mongo_still_works_alone_for_infra_bin_up() -> None:
+    mongo = SERVICES_BY_NAME["mongo"]
+    assert "depends_on" not in mongo, "`up --wait mongo` must start MongoDB only"
+    assert mongo["ports"] == ["127.0.0.1:27017:27017"]
+    command = mongo["command"]
+    assert command[command.index("--replSet") + 1] == "rs0"
+    assert "transactionLifetimeLimitSeconds=10" in command
+    assert "rs.initiate" in mongo["healthcheck"]["test"][-1]
+
+
+def test_published_ports_bind_loopback_only() -> None:
+    for name, service in SERVICES_BY_NAME.items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on all interfaces"
+
+
+def _bind_mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Host path (resolved) -> container path, for volumes that are host paths."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        source, target = str(volume).split(":")[:2]
+        if source.startswith((".", "/")):
+            mounts[str((COMPOSE_FILE.parent / source).resolve())] = target
+    return mounts
+
+
+def test_bind_mounts_exist_and_named_volumes_are_declared() -> None:
+    declared = set(compose().get("volumes") or {})
+    for name, service in SERVICES_BY_NAME.items():
+        for host_path in _bind_mounts(service):
+            assert Path(host_path).exists(), f"{name} mounts missing {host_path}"
+        for volume in service.get("volumes", []):
+            source = str(volume).split(":")[0]
+            if not source.startswith((".", "/")):
+                assert source in declared, f"{name} uses undeclared volume {source}"
+
+
+def test_rabbitmq_loads_our_definitions_and_exports_per_queue_metrics() -> None:
+    rabbitmq = SERVICES_BY_NAME["rabbitmq"]
+    assert str(rabbitmq["image"]).startswith("rabbitmq:3.")
+    assert "management" in rabbitmq["image"]
+    mounts = _bind_mounts(rabbitmq)
+    definitions_target = mounts[str(DEFINITIONS_FILE)]
+    conf_target = mounts[str(INFRA / "deploy" / "rabbitmq" / "rabbitmq.conf")]
+    assert re.fullmatch(r"/etc/rabbitmq/conf\.d/[\w.-]+\.conf", conf_target), conf_target
+    assert mounts[str(INFRA / "deploy" / "rabbitmq" / "enabled_plugins")] == (
+        "/etc/rabbitmq/enabled_plugins"
+    )
+    conf = {}
+    for line in (INFRA / "deploy" / "rabbitmq" / "rabbitmq.conf").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            conf[key.strip()] = value.strip()
+    assert conf["management.load_definitions"] == definitions_target
+    assert conf["prometheus.return_per_object_metrics"] == "true"
+
+
+def test_grafana_and_prometheus_mount_their_provisioning() -> None:
+    prometheus = _bind_mounts(SERVICES_BY_NAME["prometheus"])
+    assert prometheus[str(INFRA / "deploy" / "prometheus")] == "/etc/prometheus"
+    assert (
+        "--config.file=/etc/prometheus/prometheus.yml" in SERVICES_BY_NAME["prometheus"]["command"]
+    )
+    grafana = _bind_mounts(SERVICES_BY_NAME["grafana"])
+    assert (
+        grafana[str(INFRA / "deploy" / "grafana" / "provisioning")] == "/etc/grafana/provisioning"
+    )
+
+
+@pytest.mark.skipif(
+    shutil.which("docker") is None
+    or subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0,
+    reason="no `docker compose` plugin here",
+)
+def test_docker_compose_accepts_the_file() -> None:
+    result = subprocess.run(
+        ["docker", "compose", "-f", str(COMPOSE_FILE), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
