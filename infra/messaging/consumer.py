@@ -32,6 +32,7 @@ from infra.messaging import codec
 from infra.messaging.broker import Broker
 from infra.messaging.errors import PermanentFailure, PublishFailed
 from infra.messaging.topology import declare_subscription
+from infra.observability.logging import bind_message
 from infra.observability.metrics import CONSUMER_IN_FLIGHT, HANDLER_DURATION, MESSAGES_CONSUMED
 from infra.settings import AmqpSettings
 
@@ -120,8 +121,16 @@ class Consumer:
     async def _apply(self, subscription: _Subscription, message: AbstractIncomingMessage) -> str:
         queue, delays = subscription.queue, subscription.retry_delays_ms
         attempt = _int_header(message, ATTEMPT_HEADER, default=1)
+        bind_message(
+            queue=queue,
+            event_id=message.message_id,
+            event_type=message.type,
+            correlation_id=message.correlation_id,
+            attempt=attempt,
+        )
         try:
             envelope, event = codec.decode(message.body)
+            bind_message(causation_id=envelope.causation_id)
             await subscription.handler(envelope, event)
             return "acked"
         except PermanentFailure as error:

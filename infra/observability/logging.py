@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+from contextvars import ContextVar
 from datetime import UTC, datetime
+from typing import Any
+
+# Ids of the message being handled. Each delivery runs in its own task, so each sees its own.
+message_context: ContextVar[dict[str, Any] | None] = ContextVar("message_context", default=None)
+
+
+def bind_message(**ids: Any) -> None:
+    """Tag every log line of the current task with these ids (event, correlation, ...)."""
+    message_context.set({**(message_context.get() or {}), **ids})
 
 
 class JsonFormatter(logging.Formatter):
@@ -20,6 +30,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        line.update(message_context.get() or {})
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)

@@ -1,0 +1,38 @@
+import asyncio
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from infra.observability.logging import JsonFormatter, bind_message
+
+pytestmark = pytest.mark.unit
+
+
+def formatted(service: str) -> dict[str, Any]:
+    record = logging.LogRecord("t", logging.INFO, __file__, 1, "handled", None, None)
+    return dict(json.loads(JsonFormatter(service).format(record)))
+
+
+def test_lines_carry_the_service_and_the_message_ids() -> None:
+    async def handle() -> dict[str, Any]:
+        bind_message(event_id="e-1", correlation_id="o-1")
+        bind_message(causation_id="c-1")  # added once the body is decoded
+        return formatted("inventory")
+
+    line = asyncio.run(handle())
+    assert line["service"] == "inventory"
+    assert line["message"] == "handled"
+    assert (line["event_id"], line["correlation_id"], line["causation_id"]) == ("e-1", "o-1", "c-1")
+
+
+def test_ids_stay_in_the_task_that_handles_the_message() -> None:
+    async def run() -> dict[str, Any]:
+        async def handle() -> None:
+            bind_message(event_id="inside")
+
+        await asyncio.create_task(handle())
+        return formatted("order")
+
+    assert "event_id" not in asyncio.run(run())
