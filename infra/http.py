@@ -9,7 +9,6 @@ from contextlib import AbstractAsyncContextManager
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.routing import Match
 
 from infra.http_errors import BodySizeLimit, install_error_handlers
 from infra.observability.metrics import HTTP_DURATION, HTTP_REQUESTS
@@ -46,13 +45,13 @@ def create_http_app(service: str, lifespan: Lifespan, description: str = "") -> 
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         started = time.perf_counter()
-        route = _route_template(request)
         status = 500
         try:
             response = await call_next(request)
             status = response.status_code
             return response
         finally:
+            route = _route_template(request)
             HTTP_REQUESTS.labels(route, request.method, str(status)).inc()
             HTTP_DURATION.labels(route, request.method).observe(time.perf_counter() - started)
 
@@ -62,9 +61,7 @@ def create_http_app(service: str, lifespan: Lifespan, description: str = "") -> 
 
 
 def _route_template(request: Request) -> str:
-    """The matched route's path template, so label values stay bounded."""
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match == Match.FULL:
-            return str(getattr(route, "path", "unmatched"))
-    return "unmatched"
+    """The matched route's path template (routing records it in the scope), so label values
+    stay bounded: /orders/{order_id}, never one label per order."""
+    route = request.scope.get("route")
+    return str(getattr(route, "path", None) or "unmatched")
