@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from contracts.events import EVENT_SCHEMAS, OrderPlaced
+from contracts.versions import upcast
 from infra.persistence.mongo import create_mongo_client
 from infra.settings import RuntimeSettings
 from order_service.adapters.repository import to_state
@@ -47,7 +48,9 @@ def rebuild_order(document: Document) -> Order | None:
         for e in published
         if e["event_type"] == "OrderCancelled" and e.get("causation_id") is None
     ]
-    return replay(OrderPlaced.model_validate(placed["payload"]), placed["occurred_at"], steps)
+    placed_event = _step(placed, placed["occurred_at"]).event
+    assert isinstance(placed_event, OrderPlaced)
+    return replay(placed_event, placed["occurred_at"], steps)
 
 
 def differences(document: Document, rebuilt: Order) -> list[str]:
@@ -79,8 +82,10 @@ async def rebuild_all(settings: RuntimeSettings, check: bool) -> Summary:
 
 
 def _step(entry: Document, at: Any) -> Step:
-    schema = EVENT_SCHEMAS[(entry["event_type"], entry["schema_version"])]
-    return Step(at=at, event=schema.model_validate(entry["payload"]), event_id=entry["event_id"])
+    # Stored events keep the version they were written in: bring them to the current one.
+    version, payload = upcast(entry["event_type"], entry["schema_version"], entry["payload"])
+    schema = EVENT_SCHEMAS[(entry["event_type"], version)]
+    return Step(at=at, event=schema.model_validate(payload), event_id=entry["event_id"])
 
 
 def main() -> None:

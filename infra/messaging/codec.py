@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from contracts.envelope import Envelope
 from contracts.events import EVENT_SCHEMAS, Event
+from contracts.versions import UnknownSchemaVersion, UpcastFailed, upcast
 from infra.messaging.errors import InvalidMessage
 
 CONTENT_TYPE = "application/json"
@@ -31,7 +32,11 @@ def encode(envelope: Envelope, headers: dict[str, Any] | None = None) -> aio_pik
 
 
 def decode(body: bytes) -> tuple[Envelope, Event]:
-    """Raise InvalidMessage with a reason an operator can act on."""
+    """Raise InvalidMessage with a reason an operator can act on.
+
+    An older schema version with an upcaster path is brought to the current version first; the
+    returned envelope then carries the current version and the upcast payload.
+    """
     if len(body) > MAX_BODY_BYTES:
         raise InvalidMessage(f"body of {len(body)} bytes exceeds {MAX_BODY_BYTES}")
     try:
@@ -42,15 +47,22 @@ def decode(body: bytes) -> tuple[Envelope, Event]:
         envelope = Envelope.model_validate(raw)
     except ValidationError as error:
         raise InvalidMessage(f"invalid envelope: {_summary(error)}") from error
-    schema = EVENT_SCHEMAS.get((envelope.event_type, envelope.schema_version))
-    if schema is None:
-        raise InvalidMessage(
-            f"unknown event type or version: {envelope.event_type} v{envelope.schema_version}"
-        )
+    try:
+        version, payload = upcast(envelope.event_type, envelope.schema_version, envelope.payload)
+    except (UnknownSchemaVersion, UpcastFailed) as error:
+        raise InvalidMessage(str(error)) from error
+    upcast_note = ""
+    if version != envelope.schema_version:
+        upcast_note = f" (upcast from v{envelope.schema_version} to v{version})"
+        # Handlers (and whatever they store) see one version per type: the current one.
+        envelope = envelope.model_copy(update={"schema_version": version, "payload": payload})
+    schema = EVENT_SCHEMAS[(envelope.event_type, version)]
     try:
         event = schema.model_validate(envelope.payload)
     except ValidationError as error:
-        raise InvalidMessage(f"invalid {envelope.event_type} payload: {_summary(error)}") from error
+        raise InvalidMessage(
+            f"invalid {envelope.event_type} payload{upcast_note}: {_summary(error)}"
+        ) from error
     if event.aggregate_id != envelope.correlation_id:
         raise InvalidMessage("payload aggregate id does not match the envelope's correlation_id")
     return envelope, event
