@@ -1,4 +1,5 @@
-"""The HTTP app every service starts from: /health, /ready, /metrics and request metrics."""
+"""The HTTP app every service starts from: /health, /ready, /metrics, request metrics and a
+SERVER span per request (continuing an incoming W3C `traceparent`, echoed in the response)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from contextlib import AbstractAsyncContextManager
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from infra.http_errors import BodySizeLimit, install_error_handlers
+from infra.observability import tracing
 from infra.observability.metrics import HTTP_DURATION, HTTP_REQUESTS
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -41,19 +44,29 @@ def create_http_app(service: str, lifespan: Lifespan, description: str = "") -> 
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.middleware("http")
-    async def count_requests(
+    async def observe_request(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         started = time.perf_counter()
         status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            route = _route_template(request)
-            HTTP_REQUESTS.labels(route, request.method, str(status)).inc()
-            HTTP_DURATION.labels(route, request.method).observe(time.perf_counter() - started)
+        # Named once routing recorded the template; the handler (and the outbox entries it
+        # writes) runs under this span, so the events it causes join the caller's trace.
+        with tracing.start_span(
+            f"HTTP {request.method}",
+            SpanKind.SERVER,
+            parent=tracing.extract(request.headers),
+            attributes={"http.request.method": request.method, "url.path": request.url.path},
+        ) as span:
+            try:
+                response = await call_next(request)
+                status = response.status_code
+                tracing.inject(response.headers)
+                return response
+            finally:
+                route = _route_template(request)
+                _finish_span(span, request.method, route, status)
+                HTTP_REQUESTS.labels(route, request.method, str(status)).inc()
+                HTTP_DURATION.labels(route, request.method).observe(time.perf_counter() - started)
 
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit)
@@ -65,3 +78,13 @@ def _route_template(request: Request) -> str:
     stay bounded: /orders/{order_id}, never one label per order."""
     route = request.scope.get("route")
     return str(getattr(route, "path", None) or "unmatched")
+
+
+def _finish_span(span: Span, method: str, route: str, status: int) -> None:
+    span.update_name(f"HTTP {method} {route}")
+    span.set_attribute("http.route", route)
+    span.set_attribute("http.status_code", status)
+    span.set_attribute("http.response.status_code", status)
+    # A 4xx is the client's doing, not a failure of this server (OpenTelemetry conventions).
+    if status >= 500:
+        span.set_status(Status(StatusCode.ERROR, f"HTTP {status}"))

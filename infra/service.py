@@ -1,4 +1,4 @@
-"""Runs one service process: logging, then uvicorn serving the app.
+"""Runs one service process: logging, tracing, then uvicorn serving the app.
 
 uvicorn owns SIGINT/SIGTERM: it stops accepting requests, finishes the ones in flight, then
 runs the app's lifespan exit, which stops the consumers and flushes the outbox (infra.runtime).
@@ -12,11 +12,14 @@ import uvicorn
 from fastapi import FastAPI
 
 from infra.observability.logging import configure_logging
+from infra.observability.tracing import configure_tracing
 from infra.settings import RuntimeSettings
 
 
 def serve(app: FastAPI, settings: RuntimeSettings) -> None:
     configure_logging(settings.service, settings.log_level)
+    # After logging, so a configured but missing OTLP exporter is reported as a JSON line.
+    configure_tracing(settings.service, settings.tracing)
     # After its graceful shutdown uvicorn re-raises the signal it caught against the handler
     # that was installed before it. With these no-op handlers a completed graceful shutdown
     # ends the process with exit code 0 instead of dying by the signal.

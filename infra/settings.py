@@ -67,6 +67,25 @@ class OutboxSettings(BaseSettings):
     prune_interval_s: float = Field(default=3600, gt=0)
 
 
+class TracingSettings(BaseSettings):
+    """The standard OpenTelemetry variables for the OTLP/HTTP trace exporter. Neither set (the
+    default): spans are created and propagated but not exported, so no collector is needed."""
+
+    model_config = SettingsConfigDict(env_prefix="OTEL_")
+
+    # Base URL of a collector, e.g. http://127.0.0.1:4318; traces go to <base>/v1/traces.
+    exporter_otlp_endpoint: str | None = None
+    # Full URL of the traces endpoint, used as is; wins over the base URL.
+    exporter_otlp_traces_endpoint: str | None = None
+
+    def traces_endpoint(self) -> str | None:
+        if self.exporter_otlp_traces_endpoint:
+            return self.exporter_otlp_traces_endpoint
+        if self.exporter_otlp_endpoint:
+            return f"{self.exporter_otlp_endpoint.rstrip('/')}/v1/traces"
+        return None
+
+
 class RuntimeSettings(BaseModel):
     """Everything the shared runtime needs for one service process."""
 
@@ -78,6 +97,7 @@ class RuntimeSettings(BaseModel):
     http: HttpSettings
     outbox: OutboxSettings
     log_level: str
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
 
     @classmethod
     def from_env(cls, service: str, *, default_port: int, default_database: str) -> RuntimeSettings:
@@ -93,6 +113,7 @@ class RuntimeSettings(BaseModel):
             http=http.model_copy(update={"port": http.port or default_port}),
             outbox=OutboxSettings(),
             log_level=env.log_level,
+            tracing=TracingSettings(),
         )
 
     @model_validator(mode="after")

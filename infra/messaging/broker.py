@@ -3,6 +3,9 @@
 `connect_robust` reconnects with backoff and restores channels, declared exchanges and queues
 and consumers; publishes made while the connection is down fail loudly (PublishFailed), and the
 outbox relay retries them.
+
+Every publish is a PRODUCER span whose W3C `traceparent` goes into the message headers, so the
+consumer's span continues the same trace.
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ from typing import Any
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobustConnection
+from opentelemetry.trace import SpanKind
 
 from contracts.envelope import Envelope
 from infra.messaging import codec
 from infra.messaging.errors import PublishFailed
 from infra.messaging.topology import declare_event_exchange
+from infra.observability import tracing
 from infra.observability.metrics import MESSAGES_PUBLISHED, PUBLISH_FAILURES
 
 log = logging.getLogger(__name__)
@@ -100,6 +105,35 @@ class Broker:
         return exchange
 
     async def _publish(
+        self,
+        exchange: AbstractExchange,
+        message: aio_pika.Message,
+        routing_key: str,
+        event_type: str,
+    ) -> None:
+        attributes = {
+            "messaging.system": "rabbitmq",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": exchange.name or routing_key,
+            "messaging.rabbitmq.destination.routing_key": routing_key,
+            "messaging.message.id": message.message_id or "",
+            "messaging.message.conversation_id": message.correlation_id or "",
+            "event.type": event_type,
+        }
+        with tracing.start_span(
+            f"publish {event_type}",
+            SpanKind.PRODUCER,
+            parent=tracing.publish_parent(message.headers),
+            attributes=attributes,
+        ):
+            # A copy (retry, dead letter) carries its original's traceparent; this publish
+            # replaces it, so the next consume is a child of this span, in the same trace.
+            headers = dict(message.headers or {})
+            tracing.inject(headers)
+            message.headers = headers
+            await self._confirmed(exchange, message, routing_key, event_type)
+
+    async def _confirmed(
         self,
         exchange: AbstractExchange,
         message: aio_pika.Message,

@@ -8,6 +8,9 @@ Failures never sleep in the consumer and never block the queue:
   work queue), with the attempt count in a header; after the last tier, dead-lettered.
 The republish is confirmed before the original is acked, so the message exists somewhere at
 every instant.
+
+Each delivery is a CONSUMER span, child of the publish that sent it (the `traceparent` header);
+a retry or dead-letter republish is a child of that span, so every attempt is in one trace.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from contracts.envelope import Envelope
 from contracts.events import Event
@@ -32,6 +36,7 @@ from infra.messaging import codec
 from infra.messaging.broker import Broker
 from infra.messaging.errors import PermanentFailure, PublishFailed
 from infra.messaging.topology import declare_subscription
+from infra.observability import tracing
 from infra.observability.logging import bind_message
 from infra.observability.metrics import CONSUMER_IN_FLIGHT, HANDLER_DURATION, MESSAGES_CONSUMED
 from infra.settings import AmqpSettings
@@ -119,7 +124,7 @@ class Consumer:
             HANDLER_DURATION.labels(queue).observe(time.perf_counter() - started)
 
     async def _apply(self, subscription: _Subscription, message: AbstractIncomingMessage) -> str:
-        queue, delays = subscription.queue, subscription.retry_delays_ms
+        queue = subscription.queue
         attempt = _int_header(message, ATTEMPT_HEADER, default=1)
         bind_message(
             queue=queue,
@@ -128,15 +133,46 @@ class Consumer:
             correlation_id=message.correlation_id,
             attempt=attempt,
         )
+        attributes: dict[str, str | int] = {
+            "messaging.system": "rabbitmq",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": queue,
+            "messaging.message.id": message.message_id or "",
+            "messaging.message.conversation_id": message.correlation_id or "",
+            "event.type": message.type or "unknown",
+            "messaging.attempt": attempt,
+        }
+        with tracing.start_span(
+            f"consume {queue}",
+            SpanKind.CONSUMER,
+            parent=tracing.extract(message.headers),
+            attributes=attributes,
+        ) as span:
+            outcome = await self._attempt(subscription, message, attempt, span)
+            span.set_attribute("messaging.outcome", outcome)
+            return outcome
+
+    async def _attempt(
+        self,
+        subscription: _Subscription,
+        message: AbstractIncomingMessage,
+        attempt: int,
+        span: Span,
+    ) -> str:
+        queue, delays = subscription.queue, subscription.retry_delays_ms
         try:
             envelope, event = codec.decode(message.body)
             bind_message(causation_id=envelope.causation_id)
+            span.set_attribute("messaging.causation_id", envelope.causation_id or "")
             await subscription.handler(envelope, event)
             return "acked"
-        except PermanentFailure as error:
-            await self._dead_letter(queue, message, error, attempt, "permanent failure")
-            return "dead_lettered"
         except Exception as error:
+            # Handled here (retry or dead letter), so the span would not see it otherwise.
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"[:500]))
+            if isinstance(error, PermanentFailure):
+                await self._dead_letter(queue, message, error, attempt, "permanent failure")
+                return "dead_lettered"
             if attempt > len(delays):
                 await self._dead_letter(queue, message, error, attempt, "retries exhausted")
                 return "dead_lettered"

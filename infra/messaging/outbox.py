@@ -11,6 +11,10 @@ The relay publishes on two paths:
 An event is marked sent only after the broker's confirm, so a crash between write and publish
 delays it, never loses it; it may be published twice, which idempotent consumers absorb.
 Events of one aggregate are published one after the other, in the order they were written.
+
+Each entry keeps the `traceparent` of the span that wrote it (the HTTP request, the consumed
+message), and the relay publishes it under that context: the publish span joins the writer's
+trace although it runs later, in the relay's own task, perhaps in another process.
 """
 
 from __future__ import annotations
@@ -23,12 +27,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
 from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 
 from contracts.envelope import Envelope
 from infra.messaging.broker import Broker
 from infra.messaging.errors import PublishFailed
+from infra.observability import tracing
 from infra.observability.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_RELAYED
 from infra.settings import OutboxSettings
 
@@ -41,6 +48,8 @@ def outbox_entry(envelope: Envelope) -> Document:
     entry = envelope.model_dump(mode="json")
     entry["occurred_at"] = envelope.occurred_at  # a BSON date, so it can be queried by time
     entry["sent_at"] = None
+    # Extra keys beside the envelope's fields; only with a current span.
+    tracing.inject(entry)
     return entry
 
 
@@ -59,9 +68,16 @@ def outbox_append(envelopes: Iterable[Envelope]) -> Document:
 
 
 @dataclass(frozen=True)
+class _Pending:
+    envelope: Envelope
+    # The context the event was written in; its publish span becomes a child of it.
+    parent: Context
+
+
+@dataclass(frozen=True)
 class _Written:
     document_id: Any
-    envelopes: tuple[Envelope, ...]
+    events: tuple[_Pending, ...]
 
 
 class OutboxRelay:
@@ -82,8 +98,10 @@ class OutboxRelay:
 
     def notify(self, document_id: Any, envelopes: Iterable[Envelope]) -> None:
         """Called right after a successful write of `envelopes` into document `document_id`."""
-        written = _Written(document_id, tuple(envelopes))
-        if written.envelopes:
+        # Still in the writer's context, the one outbox_entry stored with the events.
+        parent = otel_context.get_current()
+        written = _Written(document_id, tuple(_Pending(e, parent) for e in envelopes))
+        if written.events:
             self._written.put_nowait(written)
 
     async def stop(self, timeout_s: float = 10.0) -> None:
@@ -139,7 +157,7 @@ class OutboxRelay:
             backlog += len(unsent)
             oldest = min([oldest, *(e["occurred_at"] for e in unsent)])
             ready = [
-                _envelope(e)
+                _Pending(_envelope(e), tracing.extract(e))
                 for e in unsent
                 if e["occurred_at"] <= cutoff and e["event_id"] not in self._in_flight
             ]
@@ -166,11 +184,11 @@ class OutboxRelay:
         return result.modified_count
 
     async def _relay(self, written: list[_Written], path: str) -> None:
-        by_document: dict[Any, list[Envelope]] = {}
+        by_document: dict[Any, list[_Pending]] = {}
         for item in written:
-            by_document.setdefault(item.document_id, []).extend(item.envelopes)
+            by_document.setdefault(item.document_id, []).extend(item.events)
         results = await asyncio.gather(
-            *(self._publish_in_order(envelopes) for envelopes in by_document.values())
+            *(self._publish_in_order(events) for events in by_document.values())
         )
         sent = {
             document_id: ids for document_id, ids in zip(by_document, results, strict=True) if ids
@@ -179,17 +197,18 @@ class OutboxRelay:
             await self._mark_sent(sent)
             OUTBOX_RELAYED.labels(path).inc(sum(len(ids) for ids in sent.values()))
 
-    async def _publish_in_order(self, envelopes: list[Envelope]) -> list[str]:
+    async def _publish_in_order(self, events: list[_Pending]) -> list[str]:
         """Publish one aggregate's events in order; stop at the first failure so none
         overtakes an earlier one. Returns the ids the broker confirmed."""
         confirmed: list[str] = []
-        ids = [str(e.event_id) for e in envelopes]
+        ids = [str(e.envelope.event_id) for e in events]
         self._in_flight.update(ids)
         try:
-            for envelope in envelopes:
+            for envelope, parent in ((e.envelope, e.parent) for e in events):
                 try:
-                    for _ in range(self._settings.publish_copies):
-                        await self._broker.publish(envelope)
+                    with tracing.activated(parent):
+                        for _ in range(self._settings.publish_copies):
+                            await self._broker.publish(envelope)
                 except PublishFailed as error:
                     log.warning("outbox publish of %s failed: %s", envelope.event_id, error)
                     break
@@ -220,7 +239,7 @@ class OutboxRelay:
 
 
 def _envelope(entry: Document) -> Envelope:
-    fields = {k: v for k, v in entry.items() if k != "sent_at"}
+    fields = {k: v for k, v in tracing.strip(entry).items() if k != "sent_at"}
     return Envelope.model_validate(fields)
 
 

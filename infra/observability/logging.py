@@ -1,4 +1,8 @@
-"""One JSON object per log line, tagged with the service, so logs can be shipped and queried."""
+"""One JSON object per log line, tagged with the service, so logs can be shipped and queried.
+
+Lines written while a span is current also carry its trace_id and span_id, so a log line leads
+to its trace and a trace to every line of every service it went through.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import logging
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
+
+from infra.observability.tracing import current_ids
 
 # Ids of the message being handled. Each delivery runs in its own task, so each sees its own.
 message_context: ContextVar[dict[str, Any] | None] = ContextVar("message_context", default=None)
@@ -31,6 +37,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         line.update(message_context.get() or {})
+        line.update(current_ids())
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)
