@@ -49,7 +49,7 @@ PUBLICATIONS: dict[str, tuple[type[Event], ...]] = {
 SUBSCRIPTIONS: dict[str, tuple[type[Event], ...]] = {
     ORDER: (StockReserved, StockReservationFailed, PaymentSucceeded, PaymentFailed),
     INVENTORY: (OrderPlaced, PaymentFailed, OrderCancelled),
-    PAYMENT: (StockReserved,),
+    PAYMENT: (StockReserved, OrderCancelled),
     NOTIFICATION: (
         OrderConfirmed,
         OrderRejected,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from pydantic import BaseModel
 
 from infra.http_errors import ApiError, error_responses
+from inventory_service.domain.model import StockItem
 from inventory_service.wiring import InventoryDeps
 
 router = APIRouter()
@@ -19,21 +21,49 @@ def get_deps(request: Request) -> InventoryDeps:
 
 
 Deps = Annotated[InventoryDeps, Depends(get_deps)]
-SkuPath = Annotated[str, Path(pattern=r"^[A-Z0-9][A-Z0-9-]{1,39}$")]
+SKU_PATTERN = r"^[A-Z0-9][A-Z0-9-]{1,39}$"
+SkuPath = Annotated[str, Path(pattern=SKU_PATTERN)]
 
 
-@router.get("/stock/{sku}", responses=error_responses(404, 422))
-async def stock_level(sku: SkuPath, deps: Deps, response: Response) -> dict[str, Any]:
-    item, from_cache = await deps.cache.read_through(sku, deps.store.find_item)
+class StockLevel(BaseModel):
+    sku: str
+    name: str
+    price_cents: int
+    available: int
+    # Bumped on every change of the SKU's stock: a higher version is a later level.
+    version: int
+
+    @classmethod
+    def of(cls, item: StockItem) -> StockLevel:
+        return cls(**asdict(item))
+
+
+_X_CACHE = {
+    "X-Cache": {
+        "description": "hit (Redis), miss (not cached: MongoDB) or bypass (Redis down or "
+        "the level changing: MongoDB)",
+        "schema": {"type": "string", "enum": ["hit", "miss", "bypass"]},
+    }
+}
+
+
+@router.get(
+    "/stock/{sku}",
+    responses={200: {"headers": _X_CACHE}, **error_responses(404, 422, 503)},
+)
+async def stock_level(sku: SkuPath, deps: Deps, response: Response) -> StockLevel:
+    """One SKU's level, through the cache; never older than the last committed change made
+    by this process."""
+    item, source = await deps.cache.read_through(
+        sku, deps.store.find_item, bypass=deps.store.changing(sku)
+    )
     if item is None:
         raise ApiError(404, "unknown_sku", f"no SKU {sku}")
-    response.headers["X-Cache"] = "hit" if from_cache else "miss"
-    return asdict(item)
+    response.headers["X-Cache"] = source
+    return StockLevel.of(item)
 
 
-@router.get("/stock")
-async def catalog(
-    deps: Deps, limit: Annotated[int, Query(ge=1, le=500)] = 100
-) -> list[dict[str, Any]]:
+@router.get("/stock", responses=error_responses(422, 503))
+async def catalog(deps: Deps, limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[StockLevel]:
     """The catalog straight from MongoDB (not cached), for browsing."""
-    return [asdict(item) for item in await deps.store.list_items(limit)]
+    return [StockLevel.of(item) for item in await deps.store.list_items(limit)]

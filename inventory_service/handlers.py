@@ -1,4 +1,5 @@
-"""Inventory handlers: reserve on OrderPlaced, give stock back on PaymentFailed."""
+"""Inventory handlers: reserve on OrderPlaced, give stock back on PaymentFailed and
+OrderCancelled; the admin use cases (add a SKU, restock) run through the same transactions."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
 from contracts.envelope import Envelope
-from contracts.events import OrderPlaced, PaymentFailed
+from contracts.events import Event, OrderCancelled, OrderPlaced, PaymentFailed
+from infra.messaging.errors import RetryLater
 from inventory_service.domain.model import Reservation, ReservationStatus, StockItem
 
 T = TypeVar("T")
@@ -15,6 +17,10 @@ T = TypeVar("T")
 
 class AlreadyRecorded(Exception):
     """A reservation for this order exists: the event was handled before."""
+
+
+class SkuExists(Exception):
+    """A SKU with this code is in the catalog already."""
 
 
 class InventoryTransaction(Protocol):
@@ -25,6 +31,11 @@ class InventoryTransaction(Protocol):
         """Raise AlreadyRecorded if the order has a reservation."""
 
     async def save_reservation(self, reservation: Reservation, was: ReservationStatus) -> None: ...
+    async def add_item(self, item: StockItem, events: list[Event]) -> None:
+        """Raise SkuExists if the SKU is in the catalog."""
+
+    async def save_item(self, before: StockItem, after: StockItem, events: list[Event]) -> None:
+        """Store `after` over `before` (same SKU) with `events` in the same document update."""
 
 
 class InventoryStore(Protocol):
@@ -39,7 +50,8 @@ async def on_order_placed(envelope: Envelope, event: OrderPlaced, store: Invento
         for line in reservation.lines:
             await tx.adjust_stock(line.sku, -line.quantity)
 
-    # AlreadyRecorded: a redelivery; the first delivery's reservation and events stand.
+    # AlreadyRecorded: a redelivery, or the order was cancelled first (a tombstone); what is
+    # recorded stands and nothing is reserved.
     with contextlib.suppress(AlreadyRecorded):
         await store.transaction(reserve)
 
@@ -49,13 +61,63 @@ async def on_payment_failed(
 ) -> None:
     async def release(tx: InventoryTransaction) -> None:
         reservation = await tx.reservation(event.order_id)
-        if reservation is None:
-            return
-        returned = reservation.release(f"payment failed: {event.reason}")
-        if not returned:
-            return  # released before (a redelivery), or nothing was ever reserved
-        await tx.save_reservation(reservation, was=ReservationStatus.RESERVED)
-        for line in returned:
-            await tx.adjust_stock(line.sku, line.quantity)
+        if reservation is not None:
+            await _give_back(tx, reservation, f"payment failed: {event.reason}")
 
     await store.transaction(release)
+
+
+async def on_order_cancelled(
+    envelope: Envelope, event: OrderCancelled, store: InventoryStore
+) -> None:
+    reason = f"order cancelled: {event.reason}"
+
+    async def cancel(tx: InventoryTransaction) -> None:
+        reservation = await tx.reservation(event.order_id)
+        if reservation is not None:
+            await _give_back(tx, reservation, reason)
+            return
+        # OrderPlaced travels on another queue and has not been handled yet.
+        tombstone = Reservation.cancelled(event.order_id, reason)
+        await tx.add_reservation(tombstone, caused_by=str(envelope.event_id))
+
+    try:
+        await store.transaction(cancel)
+    except AlreadyRecorded as error:  # OrderPlaced won the race: release on the retry
+        raise RetryLater(f"order {event.order_id} was reserved concurrently") from error
+
+
+async def _give_back(tx: InventoryTransaction, reservation: Reservation, reason: str) -> None:
+    returned = reservation.release(reason)
+    if not returned:
+        return  # released before (a redelivery), or nothing was ever reserved
+    await tx.save_reservation(reservation, was=ReservationStatus.RESERVED)
+    for line in returned:
+        await tx.adjust_stock(line.sku, line.quantity)
+
+
+async def add_sku(
+    store: InventoryStore, sku: str, name: str, price_cents: int, stock: int
+) -> StockItem:
+    """Raise SkuExists if the SKU is in the catalog."""
+    item, events = StockItem.introduce(sku, name, price_cents, stock)
+
+    async def add(tx: InventoryTransaction) -> None:
+        await tx.add_item(item, events)
+
+    await store.transaction(add)
+    return item
+
+
+async def restock(store: InventoryStore, sku: str, quantity: int) -> StockItem | None:
+    """The new level, or None for an unknown SKU."""
+
+    async def replenish(tx: InventoryTransaction) -> StockItem | None:
+        before = (await tx.stock_items([sku])).get(sku)
+        if before is None:
+            return None
+        after, replenished = before.replenish(quantity)
+        await tx.save_item(before, after, [replenished])
+        return after
+
+    return await store.transaction(replenish)

@@ -7,25 +7,39 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from contracts.events import OrderPlaced, PaymentFailed
+from contracts.events import OrderCancelled, OrderPlaced, PaymentFailed
 from contracts.topology import INVENTORY
 from infra.http import create_http_app
 from infra.runtime import open_runtime
 from infra.service import serve
-from infra.settings import RuntimeSettings
-from inventory_service import handlers
+from infra.settings import Environment, RuntimeSettings
+from inventory_service import admin_api, handlers
 from inventory_service.adapters.cache import RedisStockCache
 from inventory_service.adapters.store import MongoInventoryStore
 from inventory_service.api import router
 from inventory_service.wiring import InventoryDeps
 
+DEV_ADMIN_TOKEN = "dev-admin-token"
+
 
 class InventorySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INVENTORY_")
     cache_ttl_s: int = Field(default=300, ge=1)
+    # A Redis call slower than this counts as a failure; after one, Redis is skipped for
+    # cache_breaker_s and reads go to MongoDB.
+    cache_timeout_s: float = Field(default=0.5, gt=0)
+    cache_breaker_s: float = Field(default=1.0, ge=0)
+    # Bearer token of the /admin endpoints. The default is for development only.
+    admin_token: SecretStr = Field(default=SecretStr(DEV_ADMIN_TOKEN), min_length=1)
+
+    def check_for(self, environment: Environment) -> None:
+        if environment == "production" and self.admin_token.get_secret_value() == DEV_ADMIN_TOKEN:
+            raise ValueError(
+                "INVENTORY_ADMIN_TOKEN is the development default; set a secret in production"
+            )
 
 
 def runtime_settings() -> RuntimeSettings:
@@ -33,10 +47,18 @@ def runtime_settings() -> RuntimeSettings:
 
 
 def create_app(settings: RuntimeSettings, inventory: InventorySettings) -> FastAPI:
+    inventory.check_for(settings.environment)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_runtime(settings, outbox_collections=("reservations",)) as runtime:
-            cache = RedisStockCache(runtime.redis, inventory.cache_ttl_s)
+        outboxes = ("reservations", "stock")
+        async with open_runtime(settings, outbox_collections=outboxes) as runtime:
+            cache = RedisStockCache(
+                runtime.redis,
+                inventory.cache_ttl_s,
+                inventory.cache_timeout_s,
+                inventory.cache_breaker_s,
+            )
             store = MongoInventoryStore(
                 runtime.mongo,
                 runtime.db["stock"],
@@ -44,15 +66,21 @@ def create_app(settings: RuntimeSettings, inventory: InventorySettings) -> FastA
                 runtime.relays["reservations"],
                 INVENTORY,
                 on_stock_changed=cache.put,
+                stock_relay=runtime.relays["stock"],
             )
-            app.state.deps = InventoryDeps(store, cache)
-            await runtime.consume(OrderPlaced, partial(handlers.on_order_placed, store=store))
-            await runtime.consume(PaymentFailed, partial(handlers.on_payment_failed, store=store))
+            app.state.deps = InventoryDeps(store, cache, inventory.admin_token)
+            for event_type, handler in (
+                (OrderPlaced, handlers.on_order_placed),
+                (PaymentFailed, handlers.on_payment_failed),
+                (OrderCancelled, handlers.on_order_cancelled),
+            ):
+                await runtime.consume(event_type, partial(handler, store=store))
             app.state.runtime = runtime
             yield
 
-    app = create_http_app(INVENTORY, lifespan, "Stock levels and reservations.")
+    app = create_http_app(INVENTORY, lifespan, "Stock levels, reservations and restocks.")
     app.include_router(router)
+    app.include_router(admin_api.router)
     return app
 
 

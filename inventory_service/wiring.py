@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pydantic import SecretStr
+
 from inventory_service.adapters.cache import RedisStockCache
 from inventory_service.adapters.store import MongoInventoryStore
 
@@ -12,3 +14,4 @@ from inventory_service.adapters.store import MongoInventoryStore
 class InventoryDeps:
     store: MongoInventoryStore
     cache: RedisStockCache
+    admin_token: SecretStr

@@ -1,45 +1,99 @@
-"""Composition root of the notification service."""
+"""Composition root of the notification service: settings -> clients -> adapters -> app +
+consumers."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 
+import httpx
 from fastapi import FastAPI
 
-from contracts.events import OrderCancelled, OrderConfirmed, OrderRejected
-from contracts.topology import NOTIFICATION
+from contracts.events import (
+    CustomerRegistered,
+    Event,
+    NotificationPreferenceChanged,
+    OrderCancelled,
+    OrderConfirmed,
+    OrderRejected,
+    StockReplenished,
+)
+from contracts.topology import NOTIFICATION, SUBSCRIPTIONS
 from infra.http import create_http_app
+from infra.messaging.consumer import Handler
 from infra.runtime import open_runtime
 from infra.service import serve
 from infra.settings import RuntimeSettings
 from notification_service import handlers
 from notification_service.adapters.channels import LogChannel
+from notification_service.adapters.contacts import MongoContactStore
+from notification_service.adapters.email import EmailChannel
+from notification_service.adapters.metrics import MeteredChannel
 from notification_service.adapters.store import MongoNotificationStore
+from notification_service.adapters.webhook import WebhookChannel
 from notification_service.api import router
+from notification_service.handlers import Channel, ContactStore, Delivery
+from notification_service.settings import NotificationSettings
+
+log = logging.getLogger(__name__)
 
 
-def create_app(settings: RuntimeSettings) -> FastAPI:
+def build_channels(settings: NotificationSettings, http: httpx.AsyncClient) -> dict[str, Channel]:
+    # httpx logs every request with its full URL at INFO; webhook URLs often carry a
+    # secret, so only its warnings reach the logs (the channel's errors name the host).
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logged = MeteredChannel(LogChannel())
+    if settings.smtp_host:
+        email: Channel = MeteredChannel(EmailChannel(settings))
+    else:
+        log.warning("NOTIFICATION_SMTP_HOST is not set: email notifications go to the log")
+        email = logged
+    webhook = MeteredChannel(WebhookChannel(http, settings.webhook_timeout_s))
+    return {"log": logged, "email": email, "webhook": webhook}
+
+
+def build_handlers(contacts: ContactStore, delivery: Delivery) -> dict[type[Event], Handler]:
+    on_outcome = partial(handlers.on_order_outcome, contacts=contacts, delivery=delivery)
+    return {
+        OrderConfirmed: on_outcome,
+        OrderRejected: on_outcome,
+        OrderCancelled: on_outcome,
+        StockReplenished: partial(handlers.on_stock_replenished, delivery=delivery),
+        CustomerRegistered: partial(handlers.on_customer_registered, contacts=contacts),
+        NotificationPreferenceChanged: partial(handlers.on_preference_changed, contacts=contacts),
+    }
+
+
+def create_app(runtime_settings: RuntimeSettings, settings: NotificationSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_runtime(settings) as runtime:
-            store = MongoNotificationStore(runtime.db["notifications"])
-            await store.create_indexes()
-            app.state.deps = store
-            handle = partial(handlers.on_terminal_event, store=store, channel=LogChannel())
-            for event_type in (OrderConfirmed, OrderRejected, OrderCancelled):
-                await runtime.consume(event_type, handle)
+        # The HTTP client is closed after the runtime, which lets in-flight sends finish.
+        async with (
+            httpx.AsyncClient(follow_redirects=False) as http,
+            open_runtime(runtime_settings) as runtime,
+        ):
+            notifications = MongoNotificationStore(runtime.db["notifications"])
+            await notifications.create_indexes()
+            app.state.deps = notifications
+            channels = build_channels(settings, http)
+            delivery = Delivery(notifications, channels, settings.send_lease_s)
+            by_type = build_handlers(MongoContactStore(runtime.db["contacts"]), delivery)
+            # Every subscription of the contract, or no start (KeyError): an event type
+            # without a queue here would make its publisher's publishes unroutable.
+            for event_type in SUBSCRIPTIONS[NOTIFICATION]:
+                await runtime.consume(event_type, by_type[event_type])
             app.state.runtime = runtime
             yield
 
-    app = create_http_app(NOTIFICATION, lifespan, "Customer notifications.")
+    app = create_http_app(NOTIFICATION, lifespan, "Customer and operator notifications.")
     app.include_router(router)
     return app
 
 
 def run() -> None:
-    settings = RuntimeSettings.from_env(
+    runtime_settings = RuntimeSettings.from_env(
         NOTIFICATION, default_port=8003, default_database="notifications"
     )
-    serve(create_app(settings), settings)
+    serve(create_app(runtime_settings, NotificationSettings()), runtime_settings)

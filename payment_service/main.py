@@ -7,28 +7,53 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from contracts.events import StockReserved
+from contracts.events import OrderCancelled, StockReserved
 from contracts.topology import PAYMENT
 from infra.http import create_http_app
 from infra.runtime import open_runtime
 from infra.service import serve
 from infra.settings import RuntimeSettings
 from payment_service import handlers
+from payment_service.adapters.attempts import MongoPaymentAttempts
 from payment_service.adapters.gateway import SimulatedGateway
 from payment_service.adapters.repository import MongoPaymentRepository
+from payment_service.adapters.timeout import TimedGateway
 
 
-def create_app(settings: RuntimeSettings) -> FastAPI:
+class PaymentSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PAYMENT_")
+    # A charge not answered within this is treated as the gateway being unavailable: retried
+    # through the delay tiers with the same idempotency key.
+    gateway_timeout_s: float = Field(default=5.0, gt=0)
+
+
+def create_app(settings: RuntimeSettings, payment: PaymentSettings | None = None) -> FastAPI:
+    payment = payment or PaymentSettings()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_runtime(settings, outbox_collections=("payments",)) as runtime:
             relay = runtime.relays["payments"]
             payments = MongoPaymentRepository(runtime.db["payments"], relay, PAYMENT)
-            gateway = SimulatedGateway(runtime.db["gateway_charges"])
+            attempts = MongoPaymentAttempts(runtime.db["payment_attempts"])
+            await attempts.create_indexes()
+            gateway = TimedGateway(
+                SimulatedGateway(runtime.db["gateway_charges"]), payment.gateway_timeout_s
+            )
             await runtime.consume(
                 StockReserved,
-                partial(handlers.on_stock_reserved, gateway=gateway, payments=payments),
+                partial(
+                    handlers.on_stock_reserved,
+                    gateway=gateway,
+                    payments=payments,
+                    attempts=attempts,
+                ),
+            )
+            await runtime.consume(
+                OrderCancelled, partial(handlers.on_order_cancelled, payments=payments)
             )
             app.state.runtime = runtime
             yield
@@ -38,4 +63,4 @@ def create_app(settings: RuntimeSettings) -> FastAPI:
 
 def run() -> None:
     settings = RuntimeSettings.from_env(PAYMENT, default_port=8002, default_database="payments")
-    serve(create_app(settings), settings)
+    serve(create_app(settings, PaymentSettings()), settings)

@@ -2,11 +2,17 @@
 
 Every stock document carries a `version` bumped on each change, which the cache uses to never
 go backwards. Stock decrements are guarded (`available >= quantity`) as a second line of
-defence behind the transaction's snapshot.
+defence behind the transaction's snapshot. Reservation documents carry the outbox of the order
+events; stock documents carry the outbox of StockReplenished.
+
+While a transaction of this process changes a SKU, and until the cache has been given the
+committed level, `changing(sku)` is true: readers go to MongoDB then, so no read that starts
+after a commit can be served the level from before it.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -15,18 +21,23 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from contracts.events import PricedLine
+from contracts.envelope import Envelope
+from contracts.events import Event, PricedLine
 from infra.messaging.errors import RetryLater
 from infra.messaging.outbox import (
     OutboxRelay,
+    merge_updates,
+    outbox_append,
     outbox_fields,
     wrap_events,
 )
 from inventory_service.domain.model import Reservation, ReservationStatus, StockItem
-from inventory_service.handlers import AlreadyRecorded
+from inventory_service.handlers import AlreadyRecorded, SkuExists
 
 Document = dict[str, Any]
 T = TypeVar("T")
+# Stock reads never need the (growing) outbox array.
+_NO_OUTBOX: Document = {"outbox": 0}
 
 
 class StockChanged(RetryLater):
@@ -36,14 +47,17 @@ class StockChanged(RetryLater):
 class InventoryTransaction:
     """What one transaction may do; collects what to announce once it has committed."""
 
-    def __init__(self, store: MongoInventoryStore, session: AsyncClientSession) -> None:
+    def __init__(
+        self, store: MongoInventoryStore, session: AsyncClientSession, held: set[str]
+    ) -> None:
         self._store = store
         self._session = session
+        self._held = held
         self.changed_items: list[StockItem] = []
-        self.outbox: list[tuple[str, list[Any]]] = []
+        self.outbox: list[tuple[OutboxRelay | None, str, list[Envelope]]] = []
 
     async def stock_items(self, skus: list[str]) -> dict[str, StockItem]:
-        cursor = self._store.stock.find({"_id": {"$in": skus}}, session=self._session)
+        cursor = self._store.stock.find({"_id": {"$in": skus}}, _NO_OUTBOX, session=self._session)
         return {d["_id"]: to_item(d) async for d in cursor}
 
     async def reservation(self, order_id: str) -> Reservation | None:
@@ -56,9 +70,11 @@ class InventoryTransaction:
         guard: Document = {"_id": sku}
         if delta < 0:
             guard["available"] = {"$gte": -delta}
+        self._hold(sku)
         document = await self._store.stock.find_one_and_update(
             guard,
             {"$inc": {"available": delta, "reserved": -delta, "version": 1}},
+            _NO_OUTBOX,
             session=self._session,
             return_document=ReturnDocument.AFTER,
         )
@@ -75,7 +91,7 @@ class InventoryTransaction:
             )
         except DuplicateKeyError as error:
             raise AlreadyRecorded(reservation.order_id) from error
-        self.outbox.append((reservation.order_id, envelopes))
+        self.outbox.append((self._store.relay, reservation.order_id, envelopes))
 
     async def save_reservation(self, reservation: Reservation, was: ReservationStatus) -> None:
         result = await self._store.reservations.update_one(
@@ -85,6 +101,38 @@ class InventoryTransaction:
         )
         if result.matched_count == 0:
             raise StockChanged(f"reservation {reservation.order_id} changed concurrently")
+
+    async def add_item(self, item: StockItem, events: list[Event]) -> None:
+        envelopes = wrap_events(events, self._store.producer, None)
+        self._hold(item.sku)
+        document = {"_id": item.sku, **_item_state(item), "reserved": 0}
+        try:
+            await self._store.stock.insert_one(
+                {**document, **outbox_fields(envelopes)}, session=self._session
+            )
+        except DuplicateKeyError as error:
+            raise SkuExists(item.sku) from error
+        self.changed_items.append(item)
+        self.outbox.append((self._store.stock_relay, item.sku, envelopes))
+
+    async def save_item(self, before: StockItem, after: StockItem, events: list[Event]) -> None:
+        envelopes = wrap_events(events, self._store.producer, None)
+        self._hold(after.sku)
+        # The version guard makes the events' figures (computed from `before`) exact.
+        result = await self._store.stock.update_one(
+            {"_id": before.sku, "version": before.version},
+            merge_updates({"$set": _item_state(after)}, outbox_append(envelopes)),
+            session=self._session,
+        )
+        if result.matched_count == 0:
+            raise StockChanged(f"stock of {before.sku} changed under the transaction")
+        self.changed_items.append(after)
+        self.outbox.append((self._store.stock_relay, after.sku, envelopes))
+
+    def _hold(self, sku: str) -> None:
+        if sku not in self._held:
+            self._held.add(sku)
+            self._store.hold(sku)
 
 
 class MongoInventoryStore:
@@ -96,39 +144,61 @@ class MongoInventoryStore:
         relay: OutboxRelay,
         producer: str,
         on_stock_changed: Callable[[list[StockItem]], Awaitable[None]],
+        stock_relay: OutboxRelay | None = None,
     ) -> None:
+        """`relay` publishes the reservations' outbox, `stock_relay` the stock documents'
+        (without it, their events wait for a relay sweeping that collection)."""
         self._client = client
         self.stock = stock
         self.reservations = reservations
-        self._relay = relay
+        self.relay = relay
+        self.stock_relay = stock_relay
         self.producer = producer
         self._on_stock_changed = on_stock_changed
+        self._changing: Counter[str] = Counter()
 
     async def transaction(self, work: Callable[[InventoryTransaction], Awaitable[T]]) -> T:
         """Run `work` in a transaction (retried by the driver on transient write conflicts);
-        after the commit, hand new events to the relay and new stock levels to the cache."""
-        async with self._client.start_session() as session:
-            done: list[InventoryTransaction] = []
+        after the commit, hand new events to the relays and new stock levels to the cache."""
+        held: set[str] = set()
+        try:
+            async with self._client.start_session() as session:
+                done: list[InventoryTransaction] = []
 
-            async def attempt(session: AsyncClientSession) -> T:
-                tx = InventoryTransaction(self, session)
-                done[:] = [tx]
-                return await work(tx)
+                async def attempt(session: AsyncClientSession) -> T:
+                    tx = InventoryTransaction(self, session, held)
+                    done[:] = [tx]
+                    return await work(tx)
 
-            result = await session.with_transaction(attempt)
-        tx = done[0]
-        for order_id, envelopes in tx.outbox:
-            self._relay.notify(order_id, envelopes)
-        if tx.changed_items:
-            await self._on_stock_changed(tx.changed_items)
-        return result
+                result = await session.with_transaction(attempt)
+            tx = done[0]
+            for relay, document_id, envelopes in tx.outbox:
+                if relay is not None:
+                    relay.notify(document_id, envelopes)
+            if tx.changed_items:
+                await self._on_stock_changed(tx.changed_items)
+            return result
+        finally:
+            for sku in held:
+                self._changing[sku] -= 1
+                if self._changing[sku] <= 0:
+                    del self._changing[sku]
+
+    def hold(self, sku: str) -> None:
+        self._changing[sku] += 1
+
+    def changing(self, sku: str) -> bool:
+        """A transaction of this process is changing `sku`, or has committed a change the
+        cache does not have yet."""
+        return self._changing[sku] > 0
 
     async def find_item(self, sku: str) -> StockItem | None:
-        document = await self.stock.find_one({"_id": sku})
+        document = await self.stock.find_one({"_id": sku}, _NO_OUTBOX)
         return None if document is None else to_item(document)
 
     async def list_items(self, limit: int) -> list[StockItem]:
-        return [to_item(d) async for d in self.stock.find({}, sort=[("_id", 1)], limit=limit)]
+        cursor = self.stock.find({}, _NO_OUTBOX, sort=[("_id", 1)], limit=limit)
+        return [to_item(d) async for d in cursor]
 
 
 def to_item(document: Document) -> StockItem:
@@ -139,6 +209,15 @@ def to_item(document: Document) -> StockItem:
         available=document["available"],
         version=document.get("version", 0),
     )
+
+
+def _item_state(item: StockItem) -> Document:
+    return {
+        "name": item.name,
+        "price_cents": item.price_cents,
+        "available": item.available,
+        "version": item.version,
+    }
 
 
 def _state(reservation: Reservation) -> Document:

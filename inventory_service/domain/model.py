@@ -1,19 +1,20 @@
-"""Stock reservations: all lines of an order or none, priced from the catalog.
+"""Stock reservations: all lines of an order or none, priced from the catalog; restocks.
 
-The decision is pure; the store applies it atomically (one MongoDB transaction with guarded
+The decisions are pure; the store applies them atomically (one MongoDB transaction with guarded
 decrements), so two orders racing for the last unit cannot both get it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from contracts.events import (
     Event,
     OrderPlaced,
     PricedLine,
+    StockReplenished,
     StockReservationFailed,
     StockReserved,
 )
@@ -27,11 +28,31 @@ class StockItem:
     available: int
     version: int = 0
 
+    @classmethod
+    def introduce(
+        cls, sku: str, name: str, price_cents: int, stock: int
+    ) -> tuple[StockItem, list[Event]]:
+        """A new SKU at version 1; its first stock, if any, is announced like a restock."""
+        item = cls(sku, name, price_cents, available=stock, version=1)
+        if stock == 0:
+            return item, []
+        return item, [StockReplenished(sku=sku, quantity=stock, available=stock)]
+
+    def replenish(self, quantity: int) -> tuple[StockItem, StockReplenished]:
+        """The level after adding `quantity` (a new version), and the event announcing it."""
+        if quantity < 1:
+            raise ValueError(f"a restock adds at least 1 unit, not {quantity}")
+        after = replace(self, available=self.available + quantity, version=self.version + 1)
+        return after, StockReplenished(sku=self.sku, quantity=quantity, available=after.available)
+
 
 class ReservationStatus(StrEnum):
     RESERVED = "RESERVED"
     FAILED = "FAILED"
     RELEASED = "RELEASED"
+    # The order was cancelled before its OrderPlaced arrived: a tombstone, so that the late
+    # OrderPlaced finds a reservation and reserves nothing.
+    CANCELLED = "CANCELLED"
 
 
 @dataclass
@@ -81,9 +102,15 @@ class Reservation:
         )
         return reservation
 
+    @classmethod
+    def cancelled(cls, order_id: str, reason: str) -> Reservation:
+        """The tombstone of an order cancelled before it was reserved: no lines, no events."""
+        return cls(order_id, ReservationStatus.CANCELLED, [], 0, reason)
+
     def release(self, reason: str) -> list[PricedLine]:
-        """Give the reserved stock back (payment failed). Returns the lines to restock; none
-        if there is nothing to give back (never reserved, or released already)."""
+        """Give the reserved stock back (payment failed, order cancelled). Returns the lines
+        to restock; none if there is nothing to give back (never reserved, or released
+        already)."""
         if self.status is not ReservationStatus.RESERVED:
             return []
         self.status = ReservationStatus.RELEASED

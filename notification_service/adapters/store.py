@@ -1,15 +1,21 @@
-"""Notifications in MongoDB; the `<order>:<kind>` id makes recording them idempotent."""
+"""Notifications in MongoDB, one document per `_id` key (`<order>:<kind>`), so recording one
+twice finds the first. The send is claimed with a lease (`lease_until`) so two copies of an
+event handled at once cannot both send, and a claim left by a dead process expires.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from notification_service.domain.model import Notification
+from infra.messaging.errors import RetryLater
+from notification_service.domain.model import Notification, NotificationStatus
 
 Document = dict[str, Any]
+MAX_ERROR_CHARS = 1000
 
 
 class MongoNotificationStore:
@@ -19,24 +25,81 @@ class MongoNotificationStore:
     async def create_indexes(self) -> None:
         await self._collection.create_index("order_id")
 
-    async def add(self, notification: Notification) -> bool:
-        """False if this order already has a notification of this kind."""
+    async def record(self, notification: Notification) -> Notification:
         try:
-            await self._collection.insert_one(
-                {
-                    "_id": notification.key,
-                    "order_id": notification.order_id,
-                    "customer_id": notification.customer_id,
-                    "kind": notification.kind,
-                    "channel": notification.channel,
-                    "message": notification.message,
-                    "created_at": notification.created_at,
-                }
-            )
+            await self._collection.insert_one(_to_document(notification))
         except DuplicateKeyError:
-            return False
-        return True
+            existing = await self._collection.find_one({"_id": notification.key})
+            if existing is None:  # removed by hand in between: start over on the redelivery
+                raise RetryLater(f"notification {notification.key} vanished") from None
+            return _from_document(existing)
+        return notification
 
-    async def for_order(self, order_id: str) -> list[Document]:
+    async def claim(self, key: str, now: datetime, lease_s: float) -> bool:
+        result = await self._collection.update_one(
+            {
+                "_id": key,
+                "status": NotificationStatus.PENDING.value,
+                # None matches a missing field too: never claimed, or released.
+                "$or": [{"lease_until": None}, {"lease_until": {"$lte": now}}],
+            },
+            {
+                "$set": {"lease_until": now + timedelta(seconds=lease_s)},
+                "$inc": {"attempts": 1},
+            },
+        )
+        return result.matched_count == 1
+
+    async def release(self, key: str, error: str) -> None:
+        await self._collection.update_one(
+            {"_id": key, "status": NotificationStatus.PENDING.value},
+            {"$set": {"last_error": error[:MAX_ERROR_CHARS]}, "$unset": {"lease_until": ""}},
+        )
+
+    async def mark_sent(self, key: str, channel: str, at: datetime) -> None:
+        sent = {"status": NotificationStatus.SENT.value, "channel": channel, "sent_at": at}
+        await self._collection.update_one(
+            {"_id": key}, {"$set": sent, "$unset": {"lease_until": ""}}
+        )
+
+    async def get(self, key: str) -> Notification | None:
+        document = await self._collection.find_one({"_id": key})
+        return None if document is None else _from_document(document)
+
+    async def for_order(self, order_id: str) -> list[Notification]:
         cursor = self._collection.find({"order_id": order_id}, sort=[("created_at", 1)])
-        return [d async for d in cursor]
+        return [_from_document(d) async for d in cursor]
+
+
+def _to_document(notification: Notification) -> Document:
+    return {
+        "_id": notification.key,
+        "order_id": notification.order_id,
+        "customer_id": notification.customer_id,
+        "kind": notification.kind,
+        "channel": notification.channel,
+        "message": notification.message,
+        "created_at": notification.created_at,
+        "event_id": notification.event_id,
+        "status": notification.status.value,
+        "sent_at": notification.sent_at,
+        "attempts": notification.attempts,
+    }
+
+
+def _from_document(document: Document) -> Notification:
+    return Notification(
+        key=document["_id"],
+        order_id=document.get("order_id"),
+        customer_id=document.get("customer_id"),
+        kind=document["kind"],
+        channel=document["channel"],
+        message=document["message"],
+        created_at=document["created_at"],
+        event_id=document.get("event_id"),
+        # Records from before send-once had no status; they were inserted right before the
+        # send that nothing retried, so they count as sent.
+        status=NotificationStatus(document.get("status", NotificationStatus.SENT.value)),
+        sent_at=document.get("sent_at"),
+        attempts=document.get("attempts", 0),
+    )

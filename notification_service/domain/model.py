@@ -1,28 +1,59 @@
-"""One notification per order and kind: what to tell the customer about a terminal event."""
+"""One notification per order and kind (and one per stock replenishment): what to tell whom.
+
+A notification is recorded `pending` before it is sent and marked `sent` after: a send that
+fails (or a process that dies mid-send) leaves it pending, and the redelivery sends it again.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
-from contracts.events import Event, OrderCancelled, OrderConfirmed, OrderRejected
+from contracts.events import (
+    Event,
+    OrderCancelled,
+    OrderConfirmed,
+    OrderRejected,
+    StockReplenished,
+)
+
+OrderOutcome = OrderConfirmed | OrderRejected | OrderCancelled
+STOCK_REPLENISHED = "stock_replenished"
+
+
+class NotificationStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
 
 
 @dataclass(frozen=True)
 class Notification:
-    order_id: str
-    customer_id: str
+    """`channel` is the one chosen when it was recorded, replaced by the one it actually went
+    through when it is marked sent (a preference may change in between)."""
+
+    key: str
+    order_id: str | None
+    customer_id: str | None
     kind: str
     channel: str
     message: str
     created_at: datetime
+    event_id: str | None = None
+    status: NotificationStatus = NotificationStatus.PENDING
+    sent_at: datetime | None = None
+    attempts: int = 0
 
     @property
-    def key(self) -> str:
-        return f"{self.order_id}:{self.kind}"
+    def subject(self) -> str:
+        about = f"order {self.order_id}" if self.order_id else "stock"
+        return f"Update on {about}: {self.kind.replace('_', ' ')}"
 
 
-def notification_for(event: Event, channel: str, now: datetime) -> Notification:
+def notification_for(
+    event: Event, channel: str, now: datetime, event_id: str | None = None
+) -> Notification:
+    """The customer's notification about how their order ended, keyed `<order>:<kind>`."""
     if isinstance(event, OrderConfirmed):
         kind = "order_confirmed"
         amount = f"{event.total_cents / 100:.2f} {event.currency}"
@@ -35,4 +66,13 @@ def notification_for(event: Event, channel: str, now: datetime) -> Notification:
         text = f"Your order {event.order_id} was cancelled: {event.reason}."
     else:
         raise ValueError(f"no notification for {event.event_type}")
-    return Notification(event.order_id, event.customer_id, kind, channel, text, now)
+    key = f"{event.order_id}:{kind}"
+    return Notification(key, event.order_id, event.customer_id, kind, channel, text, now, event_id)
+
+
+def operator_notification(event: StockReplenished, event_id: str, now: datetime) -> Notification:
+    """For the operators, not a customer. Keyed by the event id: every restock is news, and
+    only a redelivery of the same event is a duplicate."""
+    text = f"{event.sku} restocked by {event.quantity}: {event.available} available."
+    key = f"{event_id}:{STOCK_REPLENISHED}"
+    return Notification(key, None, None, STOCK_REPLENISHED, "log", text, now, event_id)

@@ -9,7 +9,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from infra.messaging.outbox import OutboxRelay, outbox_fields, wrap_events
-from payment_service.domain.model import Payment
+from payment_service.domain.model import Payment, PaymentStatus
 
 Document = dict[str, Any]
 
@@ -34,6 +34,7 @@ class MongoPaymentRepository:
                     "status": payment.status.value,
                     "gateway_reference": payment.gateway_reference,
                     "reason": payment.reason,
+                    "attempts": payment.attempts,
                     "settled_at": datetime.now(UTC),
                     **outbox_fields(envelopes),
                 }
@@ -42,3 +43,10 @@ class MongoPaymentRepository:
             return False
         self._relay.notify(payment.order_id, envelopes)
         return True
+
+    async def exists(self, order_id: str) -> bool:
+        return await self._collection.find_one({"_id": order_id}, {"_id": 1}) is not None
+
+    async def status(self, order_id: str) -> PaymentStatus | None:
+        document = await self._collection.find_one({"_id": order_id}, {"status": 1})
+        return None if document is None else PaymentStatus(document["status"])

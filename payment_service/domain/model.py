@@ -1,12 +1,14 @@
 """A payment is settled once per order from the gateway's answer; a decline is a business
-outcome (PaymentFailed), not an error."""
+outcome (PaymentFailed), not an error. Every call to the gateway is an attempt, kept on
+record with its outcome."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 
-from contracts.events import Event, PaymentFailed, PaymentSucceeded, StockReserved
+from contracts.events import CURRENCY, Event, PaymentFailed, PaymentSucceeded, StockReserved
 
 
 class GatewayUnavailable(Exception):
@@ -24,6 +26,59 @@ class ChargeResult:
 class PaymentStatus(StrEnum):
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
+    # The customer cancelled before the charge: a later StockReserved must not charge.
+    VOIDED = "VOIDED"
+
+
+class AttemptOutcome(StrEnum):
+    APPROVED = "approved"
+    DECLINED = "declined"
+    UNAVAILABLE = "unavailable"  # no answer (timeout, outage): retried with the same key
+
+
+@dataclass(frozen=True)
+class PaymentAttempt:
+    order_id: str
+    amount_cents: int
+    currency: str
+    outcome: AttemptOutcome
+    at: datetime
+    gateway_reference: str | None = None
+    decline_reason: str | None = None
+    error: str | None = None
+
+    @classmethod
+    def answered(
+        cls, reserved: StockReserved, result: ChargeResult, at: datetime
+    ) -> PaymentAttempt:
+        if result.approved:
+            return cls(
+                reserved.order_id,
+                reserved.total_cents,
+                reserved.currency,
+                AttemptOutcome.APPROVED,
+                at,
+                gateway_reference=result.reference,
+            )
+        return cls(
+            reserved.order_id,
+            reserved.total_cents,
+            reserved.currency,
+            AttemptOutcome.DECLINED,
+            at,
+            decline_reason=result.decline_reason or "declined",
+        )
+
+    @classmethod
+    def unanswered(cls, reserved: StockReserved, error: str, at: datetime) -> PaymentAttempt:
+        return cls(
+            reserved.order_id,
+            reserved.total_cents,
+            reserved.currency,
+            AttemptOutcome.UNAVAILABLE,
+            at,
+            error=error[:500],
+        )
 
 
 def idempotency_key(order_id: str) -> str:
@@ -39,10 +94,18 @@ class Payment:
     status: PaymentStatus
     gateway_reference: str | None
     reason: str | None
+    # Gateway calls it took to get the answer (unanswered ones included).
+    attempts: int = 1
     events: list[Event] = field(default_factory=list)
 
     @classmethod
-    def settle(cls, reserved: StockReserved, result: ChargeResult) -> Payment:
+    def void(cls, order_id: str, reason: str) -> Payment:
+        """No charge will be made for this order; nothing to announce (the order is
+        cancelled already)."""
+        return cls(order_id, 0, CURRENCY, PaymentStatus.VOIDED, None, reason, attempts=0)
+
+    @classmethod
+    def settle(cls, reserved: StockReserved, result: ChargeResult, attempts: int = 1) -> Payment:
         if result.approved:
             payment = cls(
                 reserved.order_id,
@@ -51,6 +114,7 @@ class Payment:
                 PaymentStatus.SUCCEEDED,
                 result.reference,
                 None,
+                attempts,
             )
             payment.events.append(
                 PaymentSucceeded(
@@ -70,6 +134,7 @@ class Payment:
             PaymentStatus.FAILED,
             None,
             reason,
+            attempts,
         )
         payment.events.append(
             PaymentFailed(

@@ -31,6 +31,8 @@ class Pipeline:
     redis_url: str
     log_dir: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Per service, applied over extra_env (e.g. one service on a Redis of its own).
+    service_env: dict[str, dict[str, str]] = field(default_factory=dict)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
     ports: dict[str, int] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -51,6 +53,7 @@ class Pipeline:
             "REDIS_URL": self.redis_url,
             "HTTP_PORT": str(self.ports.get(service) or free_port()),
             **self.extra_env,
+            **self.service_env.get(service, {}),
         }
 
     def seed(self, count: int, stock: int) -> None:

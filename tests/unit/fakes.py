@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -9,11 +10,16 @@ from typing import Any, TypeVar
 from contracts.envelope import Envelope
 from contracts.events import Event
 from inventory_service.domain.model import Reservation, ReservationStatus, StockItem
-from inventory_service.handlers import AlreadyRecorded
-from notification_service.domain.model import Notification
+from inventory_service.handlers import AlreadyRecorded, SkuExists
 from order_service.adapters.repository import ConcurrentUpdate, DuplicateOrder
 from order_service.domain.model import Order
-from payment_service.domain.model import ChargeResult, GatewayUnavailable, Payment
+from payment_service.domain.model import (
+    ChargeResult,
+    GatewayUnavailable,
+    Payment,
+    PaymentAttempt,
+    PaymentStatus,
+)
 
 T = TypeVar("T")
 
@@ -84,6 +90,17 @@ class _FakeTransaction:
         assert self.reservations[reservation.order_id].status is was
         self.reservations[reservation.order_id] = copy.deepcopy(reservation)
 
+    async def add_item(self, item: StockItem, events: list[Event]) -> None:
+        if item.sku in self.stock:
+            raise SkuExists(item.sku)
+        self.stock[item.sku] = item
+        self.published.extend(events)
+
+    async def save_item(self, before: StockItem, after: StockItem, events: list[Event]) -> None:
+        assert self.stock[before.sku] == before, "changed under the transaction"
+        self.stock[after.sku] = after
+        self.published.extend(events)
+
 
 class FakeGateway:
     def __init__(self, failures_before_answer: int = 0, approve: bool = True) -> None:
@@ -103,6 +120,20 @@ class FakeGateway:
         return ChargeResult(approved=False, decline_reason="card declined")
 
 
+class HangingGateway:
+    """Never answers (a gateway stuck mid-request); counts the calls it swallowed."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def charge(
+        self, key: str, amount_cents: int, currency: str, payment_method: str
+    ) -> ChargeResult:
+        self.calls += 1
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
 class FakePayments:
     def __init__(self) -> None:
         self.payments: dict[str, Payment] = {}
@@ -113,18 +144,18 @@ class FakePayments:
         self.payments[payment.order_id] = payment
         return True
 
+    async def exists(self, order_id: str) -> bool:
+        return order_id in self.payments
 
-class FakeNotifications:
+    async def status(self, order_id: str) -> PaymentStatus | None:
+        payment = self.payments.get(order_id)
+        return None if payment is None else payment.status
+
+
+class FakeAttempts:
     def __init__(self) -> None:
-        self.records: dict[str, Notification] = {}
-        self.sent: list[Notification] = []
-        self.name = "fake"
+        self.attempts: list[PaymentAttempt] = []
 
-    async def add(self, notification: Notification) -> bool:
-        if notification.key in self.records:
-            return False
-        self.records[notification.key] = notification
-        return True
-
-    async def send(self, notification: Notification) -> None:
-        self.sent.append(notification)
+    async def record(self, attempt: PaymentAttempt) -> int:
+        self.attempts.append(attempt)
+        return sum(1 for a in self.attempts if a.order_id == attempt.order_id)

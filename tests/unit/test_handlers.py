@@ -1,11 +1,12 @@
 """The real handlers driven through fakes of their adapters: no I/O."""
 
+from functools import partial
+
 import pytest
 
 from contracts.envelope import Envelope
 from contracts.events import (
     Event,
-    OrderConfirmed,
     OrderLine,
     OrderPlaced,
     PaymentFailed,
@@ -16,16 +17,15 @@ from contracts.events import (
 from infra.messaging.errors import RetryLater
 from inventory_service import handlers as inventory
 from inventory_service.domain.model import ReservationStatus, StockItem
-from notification_service import handlers as notification
 from order_service import commands
 from order_service import handlers as orders
 from order_service.domain.model import OrderStatus, TooEarly
 from payment_service import handlers as payment
 from payment_service.domain.model import PaymentStatus
 from tests.unit.fakes import (
+    FakeAttempts,
     FakeGateway,
     FakeInventory,
-    FakeNotifications,
     FakeOrderRepository,
     FakePayments,
 )
@@ -113,27 +113,29 @@ async def test_inventory_rejects_without_touching_stock() -> None:
 
 async def test_transient_gateway_failure_is_retried_and_charged_once() -> None:
     gateway, payments = FakeGateway(failures_before_answer=2), FakePayments()
+    charge = partial(
+        payment.on_stock_reserved, gateway=gateway, payments=payments, attempts=FakeAttempts()
+    )
     event = reserved("o-1")
     for _ in range(2):
         with pytest.raises(RetryLater):
-            await payment.on_stock_reserved(env(event), event, gateway, payments)
-    await payment.on_stock_reserved(env(event), event, gateway, payments)
-    await payment.on_stock_reserved(env(event), event, gateway, payments)  # redelivered
+            await charge(env(event), event)
+    await charge(env(event), event)
+    await charge(env(event), event)  # redelivered
     assert payments.payments["o-1"].status is PaymentStatus.SUCCEEDED
+    assert payments.payments["o-1"].attempts == 3
     assert gateway.captures == {"order-o-1": 200}
 
 
 async def test_decline_is_recorded_as_failed_payment() -> None:
     payments = FakePayments()
     event = reserved("o-1")
-    await payment.on_stock_reserved(env(event), event, FakeGateway(approve=False), payments)
+    await payment.on_stock_reserved(
+        env(event),
+        event,
+        gateway=FakeGateway(approve=False),
+        payments=payments,
+        attempts=FakeAttempts(),
+    )
     assert payments.payments["o-1"].status is PaymentStatus.FAILED
-
-
-async def test_notification_is_sent_once_per_order_and_kind() -> None:
-    fake = FakeNotifications()
-    confirmed = OrderConfirmed(order_id="o-1", customer_id="c-1", total_cents=200)
-    for _ in range(3):
-        await notification.on_terminal_event(env(confirmed), confirmed, fake, fake)
-    assert list(fake.records) == ["o-1:order_confirmed"]
-    assert len(fake.sent) == 1
+    assert payments.payments["o-1"].reason == "card declined"

@@ -1,0 +1,27 @@
+"""Settings of the notification channels, from `NOTIFICATION_*` environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class NotificationSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NOTIFICATION_")
+
+    # No host: email is not configured, and customers who would get an email are told
+    # through the log instead (the dev stack and the e2e pipeline run no SMTP server).
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_from: str = "orders@localhost"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    # Per blocking SMTP operation (connect, each command), and for a whole webhook request.
+    smtp_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_timeout_s: float = Field(default=5.0, gt=0)
+    # How long one delivery may hold a notification before another may send it: longer
+    # than a send can take (an SMTP conversation is several operations), so two copies of
+    # an event never both send; shorter than the retry tiers, so a claim left by a crashed
+    # process expires before the last retry.
+    send_lease_s: float = Field(default=120.0, gt=0)

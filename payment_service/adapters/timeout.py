@@ -1,0 +1,29 @@
+"""A deadline on every gateway call."""
+
+from __future__ import annotations
+
+import asyncio
+
+from payment_service.domain.model import ChargeResult, GatewayUnavailable
+from payment_service.handlers import PaymentGateway
+
+
+class TimedGateway:
+    """Gives up on a charge the gateway has not answered within `timeout_s`, as
+    GatewayUnavailable: the charge is retried later with the same idempotency key, which
+    returns the first answer if the abandoned call did go through."""
+
+    def __init__(self, gateway: PaymentGateway, timeout_s: float) -> None:
+        self._gateway = gateway
+        self._timeout_s = timeout_s
+
+    async def charge(
+        self, key: str, amount_cents: int, currency: str, payment_method: str
+    ) -> ChargeResult:
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                return await self._gateway.charge(key, amount_cents, currency, payment_method)
+        except TimeoutError as error:
+            raise GatewayUnavailable(
+                f"no answer from the gateway within {self._timeout_s:g} s"
+            ) from error

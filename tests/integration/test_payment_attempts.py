@@ -1,0 +1,98 @@
+"""Payment attempts on the real MongoDB: a flaky gateway leaves every attempt on record and
+exactly one capture."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import pytest
+from pymongo.asynchronous.database import AsyncDatabase
+
+from contracts.envelope import Envelope
+from contracts.events import PricedLine, StockReserved
+from infra.messaging.broker import Broker
+from infra.messaging.errors import RetryLater
+from infra.messaging.outbox import OutboxRelay
+from infra.settings import OutboxSettings
+from payment_service import handlers as payment
+from payment_service.adapters.attempts import MongoPaymentAttempts
+from payment_service.adapters.gateway import SimulatedGateway
+from payment_service.adapters.repository import MongoPaymentRepository
+from payment_service.adapters.timeout import TimedGateway
+from payment_service.domain.model import AttemptOutcome, PaymentAttempt
+
+pytestmark = pytest.mark.integration
+
+
+def reserved(method: str) -> StockReserved:
+    return StockReserved(
+        order_id=str(uuid.uuid4()),
+        customer_id="c-1",
+        lines=[PricedLine(sku="SKU-1", quantity=2, unit_price_cents=450)],
+        total_cents=900,
+        payment_method=method,
+    )
+
+
+async def test_a_flaky_charge_leaves_three_attempts_and_one_capture(
+    mongo_db: AsyncDatabase[dict[str, Any]], broker: Broker
+) -> None:
+    relay = OutboxRelay(broker, mongo_db["payments"], OutboxSettings())
+    attempts = MongoPaymentAttempts(mongo_db["payment_attempts"])
+    await attempts.create_indexes()
+    charge = partial(
+        payment.on_stock_reserved,
+        gateway=TimedGateway(SimulatedGateway(mongo_db["gateway_charges"]), timeout_s=5),
+        payments=MongoPaymentRepository(mongo_db["payments"], relay, "payment"),
+        attempts=attempts,
+    )
+    event = reserved("tok_flaky")
+    for _ in range(2):  # the delay tiers would redeliver these
+        with pytest.raises(RetryLater):
+            await charge(Envelope.wrap(event, producer="t"), event)
+    await charge(Envelope.wrap(event, producer="t"), event)
+    await charge(Envelope.wrap(event, producer="t"), event)  # a redelivery once settled
+
+    recorded = [
+        d
+        async for d in mongo_db["payment_attempts"].find(
+            {"order_id": event.order_id}, sort=[("attempt", 1)]
+        )
+    ]
+    assert [(d["attempt"], d["outcome"]) for d in recorded] == [
+        (1, "unavailable"),
+        (2, "unavailable"),
+        (3, "approved"),
+    ]
+    assert all((d["amount_cents"], d["currency"]) == (900, "EUR") for d in recorded)
+    assert "simulated outage" in recorded[0]["error"]
+    assert recorded[2]["gateway_reference"].startswith("ch_")
+    ledger = await mongo_db["gateway_charges"].find_one({"_id": f"order-{event.order_id}"})
+    assert ledger is not None
+    assert (ledger["captures"], ledger["attempts"]) == (1, 3)
+    settled = await mongo_db["payments"].find_one({"_id": event.order_id})
+    assert settled is not None
+    assert (settled["status"], settled["amount_cents"], settled["attempts"]) == (
+        "SUCCEEDED",
+        900,
+        3,
+    )
+    assert settled["gateway_reference"] == recorded[2]["gateway_reference"] == ledger["reference"]
+    assert [e["event_type"] for e in settled["outbox"]] == ["PaymentSucceeded"]
+
+
+async def test_racing_deliveries_never_share_an_attempt_number(
+    mongo_db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    attempts = MongoPaymentAttempts(mongo_db["payment_attempts"])
+    await attempts.create_indexes()
+    attempt = PaymentAttempt(
+        "o-race", 100, "EUR", AttemptOutcome.UNAVAILABLE, datetime.now(UTC), error="x"
+    )
+    numbers = await asyncio.gather(*(attempts.record(attempt) for _ in range(8)))
+    assert sorted(numbers) == list(range(1, 9))
+    assert await mongo_db["payment_attempts"].count_documents({"order_id": "o-race"}) == 8

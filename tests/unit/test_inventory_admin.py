@@ -1,0 +1,78 @@
+"""Adding SKUs and restocking: the domain decisions, the use cases through the fake store, and
+the admin token setting."""
+
+import pytest
+
+from contracts.events import StockReplenished
+from infra.settings import RuntimeSettings
+from inventory_service import handlers as inventory
+from inventory_service.domain.model import StockItem
+from inventory_service.handlers import SkuExists
+from inventory_service.main import DEV_ADMIN_TOKEN, InventorySettings, create_app
+from tests.unit.fakes import FakeInventory
+
+pytestmark = pytest.mark.unit
+
+
+def test_a_restock_is_a_new_version_announced_with_the_new_level() -> None:
+    item = StockItem("SKU-1", "Mug", 250, available=3, version=7)
+    after, event = item.replenish(10)
+    assert (after.available, after.version, after.price_cents) == (13, 8, 250)
+    assert event == StockReplenished(sku="SKU-1", quantity=10, available=13)
+    assert event.aggregate_id == "SKU-1"
+    with pytest.raises(ValueError):
+        item.replenish(0)
+
+
+def test_a_new_sku_announces_its_first_stock_only_if_it_has_some() -> None:
+    item, events = StockItem.introduce("SKU-9", "Cap", 1000, stock=40)
+    assert (item.available, item.version) == (40, 1)
+    assert events == [StockReplenished(sku="SKU-9", quantity=40, available=40)]
+    assert StockItem.introduce("SKU-9", "Cap", 1000, stock=0)[1] == []
+
+
+async def test_add_sku_then_restock_through_the_store() -> None:
+    fake = FakeInventory({})
+    added = await inventory.add_sku(fake, "SKU-9", "Cap", 1000, 5)
+    with pytest.raises(SkuExists):
+        await inventory.add_sku(fake, "SKU-9", "Other", 1, 0)
+    restocked = await inventory.restock(fake, "SKU-9", 7)
+    assert added == StockItem("SKU-9", "Cap", 1000, available=5, version=1)
+    assert restocked == StockItem("SKU-9", "Cap", 1000, available=12, version=2)
+    assert fake.stock["SKU-9"] == restocked
+    announced = [e for e in fake.published if isinstance(e, StockReplenished)]
+    assert [(e.quantity, e.available) for e in announced] == [(5, 5), (7, 12)]
+    assert len(announced) == len(fake.published)
+
+
+async def test_restocking_an_unknown_sku_changes_nothing() -> None:
+    fake = FakeInventory({})
+    assert await inventory.restock(fake, "NOPE-1", 3) is None
+    assert fake.stock == {}
+    assert fake.published == []
+
+
+def _production(monkeypatch: pytest.MonkeyPatch) -> RuntimeSettings:
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("AMQP_URL", "amqp://inventory:s3cret@127.0.0.1:5672/")
+    return RuntimeSettings.from_env("inventory", default_port=8001, default_database="inventory")
+
+
+def test_production_refuses_the_development_admin_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("INVENTORY_ADMIN_TOKEN", raising=False)
+    settings = _production(monkeypatch)
+    assert InventorySettings().admin_token.get_secret_value() == DEV_ADMIN_TOKEN
+    with pytest.raises(ValueError, match="INVENTORY_ADMIN_TOKEN"):
+        create_app(settings, InventorySettings())
+    monkeypatch.setenv("INVENTORY_ADMIN_TOKEN", "a-real-secret-from-the-vault")
+    inventory_settings = InventorySettings()
+    assert inventory_settings.admin_token.get_secret_value() == "a-real-secret-from-the-vault"
+    create_app(settings, inventory_settings)  # builds; nothing is opened before startup
+
+
+def test_development_accepts_the_default_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("INVENTORY_ADMIN_TOKEN", raising=False)
+    monkeypatch.setenv("ENVIRONMENT", "development")
+    settings = RuntimeSettings.from_env("inventory", default_port=8001, default_database="i")
+    create_app(settings, InventorySettings())
+    assert DEV_ADMIN_TOKEN not in repr(InventorySettings())  # a secret is never logged
