@@ -15,6 +15,7 @@ from pymongo import AsyncMongoClient
 from tests.e2e.conftest import register_and_login
 from tests.e2e.pipeline import Pipeline
 from tests.e2e.test_order_flow import Shop
+from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 Mongo = AsyncMongoClient[dict[str, Any]]
@@ -68,6 +69,36 @@ async def test_listing_filters_by_status_and_pages_with_a_cursor(
     assert [o["order_id"] for o in cancelled["items"]] == [declined]
     bad = await http.get(url, params={"cursor": "not-a-cursor"}, headers=auth)
     assert bad.status_code == 422
+
+
+async def test_an_unpaid_order_is_cancelled_and_its_stock_comes_back(
+    shop: Shop, auth: dict[str, str]
+) -> None:
+    before = await shop.stock("SKU-0022")
+    order_id = await shop.place(auth, [("SKU-0022", 2)], "tok_flaky")  # slow to pay: retried
+    response = await shop.http.post(
+        f"{shop.pipeline.url('order')}/orders/{order_id}/cancel", headers=auth
+    )
+    if response.status_code == 409:  # it was paid before we asked: the other rule holds
+        assert response.json()["error"]["code"] == "cannot_cancel"
+        return
+    assert response.status_code == 200
+    assert response.json()["status"] == "CANCELLED"
+
+    async def stock_back() -> bool:
+        return await shop.stock("SKU-0022") == before
+
+    await eventually(stock_back, timeout_s=30)
+    assert (await shop.settled(auth, order_id))["status"] == "CANCELLED"
+
+    async def voided() -> bool:
+        payment = await shop.db("payment")["payments"].find_one({"_id": order_id})
+        return payment is not None and payment["status"] == "VOIDED"
+
+    await eventually(voided, timeout_s=30)  # payment heard of the cancel: it will not charge
+    charge = await shop.db("payment")["gateway_charges"].find_one({"_id": f"order-{order_id}"})
+    assert charge is None or charge.get("captures", 0) == 0
+    assert await shop.notifications(order_id) == ["order_cancelled"]
 
 
 async def test_a_paid_order_cannot_be_cancelled(shop: Shop, auth: dict[str, str]) -> None:
