@@ -10,7 +10,7 @@ from typing import Protocol
 from contracts.envelope import Envelope
 from contracts.events import OrderCancelled, StockReserved
 from infra.messaging.errors import RetryLater
-from infra.observability.metrics import PAID_AFTER_CANCEL
+from infra.observability.metrics import PAID_AFTER_CANCEL, PAYMENT_ATTEMPTS
 from payment_service.domain.model import (
     ChargeResult,
     GatewayUnavailable,
@@ -55,9 +55,13 @@ async def on_stock_reserved(
     try:
         result = await gateway.charge(key, event.total_cents, event.currency, event.payment_method)
     except GatewayUnavailable as error:
-        await attempts.record(PaymentAttempt.unanswered(event, str(error), datetime.now(UTC)))
+        unanswered = PaymentAttempt.unanswered(event, str(error), datetime.now(UTC))
+        await attempts.record(unanswered)
+        PAYMENT_ATTEMPTS.labels(unanswered.outcome.value).inc()
         raise RetryLater(f"payment gateway unavailable: {error}") from error
-    number = await attempts.record(PaymentAttempt.answered(event, result, datetime.now(UTC)))
+    answered = PaymentAttempt.answered(event, result, datetime.now(UTC))
+    number = await attempts.record(answered)
+    PAYMENT_ATTEMPTS.labels(answered.outcome.value).inc()
     # A concurrent redelivery charges with the same key, gets the same answer and stores
     # nothing new.
     settled = Payment.settle(event, result, attempts=number)

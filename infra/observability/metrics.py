@@ -70,3 +70,8 @@ PAID_AFTER_CANCEL = Counter(
     "orders_paid_after_cancellation_total",
     "Payments captured for orders the customer had cancelled meanwhile (need a manual refund).",
 )
+PAYMENT_ATTEMPTS = Counter(
+    "payment_attempts_total",
+    "Payment gateway calls by outcome (approved, declined, unavailable).",
+    ["outcome"],
+)

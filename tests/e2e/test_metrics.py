@@ -78,6 +78,9 @@ async def test_counters_move_by_what_the_batch_did(
     assert moved(before, after, "order", consumed, queue="order.payment-succeeded", **acked) == 3
     assert moved(before, after, "notification", consumed, outcome="dead_lettered") == 0
 
+    attempts = "payment_attempts_total"
+    assert moved(before, after, "payment", attempts, outcome="approved") == 3
+    assert moved(before, after, "payment", attempts, outcome="declined") == 1
     ended = "orders_ended_total"
     assert moved(before, after, "order", ended, status="CONFIRMED") == 3
     assert moved(before, after, "order", ended, status="CANCELLED") == 1

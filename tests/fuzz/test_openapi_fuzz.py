@@ -16,7 +16,7 @@ import pytest
 
 from infra import devstack
 from infra.devstack import RabbitVhost
-from tests.e2e.pipeline import SERVICES, Pipeline
+from tests.e2e.pipeline import Pipeline
 
 pytestmark = pytest.mark.fuzz
 CHECKS = ",".join(
@@ -67,7 +67,9 @@ def schemathesis(pipeline: Pipeline, service: str, *options: str) -> None:
         [
             SCHEMATHESIS, "run", f"{pipeline.url(service)}/openapi.json",
             "--checks", CHECKS, "--max-examples", "25",
-            "--phases", "examples,coverage,fuzzing", "--seed", "20261122", "--workers", "2",
+            "--phases", "examples,coverage,fuzzing", "--seed", "20261122",
+            # One worker: schemathesis 4.32 crashes in its own threads on some schemas here.
+            "--workers", "1",
             *options,
         ],
         capture_output=True, text=True, timeout=300,
@@ -76,9 +78,15 @@ def schemathesis(pipeline: Pipeline, service: str, *options: str) -> None:
     assert " passed" in result.stdout
 
 
-@pytest.mark.parametrize("service", [s for s in SERVICES if s != "order"])
+@pytest.mark.parametrize("service", ["payment", "notification"])
 def test_service_api_survives_fuzzing(fuzzed_pipeline: Pipeline, service: str) -> None:
     schemathesis(fuzzed_pipeline, service)
+
+
+def test_inventory_api_survives_fuzzing_as_an_operator(fuzzed_pipeline: Pipeline) -> None:
+    # With the admin token, the admin endpoints are fuzzed past their 401.
+    admin = "Authorization: Bearer dev-admin-token"
+    schemathesis(fuzzed_pipeline, "inventory", "-H", admin)
 
 
 def test_order_api_survives_fuzzing_as_a_logged_in_customer(fuzzed_pipeline: Pipeline) -> None:
