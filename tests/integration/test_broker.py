@@ -10,7 +10,7 @@ import aio_pika
 import pytest
 
 from contracts.envelope import Envelope
-from contracts.events import OrderLine, OrderPlaced, PaymentSucceeded
+from contracts.events import OrderPlaced, PaymentSucceeded
 from contracts.topology import dead_letter_queue_name, exchange_name, retry_queue_name
 from infra.devstack import RabbitVhost
 from infra.messaging import codec
@@ -18,18 +18,9 @@ from infra.messaging.broker import Broker
 from infra.messaging.consumer import Consumer
 from infra.messaging.errors import PublishFailed
 from infra.settings import AmqpSettings
+from tests.integration.events import order_placed
 
 pytestmark = pytest.mark.integration
-
-
-def placed() -> Envelope:
-    event = OrderPlaced(
-        order_id=str(uuid.uuid4()),
-        customer_id="c-1",
-        lines=[OrderLine(sku="SKU-0001", quantity=1)],
-        payment_method="tok_ok",
-    )
-    return Envelope.wrap(event, producer="itest")
 
 
 async def test_subscription_declares_quorum_queue_dlq_and_retry_tiers(
@@ -69,7 +60,7 @@ async def test_publish_returns_once_confirmed_and_the_message_is_queued(broker: 
         exchange_name("OrderPlaced"), aio_pika.ExchangeType.FANOUT, durable=True
     )
     await queue.bind(exchange)
-    envelope = placed()
+    envelope = order_placed()
     await broker.publish(envelope)
     message = await queue.get(timeout=5)
     assert message is not None
@@ -84,7 +75,7 @@ async def test_an_unroutable_publish_raises_instead_of_vanishing(broker: Broker)
     lonely = f"itest.lonely.{uuid.uuid4().hex[:6]}"
     await channel.declare_exchange(lonely, aio_pika.ExchangeType.FANOUT, auto_delete=True)
     with pytest.raises(PublishFailed, match="unroutable"):
-        await broker.send(codec.encode(placed()), lonely, "", "OrderPlaced")
+        await broker.send(codec.encode(order_placed()), lonely, "", "OrderPlaced")
 
 
 async def test_a_nacked_publish_raises(broker: Broker) -> None:

@@ -4,32 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from typing import Any
 
 import aio_pika
 import pytest
 
 from contracts.envelope import Envelope
-from contracts.events import OrderLine, OrderPlaced
+from contracts.events import OrderPlaced
 from contracts.topology import dead_letter_queue_name, exchange_name
 from infra.messaging import codec
 from infra.messaging.broker import Broker
 from infra.messaging.consumer import Consumer
 from infra.settings import AmqpSettings
+from tests.integration.events import order_placed
 from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.integration
-
-
-def placed(order_id: str | None = None) -> Envelope:
-    event = OrderPlaced(
-        order_id=order_id or str(uuid.uuid4()),
-        customer_id="c-1",
-        lines=[OrderLine(sku="SKU-0001", quantity=1)],
-        payment_method="tok_ok",
-    )
-    return Envelope.wrap(event, producer="itest")
 
 
 async def dead_letters(broker: Broker, work_queue: str, count: int) -> list[Any]:
@@ -65,10 +55,10 @@ async def test_invalid_messages_are_dead_lettered_with_reasons_and_consumption_g
     consumer = Consumer(broker, broker.service, AmqpSettings(retry_delays_ms=[100]))
     queue = await consumer.subscribe(OrderPlaced, handler)
     await raw_publish(broker, b"{not json", message_id="bad-json")
-    unknown = json.loads(placed().model_dump_json())
+    unknown = json.loads(order_placed().model_dump_json())
     unknown["event_type"] = "OrderTeleported"
     await raw_publish(broker, json.dumps(unknown).encode(), message_id="unknown-type")
-    good = placed()
+    good = order_placed()
     await broker.publish(good)
 
     await eventually(lambda: handled == [good.correlation_id])
@@ -88,7 +78,7 @@ async def test_transient_failures_wait_in_a_delay_tier_without_blocking_the_queu
 ) -> None:
     order_of_success: list[str] = []
     attempts: dict[str, int] = {}
-    flaky, steady = placed(), placed()
+    flaky, steady = order_placed(), order_placed()
 
     async def handler(envelope: Envelope, event: OrderPlaced) -> None:
         attempts[event.order_id] = attempts.get(event.order_id, 0) + 1
@@ -116,7 +106,7 @@ async def test_after_the_last_tier_a_message_is_dead_lettered_with_its_story(
     # The service-wide tiers would hold the message for a minute; this queue's own are short.
     consumer = Consumer(broker, broker.service, AmqpSettings(retry_delays_ms=[60_000]))
     queue = await consumer.subscribe(OrderPlaced, always_failing, retry_delays_ms=[100, 100])
-    envelope = placed()
+    envelope = order_placed()
     await broker.publish(envelope)
 
     [letter] = await dead_letters(broker, queue, 1)
@@ -143,7 +133,7 @@ async def test_stop_lets_in_flight_handlers_finish(broker: Broker) -> None:
 
     consumer = Consumer(broker, broker.service, AmqpSettings())
     await consumer.subscribe(OrderPlaced, slow)
-    envelope = placed()
+    envelope = order_placed()
     await broker.publish(envelope)
     await eventually(lambda: bool(consumer._in_flight))
     stopping = asyncio.create_task(consumer.stop(timeout_s=10))

@@ -17,7 +17,7 @@ import pytest
 from aio_pika.abc import AbstractChannel
 
 from contracts.envelope import Envelope
-from contracts.events import OrderLine, OrderPlaced
+from contracts.events import OrderPlaced
 from contracts.topology import dead_letter_queue_name, exchange_name
 from infra.devstack import RabbitVhost, free_port
 from infra.messaging.broker import Broker
@@ -25,6 +25,7 @@ from infra.messaging.consumer import Consumer
 from infra.messaging.errors import PermanentFailure
 from infra.messaging.topology import declare_subscription
 from infra.settings import AmqpSettings
+from tests.integration.events import order_placed
 from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -96,16 +97,6 @@ async def forget(channel: AbstractChannel, *queues: str) -> None:
     await channel.close()
 
 
-def placed() -> Envelope:
-    event = OrderPlaced(
-        order_id=str(uuid.uuid4()),
-        customer_id="c-1",
-        lines=[OrderLine(sku="SKU-0001", quantity=1)],
-        payment_method="tok_ok",
-    )
-    return Envelope.wrap(event, producer="dlq-cli-test")
-
-
 async def test_an_operator_inspects_fixes_and_replays_dead_letters(
     broker: Broker, rabbitmq_vhost: RabbitVhost
 ) -> None:
@@ -127,7 +118,7 @@ async def test_an_operator_inspects_fixes_and_replays_dead_letters(
     consumer = Consumer(broker, service, settings)
     await consumer.subscribe(OrderPlaced, handler)
     try:
-        valid = [placed() for _ in range(3)]
+        valid = [order_placed(producer="dlq-cli-test") for _ in range(3)]
         valid_ids = sorted(str(envelope.event_id) for envelope in valid)
         for envelope in valid:
             await broker.publish(envelope)
@@ -230,7 +221,7 @@ async def test_a_broker_dead_letter_goes_home_with_fresh_retry_headers(
     settings = AmqpSettings(retry_delays_ms=[], delivery_limit=1)
     queue = await declare_subscription(channel, service, "OrderPlaced", settings)
     dlq = dead_letter_queue_name(queue.name)
-    envelope = placed()
+    envelope = order_placed(producer="dlq-cli-test")
     stale: dict[str, Any] = {"x-attempt": 3, "x-replay-count": 1, "x-schema-version": 1}
     message = aio_pika.Message(envelope.model_dump_json().encode(), headers=stale)
     await channel.default_exchange.publish(message, queue.name, mandatory=True)
@@ -280,7 +271,7 @@ async def test_a_replay_killed_midway_loses_nothing(
 
     consumer = Consumer(broker, service, settings)
     await consumer.subscribe(OrderPlaced, poisoned)
-    letters = [placed() for _ in range(MIDWAY_LETTERS)]
+    letters = [order_placed(producer="dlq-cli-test") for _ in range(MIDWAY_LETTERS)]
     await asyncio.gather(*(broker.publish(envelope) for envelope in letters))
     await eventually(lambda: _depth_is(channel, dlq, MIDWAY_LETTERS), timeout_s=60)
     await consumer.stop()  # the work queue now only collects what the replay moves

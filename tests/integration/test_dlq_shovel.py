@@ -4,32 +4,22 @@ back to the work queue, and once the cause is fixed they are handled."""
 
 from __future__ import annotations
 
-import uuid
 from urllib.parse import quote
 
 import pytest
 
 from contracts.envelope import Envelope
-from contracts.events import OrderLine, OrderPlaced
+from contracts.events import OrderPlaced
 from contracts.topology import dead_letter_queue_name
 from infra.devstack import RabbitVhost
 from infra.messaging.broker import Broker
 from infra.messaging.consumer import Consumer
 from infra.messaging.errors import PermanentFailure
 from infra.settings import AmqpSettings
+from tests.integration.events import order_placed
 from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.integration
-
-
-def placed() -> Envelope:
-    event = OrderPlaced(
-        order_id=str(uuid.uuid4()),
-        customer_id="c-1",
-        lines=[OrderLine(sku="SKU-0001", quantity=1)],
-        payment_method="tok_ok",
-    )
-    return Envelope.wrap(event, producer="itest")
 
 
 async def test_move_messages_from_the_ui_replays_a_dlq(
@@ -45,7 +35,7 @@ async def test_move_messages_from_the_ui_replays_a_dlq(
 
     consumer = Consumer(broker, broker.service, AmqpSettings(retry_delays_ms=[100]))
     queue = await consumer.subscribe(OrderPlaced, handler)
-    letters = [placed() for _ in range(3)]
+    letters = [order_placed() for _ in range(3)]
     for envelope in letters:
         await broker.publish(envelope)
     vhost = quote(rabbitmq_vhost.vhost, safe="")

@@ -3,7 +3,6 @@ the real broker and MongoDB, with spans collected in memory."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -16,7 +15,7 @@ from opentelemetry.trace import Span, SpanKind, StatusCode
 from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts.envelope import Envelope
-from contracts.events import OrderLine, OrderPlaced
+from contracts.events import OrderPlaced
 from contracts.topology import dead_letter_queue_name
 from infra.messaging.broker import Broker
 from infra.messaging.consumer import Consumer
@@ -24,6 +23,7 @@ from infra.messaging.errors import PermanentFailure
 from infra.messaging.outbox import OutboxRelay, outbox_fields
 from infra.observability import tracing
 from infra.settings import AmqpSettings, OutboxSettings
+from tests.integration.events import order_placed
 from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -38,16 +38,6 @@ def spans() -> Iterator[InMemorySpanExporter]:
     yield exporter
     tracing.use_tracer_provider(previous)
     provider.shutdown()
-
-
-def placed() -> Envelope:
-    event = OrderPlaced(
-        order_id=str(uuid.uuid4()),
-        customer_id="c-1",
-        lines=[OrderLine(sku="SKU-0001", quantity=1)],
-        payment_method="tok_ok",
-    )
-    return Envelope.wrap(event, producer="itest")
 
 
 def in_trace(spans: InMemorySpanExporter, root: Span, name: str) -> list[ReadableSpan]:
@@ -94,7 +84,7 @@ async def test_the_fast_path_publishes_in_the_writers_trace(
     collection = mongo_db["orders"]
     relay = OutboxRelay(broker, collection, OutboxSettings(poll_interval_s=0.2))
     await relay.start()
-    envelope = placed()
+    envelope = order_placed()
     with tracing.tracer().start_as_current_span("POST /orders") as root:
         await collection.insert_one({"_id": envelope.correlation_id, **outbox_fields([envelope])})
         relay.notify(envelope.correlation_id, [envelope])
@@ -127,7 +117,7 @@ async def test_the_sweep_publishes_under_the_traceparent_stored_with_the_event(
 
     consumer, queue = await subscribed(broker, handler)
     collection = mongo_db["orders"]
-    envelope = placed()
+    envelope = order_placed()
     with tracing.tracer().start_as_current_span("handle StockReserved") as root:
         await collection.insert_one({"_id": envelope.correlation_id, **outbox_fields([envelope])})
     stored = await collection.find_one({"_id": envelope.correlation_id})
@@ -156,7 +146,7 @@ async def test_a_retried_message_is_consumed_again_in_the_same_trace(
 
     consumer, queue = await subscribed(broker, flaky)
     with tracing.tracer().start_as_current_span("test") as root:
-        await broker.publish(placed())
+        await broker.publish(order_placed())
 
     name = f"consume {queue}"
     await eventually(lambda: len(in_trace(spans, root, name)) == 2)
@@ -193,7 +183,7 @@ async def test_a_dead_letter_carries_a_traceparent_of_the_same_trace(
 
     consumer, queue = await subscribed(broker, refusing)
     with tracing.tracer().start_as_current_span("test") as root:
-        await broker.publish(placed())
+        await broker.publish(order_placed())
 
     [consume] = await eventually(lambda: in_trace(spans, root, f"consume {queue}"))
     assert consume.attributes is not None
