@@ -77,7 +77,8 @@ async def test_service_killed_mid_batch_and_restarted(make_chaos: MakeChaos, ser
         code = await asyncio.to_thread(pipeline.stop, service, signal.SIGKILL)
         assert code == -signal.SIGKILL
         pipeline.start(service)
-        await asyncio.to_thread(pipeline.wait_ready, service, 60)
+        # Longer than the service's own bounded wait for its servers (60 s).
+        await asyncio.to_thread(pipeline.wait_ready, service, 120)
 
     await chaos.run_batch(BATCH, kill_and_restart)
     assert_intact(await chaos.settle_and_tally())

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
-from infra import devstack
 from infra.devstack import RabbitVhost
-from tests.e2e.pipeline import SERVICES, Pipeline
+from tests.e2e.pipeline import Pipeline, running_pipeline
 
 CATALOG_SIZE = 60
 INITIAL_STOCK = 100
@@ -27,30 +24,13 @@ def pipeline(
     redis_url: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Pipeline]:
-    log_dir: Path = tmp_path_factory.mktemp("service-logs")
-    # A vhost of its own: the services' queues must not share exchanges with the
-    # integration tests' publishers.
-    vhost = f"e2e-{uuid.uuid4().hex[:6]}"
-    devstack.create_vhost(vhost, rabbitmq_vhost.management)
-    base = rabbitmq_vhost.url.rsplit("/", 1)[0]
-    running = Pipeline(
-        f"{base}/{quote(vhost, safe='')}",
-        mongo_url,
-        redis_url,
-        log_dir,
-        # Short retry tiers keep the tok_flaky path (two transient failures) to seconds.
-        extra_env={"AMQP_RETRY_DELAYS_MS": "[1000,2000,4000]", "OUTBOX_POLL_INTERVAL_S": "0.5"},
-    )
-    running.seed(CATALOG_SIZE, INITIAL_STOCK)
-    try:
-        running.start_all()
+    # Short retry tiers keep the tok_flaky path (two transient failures) to seconds.
+    fast = {"AMQP_RETRY_DELAYS_MS": "[1000,2000,4000]", "OUTBOX_POLL_INTERVAL_S": "0.5"}
+    log_dir = tmp_path_factory.mktemp("service-logs")
+    with running_pipeline(
+        rabbitmq_vhost, mongo_url, redis_url, log_dir, fast, seed=(CATALOG_SIZE, INITIAL_STOCK)
+    ) as running:
         yield running
-    finally:
-        codes = running.stop_all()
-        devstack.delete_vhost(vhost, rabbitmq_vhost.management)
-        for service in SERVICES:
-            print(f"--- {service} log tail ---\n{running.tail(service, 15)}")
-    assert codes == dict.fromkeys(SERVICES, 0), f"unclean shutdown: {codes}"
 
 
 @pytest.fixture(scope="session")

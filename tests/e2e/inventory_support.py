@@ -3,57 +3,38 @@ one's own, SKUs of one's own, and orders walked to their end over HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 from pymongo import AsyncMongoClient
 
-from infra import devstack
 from infra.devstack import RabbitVhost
-from tests.e2e.pipeline import SERVICES, Pipeline
+from tests.e2e.pipeline import Pipeline, running_pipeline
 from tests.integration.waiting import eventually
 
 TERMINAL = ("CONFIRMED", "REJECTED", "CANCELLED")
+PLACE_ATTEMPTS = 10
 ADMIN = {"Authorization": "Bearer dev-admin-token"}  # the development default
 Mongo = AsyncMongoClient[dict[str, Any]]
 # Short retry tiers keep tok_flaky (two transient failures) to a few seconds.
 FAST_RETRIES = {"AMQP_RETRY_DELAYS_MS": "[500,1000,2000]", "OUTBOX_POLL_INTERVAL_S": "0.5"}
 
 
-@contextmanager
 def fresh_pipeline(
     rabbitmq_vhost: RabbitVhost,
     mongo_url: str,
     redis_url: str,
     log_dir: Path,
     service_env: dict[str, dict[str, str]] | None = None,
-) -> Iterator[Pipeline]:
-    """The four services on a vhost and databases of their own."""
-    vhost = f"e2e-inv-{uuid.uuid4().hex[:6]}"
-    devstack.create_vhost(vhost, rabbitmq_vhost.management)
-    base = rabbitmq_vhost.url.rsplit("/", 1)[0]
-    running = Pipeline(
-        f"{base}/{quote(vhost, safe='')}",
-        mongo_url,
-        redis_url,
-        log_dir,
-        extra_env=FAST_RETRIES,
-        service_env=service_env or {},
+) -> AbstractContextManager[Pipeline]:
+    """The four services on a vhost and databases of their own, with short retries."""
+    return running_pipeline(
+        rabbitmq_vhost, mongo_url, redis_url, log_dir, FAST_RETRIES, service_env
     )
-    try:
-        running.start_all()
-        yield running
-    finally:
-        codes = running.stop_all()
-        devstack.delete_vhost(vhost, rabbitmq_vhost.management)
-        for service in SERVICES:
-            print(f"--- {service} log tail ---\n{running.tail(service, 10)}")
-    assert codes == dict.fromkeys(SERVICES, 0), f"unclean shutdown: {codes}"
 
 
 def unique_sku(prefix: str) -> str:
@@ -95,15 +76,18 @@ class Shop:
         return int(body["available"]), int(body["version"]), response.headers["X-Cache"]
 
     async def place(self, items: list[tuple[str, int]], method: str) -> str:
-        response = await self.http.post(
-            f"{self.pipeline.url('order')}/orders",
-            headers=self.auth,
-            json={
-                "items": [{"sku": s, "quantity": q} for s, q in items],
-                "payment_method": method,
-            },
-        )
-        assert response.status_code == 202, response.text
+        """Like a careful client: under load the API may answer 503 (retry after a second),
+        and the Idempotency-Key makes the retry safe (never a second order)."""
+        headers = {**self.auth, "Idempotency-Key": str(uuid.uuid4())}
+        body = {"items": [{"sku": s, "quantity": q} for s, q in items], "payment_method": method}
+        for _ in range(PLACE_ATTEMPTS):
+            response = await self.http.post(
+                f"{self.pipeline.url('order')}/orders", headers=headers, json=body
+            )
+            if response.status_code != 503:
+                break
+            await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+        assert response.status_code in (200, 202), response.text
         return str(response.json()["order_id"])
 
     async def settled(self, order_id: str) -> dict[str, Any]:

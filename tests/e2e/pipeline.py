@@ -8,12 +8,16 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 
-from infra.devstack import free_port
+from infra import devstack
+from infra.devstack import RabbitVhost, free_port
 
 SERVICES = ("order", "inventory", "payment", "notification")
 DATABASES = {
@@ -118,3 +122,39 @@ class Pipeline:
             if path.exists()
             else ""
         )
+
+
+@contextmanager
+def running_pipeline(
+    rabbitmq_vhost: RabbitVhost,
+    mongo_url: str,
+    redis_url: str,
+    log_dir: Path,
+    extra_env: dict[str, str] | None = None,
+    service_env: dict[str, dict[str, str]] | None = None,
+    seed: tuple[int, int] | None = None,
+) -> Iterator[Pipeline]:
+    """The four services on a vhost and databases of their own, stopped (and their exit
+    codes checked: a graceful stop is 0) when the block ends. `seed`: (SKUs, stock each)."""
+    vhost = f"e2e-{uuid.uuid4().hex[:6]}"
+    devstack.create_vhost(vhost, rabbitmq_vhost.management)
+    base = rabbitmq_vhost.url.rsplit("/", 1)[0]
+    running = Pipeline(
+        f"{base}/{quote(vhost, safe='')}",
+        mongo_url,
+        redis_url,
+        log_dir,
+        extra_env=extra_env or {},
+        service_env=service_env or {},
+    )
+    if seed is not None:
+        running.seed(*seed)
+    try:
+        running.start_all()
+        yield running
+    finally:
+        codes = running.stop_all()
+        devstack.delete_vhost(vhost, rabbitmq_vhost.management)
+        for service in SERVICES:
+            print(f"--- {service} log tail ---\n{running.tail(service, 15)}")
+    assert codes == dict.fromkeys(SERVICES, 0), f"unclean shutdown: {codes}"

@@ -9,14 +9,12 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
 
 import httpx
 import pytest
 
-from infra import devstack
 from infra.devstack import RabbitVhost
-from tests.e2e.pipeline import Pipeline
+from tests.e2e.pipeline import Pipeline, running_pipeline
 
 pytestmark = pytest.mark.fuzz
 CHECKS = ",".join(
@@ -35,17 +33,8 @@ SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
 def fuzzed_pipeline(
     rabbitmq_vhost: RabbitVhost, mongo_url: str, redis_url: str, tmp_path: Path
 ) -> Iterator[Pipeline]:
-    vhost = f"fuzz-{uuid.uuid4().hex[:6]}"
-    devstack.create_vhost(vhost, rabbitmq_vhost.management)
-    base = rabbitmq_vhost.url.rsplit("/", 1)[0]
-    pipeline = Pipeline(f"{base}/{quote(vhost, safe='')}", mongo_url, redis_url, tmp_path)
-    pipeline.seed(60, 100)
-    try:
-        pipeline.start_all()
-        yield pipeline
-    finally:
-        pipeline.stop_all()
-        devstack.delete_vhost(vhost, rabbitmq_vhost.management)
+    with running_pipeline(rabbitmq_vhost, mongo_url, redis_url, tmp_path, seed=(60, 100)) as p:
+        yield p
 
 
 @pytest.fixture(scope="module")
