@@ -1,0 +1,168 @@
+"""Relay micro-benchmark: consume -> validate -> confirmed publish, runtime vs FastStream.
+
+Both relays read OrderPlaced from a quorum queue declared the same way (declare_subscription),
+decode and validate it with the same codec (envelope + payload schema), wrap a derived
+StockReservationFailed and publish it persistent, mandatory and confirmed before the ack,
+with the same prefetch. Only the framework differs:
+- runtime:    infra Consumer (ack policy, retry/DLQ machinery, metrics) + Broker.publish;
+- FastStream: RabbitBroker subscriber + broker.publish on its confirming default channel,
+              per-message logging off (its default logs two lines a message, which would
+              only slow it down).
+Timed from the first delivery handled to the last publish confirmed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import aio_pika
+from faststream.rabbit import Channel, ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
+from faststream.rabbit.annotations import RabbitMessage
+
+from bench.micro_publish import envelopes, raw_message
+from contracts.envelope import Envelope
+from contracts.events import Event, OrderPlaced, StockReservationFailed
+from contracts.topology import exchange_name, queue_name
+from infra.messaging import codec
+from infra.messaging.broker import Broker
+from infra.messaging.consumer import Consumer
+from infra.messaging.topology import declare_event_exchange, declare_subscription
+from infra.settings import AmqpSettings
+
+SINK_QUEUE = "bench.relay-sink"
+RUNTIME, FASTSTREAM = "bench-rt", "bench-fs"
+OUT_TYPE = StockReservationFailed.event_type
+WAIT_S = 120.0
+
+
+def derived(envelope: Envelope, event: Event) -> Envelope:
+    assert isinstance(event, OrderPlaced)
+    failed = StockReservationFailed(order_id=event.order_id, reason="bench relay")
+    return Envelope.wrap(failed, producer="bench", causation_id=str(envelope.event_id))
+
+
+class Progress:
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.count = 0
+        self.first = self.last = 0.0
+        self.cpu_first = self.cpu_last = 0.0
+        self.done = asyncio.Event()
+
+    def started(self) -> None:
+        if self.first == 0.0:
+            self.first = time.perf_counter()
+            self.cpu_first = time.process_time()
+
+    def finished(self) -> None:
+        self.count += 1
+        if self.count == self.target:
+            self.last = time.perf_counter()
+            self.cpu_last = time.process_time()
+            self.done.set()
+
+    async def rate(self) -> tuple[float, float]:
+        """(events/s, CPU µs of this process per event)."""
+        await asyncio.wait_for(self.done.wait(), WAIT_S)
+        cpu_us = 1e6 * (self.cpu_last - self.cpu_first) / self.target
+        return self.target / (self.last - self.first), cpu_us
+
+
+class RelayBench:
+    def __init__(self, amqp_url: str, prefetch: int) -> None:
+        self.url = amqp_url
+        self.settings = AmqpSettings(
+            url=amqp_url, prefetch=prefetch, max_in_flight=64, retry_delays_ms=[1000]
+        )
+        self.admin: aio_pika.abc.AbstractRobustConnection | None = None
+
+    async def open(self) -> None:
+        self.admin = await aio_pika.connect_robust(self.url)
+        channel = await self.admin.channel()
+        for service in (RUNTIME, FASTSTREAM):
+            await declare_subscription(channel, service, OrderPlaced.event_type, self.settings)
+        await declare_event_exchange(channel, OUT_TYPE)
+        sink = await channel.declare_queue(
+            SINK_QUEUE, durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        await sink.bind(exchange_name(OUT_TYPE))
+
+    async def close(self) -> None:
+        if self.admin is not None:
+            await self.admin.close()
+
+    async def preload(self, count: int) -> None:
+        """`count` OrderPlaced into both relays' queues (they share the fanout exchange)."""
+        assert self.admin is not None
+        channel = await self.admin.channel(publisher_confirms=True)
+        exchange = await declare_event_exchange(channel, OrderPlaced.event_type)
+        items = envelopes(count)
+        for i in range(0, count, 256):
+            await asyncio.gather(
+                *(exchange.publish(raw_message(e), "") for e in items[i : i + 256])
+            )
+        await channel.close()
+
+    async def purge(self, service: str) -> None:
+        assert self.admin is not None
+        channel = await self.admin.channel()
+        for name in (SINK_QUEUE, queue_name(service, OrderPlaced.event_type)):
+            await (await channel.get_queue(name)).purge()
+        await channel.close()
+
+    async def runtime(self, count: int) -> tuple[float, float]:
+        broker = Broker(self.url, RUNTIME)
+        await broker.connect()
+        progress = Progress(count)
+
+        async def handler(envelope: Envelope, event: Any) -> None:
+            progress.started()
+            await broker.publish(derived(envelope, event))
+            progress.finished()
+
+        consumer = Consumer(broker, RUNTIME, self.settings)
+        try:
+            await consumer.subscribe(OrderPlaced, handler)
+            return await progress.rate()
+        finally:
+            await consumer.stop()
+            await broker.close()
+            await self.purge(RUNTIME)
+
+    async def faststream(self, count: int) -> tuple[float, float]:
+        channel = Channel(prefetch_count=self.settings.prefetch, publisher_confirms=True)
+        broker = RabbitBroker(
+            self.url, default_channel=channel, logger=None, log_level=logging.WARNING
+        )
+        progress = Progress(count)
+        out = RabbitExchange(exchange_name(OUT_TYPE), type=ExchangeType.FANOUT, durable=True)
+        source = RabbitQueue(queue_name(FASTSTREAM, OrderPlaced.event_type), declare=False)
+
+        @broker.subscriber(source)
+        async def relay(message: RabbitMessage) -> None:
+            progress.started()
+            envelope, event = codec.decode(message.body)
+            reply = derived(envelope, event)
+            await broker.publish(
+                reply.model_dump_json().encode(),
+                exchange=out,
+                persist=True,
+                mandatory=True,
+                content_type=codec.CONTENT_TYPE,
+                message_id=str(reply.event_id),
+                correlation_id=reply.correlation_id,
+                message_type=reply.event_type,
+                timestamp=reply.occurred_at,
+                headers={"x-schema-version": reply.schema_version},
+            )
+            progress.finished()
+
+        try:
+            await broker.start()
+            return await progress.rate()
+        finally:
+            await broker.stop()
+            await self.purge(FASTSTREAM)

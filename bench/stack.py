@@ -1,0 +1,221 @@
+"""The pipeline under test: its own vhost, its own SecantusDB, the four services as
+instrumented OS processes; snapshots of their round-trip counts and CPU time.
+
+Every process started here is stopped here by PID (SIGTERM, then SIGKILL after a bound).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import psutil
+
+from infra import devstack
+from infra.devstack import Management, SecantusHandle
+
+SERVICES = ("order", "inventory", "payment", "notification")
+DATABASES = {
+    "order": "orders",
+    "inventory": "inventory",
+    "payment": "payments",
+    "notification": "notifications",
+}
+READY_TIMEOUT_S = 60.0
+MACHINE = "machine(all CPUs)"
+STOP_TIMEOUT_S = 20.0
+
+
+@dataclass
+class Snapshot:
+    at: float  # time.monotonic()
+    counts: dict[str, dict[str, int]]  # service -> counter -> value
+    cpu: dict[str, float]  # process label -> user+system CPU seconds
+
+
+@dataclass
+class Stack:
+    amqp_base: str  # without vhost, e.g. amqp://guest:guest@127.0.0.1:5672
+    redis_url: str
+    work_dir: Path
+    storage: str = ":memory:"  # or "disk": SecantusDB under work_dir/mongo
+    log_level: str = "INFO"
+    management: Management = field(default_factory=Management.from_env)
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
+    mongo: SecantusHandle | None = None
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    http_ports: dict[str, int] = field(default_factory=dict)
+    count_ports: dict[str, int] = field(default_factory=dict)
+    vhost_created: bool = False
+
+    @property
+    def vhost(self) -> str:
+        return f"bench-{self.run_id}"
+
+    @property
+    def amqp_url(self) -> str:
+        return f"{self.amqp_base}/{quote(self.vhost, safe='')}"
+
+    @property
+    def mongo_url(self) -> str:
+        assert self.mongo is not None
+        return self.mongo.url
+
+    def database(self, service: str) -> str:
+        return f"bench_{self.run_id}_{DATABASES[service]}"
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.http_ports[service]}"
+
+    def env(self, service: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "ENVIRONMENT": "test",
+            "LOG_LEVEL": self.log_level,
+            "AMQP_URL": self.amqp_url,
+            "MONGO_URL": self.mongo_url,
+            "MONGO_DATABASE": self.database(service),
+            "REDIS_URL": self.redis_url,
+            "HTTP_HOST": "127.0.0.1",
+            "HTTP_PORT": str(self.http_ports.get(service, 0)),
+            "BENCH_COUNTS_PORT": str(self.count_ports.get(service, 0)),
+        }
+
+    def start(self, skus: int, stock: int) -> None:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        devstack.create_vhost(self.vhost, self.management)
+        self.vhost_created = True
+        storage = str(self.work_dir / "mongo") if self.storage == "disk" else ":memory:"
+        self.mongo = devstack.start_secantus(
+            storage_path=storage, log_path=self.work_dir / "secantusdb.log"
+        )
+        # The services' own seeding module, so the catalog documents are the real shape.
+        seed = [
+            sys.executable,
+            "-m",
+            "inventory_service.seed",
+            "--count",
+            str(skus),
+            "--stock",
+            str(stock),
+            "--reset",
+        ]
+        subprocess.run(
+            seed, env=self.env("inventory"), check=True, capture_output=True, timeout=120
+        )
+        for service in SERVICES:
+            self.http_ports[service] = devstack.free_port()
+            self.count_ports[service] = devstack.free_port()
+            log = (self.work_dir / f"{service}.log").open("ab")
+            self.processes[service] = subprocess.Popen(
+                [sys.executable, "-m", "bench.instrumented", service],
+                env=self.env(service),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        for service in SERVICES:
+            self._wait_ready(service)
+
+    def _wait_ready(self, service: str) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.processes[service].poll() is not None:
+                raise RuntimeError(f"{service} exited:\n{self.tail(service)}")
+            try:
+                if httpx.get(f"{self.url(service)}/ready", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"{service} not ready in {READY_TIMEOUT_S:.0f} s:\n{self.tail(service)}")
+
+    def pids(self) -> dict[str, int]:
+        pids = {service: p.pid for service, p in self.processes.items()}
+        if self.mongo is not None:
+            pids["secantusdb"] = self.mongo.pid
+        pids["bench-client"] = os.getpid()
+        return {**pids, **shared_server_pids()}
+
+    def snapshot(self) -> Snapshot:
+        counts = {}
+        for service, port in self.count_ports.items():
+            response = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+            counts[service] = {k: int(v) for k, v in response.json().items()}
+        return Snapshot(time.monotonic(), counts, cpu_seconds(self.pids()))
+
+    def vhost_stats(self) -> dict[str, Any]:
+        """The broker's own message counters for the vhost (a cross-check of ours)."""
+        response = self.management.request("GET", f"/vhosts/{quote(self.vhost, safe='')}")
+        stats: dict[str, Any] = response.json().get("message_stats", {})
+        return stats
+
+    def stop(self) -> dict[str, int | None]:
+        codes: dict[str, int | None] = {}
+        for process in self.processes.values():
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):  # exited since the poll
+                    os.kill(process.pid, signal.SIGTERM)
+        for service, process in self.processes.items():
+            try:
+                codes[service] = process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                os.kill(process.pid, signal.SIGKILL)
+                codes[service] = process.wait(5)
+        self.processes.clear()
+        if self.mongo is not None:
+            self.mongo.stop()
+        if self.vhost_created:
+            devstack.delete_vhost(self.vhost, self.management)
+            self.vhost_created = False
+        return codes
+
+    def tail(self, service: str, lines: int = 30) -> str:
+        path = self.work_dir / f"{service}.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """user+system CPU seconds of each process (children not included); gone -> omitted."""
+    result = {}
+    for label, pid in pids.items():
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        result[label] = times.user + times.system
+    # Everything on the machine, ours or not: other work competes for the same CPUs.
+    total = psutil.cpu_times()
+    result[MACHINE] = (
+        total.user
+        + total.nice
+        + total.system
+        + getattr(total, "irq", 0.0)
+        + getattr(total, "softirq", 0.0)
+        + getattr(total, "steal", 0.0)
+    )
+    return result
+
+
+def shared_server_pids() -> dict[str, int]:
+    """RabbitMQ's and Redis's server processes, if visible: shared with anything else running
+    on this machine, so their CPU per order is indicative only."""
+    found: dict[str, int] = {}
+    for process in psutil.process_iter(["name", "cmdline"]):
+        name = process.info.get("name") or ""
+        if name.startswith("beam.smp") and "rabbitmq(shared)" not in found:
+            found["rabbitmq(shared)"] = process.pid
+        elif name.startswith("redis-server") and "redis(shared)" not in found:
+            found["redis(shared)"] = process.pid
+    return found

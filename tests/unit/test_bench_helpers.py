@@ -1,0 +1,38 @@
+"""The benchmark's other pure helpers: py-spy output parsing, Redis round-trip labels."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.counters import _count_arrays, _redis_name
+from bench.profiling import parse_collapsed
+
+pytestmark = pytest.mark.unit
+
+
+def test_collapsed_stacks_give_self_and_inclusive_samples() -> None:
+    text = "\n".join(
+        [
+            'process 1:"python";main (a.py:1);handle (infra/x.py:10);encode (codec.py:5) 30',
+            "main (a.py:1);handle (infra/x.py:12) 10",
+            "main (a.py:2);poll (selectors.py:3) 60",
+            "garbage line",
+        ]
+    )
+    own, inclusive, total = parse_collapsed(text)
+    assert total == 100
+    assert own["encode (codec.py)"] == 30
+    # Two lines of one function are one function.
+    assert own["handle (infra/x.py)"] == 10
+    assert inclusive["handle (infra/x.py)"] == 40
+    assert inclusive["main (a.py)"] == 100
+    assert own.most_common(1)[0] == ("poll (selectors.py)", 60)
+
+
+def test_redis_labels_and_pipelines() -> None:
+    assert _redis_name(b"*2\r\n$5\r\nGETEX\r\n$3\r\nabc\r\n") == "GETEX"
+    assert _redis_name([b"*3\r\n$7\r\nevalsha\r\n", b"payload"]) == "EVALSHA"
+    assert _redis_name("PING") == "?"
+    two = b"*2\r\n$3\r\nGET\r\n$1\r\na\r\n*2\r\n$3\r\nGET\r\n$1\r\nb\r\n"
+    assert _count_arrays(two) == 2
+    assert _count_arrays(b"*2\r\n$3\r\nGET\r\n$1\r\na\r\n") == 1
