@@ -102,6 +102,10 @@ class OutboxRelay:
         parent = otel_context.get_current()
         written = _Written(document_id, tuple(_Pending(e, parent) for e in envelopes))
         if written.events:
+            # In flight from now, not only while publishing: the sweep must not publish what
+            # still waits in the fast path's queue (it did, under load: duplicate events).
+            # _publish_in_order releases them, published or not.
+            self._in_flight.update(str(p.envelope.event_id) for p in written.events)
             self._written.put_nowait(written)
 
     async def stop(self, timeout_s: float = 10.0) -> None:

@@ -172,3 +172,21 @@ async def test_retention_prunes_old_sent_events_and_keeps_unsent_ones(
         str(unsent.event_id),
     ]
     assert [e["event_id"] for e in document["inbox"]] == ["in-2"]
+
+
+async def test_the_sweep_leaves_events_queued_for_the_fast_path_alone(
+    broker: Broker, mongo_db: AsyncDatabase[dict[str, Any]]
+) -> None:
+    collection = mongo_db["aggregates"]
+    queued = confirmed(str(uuid.uuid4()))
+    await collection.insert_one({"_id": queued.correlation_id, **outbox_fields([queued])})
+    relay = OutboxRelay(broker, collection, OutboxSettings(grace_s=0))
+    relay.notify(queued.correlation_id, [queued])  # queued; the relay loop is not running
+    sweeps_before = REGISTRY.get_sample_value("outbox_events_relayed_total", {"path": "sweep"})
+    await relay._sweep()
+    after = REGISTRY.get_sample_value("outbox_events_relayed_total", {"path": "sweep"})
+    assert after == sweeps_before  # nothing published twice
+    queue = await listen(broker)
+    await relay.start()  # the fast path now takes it
+    assert await received(queue, 1) == [queued]
+    await relay.stop()
