@@ -152,18 +152,18 @@ class ChaosPipeline:
     async def _submit(
         self, http: httpx.AsyncClient, token: str, body: dict[str, Any]
     ) -> str | None:
-        """Retry through outages like a patient client; None if never accepted."""
+        """Retry through outages like a patient client, with one Idempotency-Key per order so
+        a retry of a request that did land is not a second order; None if never accepted."""
         assert self.pipeline is not None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SUBMIT_DEADLINE_S
+        headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": str(uuid.uuid4())}
         while loop.time() < deadline:
             try:
                 response = await http.post(
-                    f"{self.pipeline.url('order')}/orders",
-                    json=body,
-                    headers={"Authorization": f"Bearer {token}"},
+                    f"{self.pipeline.url('order')}/orders", json=body, headers=headers
                 )
-                if response.status_code == 202:
+                if response.status_code in (200, 202):  # 200: an earlier try had landed
                     return str(response.json()["order_id"])
                 if response.status_code < 500:
                     raise AssertionError(f"order refused: {response.status_code} {response.text}")

@@ -76,14 +76,19 @@ class Shop:
         return int(body["available"]), int(body["version"]), response.headers["X-Cache"]
 
     async def place(self, items: list[tuple[str, int]], method: str) -> str:
-        """Like a careful client: under load the API may answer 503 (retry after a second),
-        and the Idempotency-Key makes the retry safe (never a second order)."""
+        """Like a careful client: under load the API may answer 503 (retry after a second)
+        or a reused keep-alive connection may be closed under the request (retry at once);
+        the Idempotency-Key makes either retry safe (never a second order)."""
         headers = {**self.auth, "Idempotency-Key": str(uuid.uuid4())}
         body = {"items": [{"sku": s, "quantity": q} for s, q in items], "payment_method": method}
-        for _ in range(PLACE_ATTEMPTS):
-            response = await self.http.post(
-                f"{self.pipeline.url('order')}/orders", headers=headers, json=body
-            )
+        url = f"{self.pipeline.url('order')}/orders"
+        for attempt in range(1, PLACE_ATTEMPTS + 1):
+            try:
+                response = await self.http.post(url, headers=headers, json=body)
+            except httpx.TransportError:
+                if attempt == PLACE_ATTEMPTS:
+                    raise
+                continue
             if response.status_code != 503:
                 break
             await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
