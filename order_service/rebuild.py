@@ -27,7 +27,7 @@ from order_service.domain.replay import Step, replay
 Document = dict[str, Any]
 # Fields the rebuild recomputes; updated_at is bookkeeping, not state.
 COMPARED = ("customer_id", "status", "lines", "priced_lines", "total_cents", "currency",
-            "payment_method", "created_at", "history")  # fmt: skip
+            "payment_method", "created_at", "history", "parked_payment")  # fmt: skip
 
 
 @dataclass

@@ -8,6 +8,7 @@ the update match nothing, which raises ConcurrentUpdate and the message is retri
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,7 +26,7 @@ from infra.messaging.outbox import (
     outbox_entry,
     outbox_fields,
 )
-from order_service.domain.model import HistoryEntry, Order, OrderStatus
+from order_service.domain.model import HistoryEntry, Order, OrderStatus, ParkedPayment
 
 Document = dict[str, Any]
 
@@ -155,11 +156,13 @@ def to_state(order: Order) -> Document:
             {"status": h.status.value, "at": h.at, "reason": h.reason, "event_id": h.event_id}
             for h in order.history
         ],
+        "parked_payment": None if order.parked_payment is None else asdict(order.parked_payment),
     }
 
 
 def to_order(document: Document) -> Order:
     priced = document.get("priced_lines")
+    parked = document.get("parked_payment")
     return Order(
         order_id=document["_id"],
         customer_id=document["customer_id"],
@@ -174,5 +177,6 @@ def to_order(document: Document) -> Order:
         priced_lines=None if priced is None else [PricedLine.model_validate(x) for x in priced],
         total_cents=document.get("total_cents"),
         version=document["version"],
+        parked_payment=None if parked is None else ParkedPayment(**parked),
         request_fingerprint=document.get("request_fingerprint"),
     )

@@ -2,9 +2,11 @@
 
 PENDING -> RESERVED -> PAID -> CONFIRMED, or PENDING -> REJECTED (no stock), or
 RESERVED -> CANCELLED (payment failed), or PENDING/RESERVED -> CANCELLED (the customer).
-Events for an order arrive on different queues, so one may arrive before the one it depends on
-(TooEarly: retry later) or again after it was applied (ignored: the method returns False and
-nothing changes).
+Events for an order arrive on different queues, so one may arrive before the one it depends on:
+a payment result before the stock reservation is parked on the order and applied when the
+reservation arrives, however late (retrying it instead would dead-letter it once the retry
+budget ran out, as a broker restart showed). An event that arrives again after it was applied
+is ignored: the method returns False and nothing changes.
 """
 
 from __future__ import annotations
@@ -46,16 +48,21 @@ ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {
 }
 
 
-class TooEarly(Exception):
-    """The event depends on one this order has not seen yet."""
-
-
 class IllegalTransition(Exception):
     pass
 
 
 class CannotCancel(Exception):
     """The order is paid (refunds are out of scope) or already ended otherwise."""
+
+
+@dataclass(frozen=True)
+class ParkedPayment:
+    """A payment result that arrived before the reservation it answers."""
+
+    succeeded: bool
+    reason: str | None
+    event_id: str
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,7 @@ class Order:
     priced_lines: list[PricedLine] | None = None
     total_cents: int | None = None
     version: int = 0
+    parked_payment: ParkedPayment | None = None
     # Fingerprint of the request that placed it, to answer a repeated Idempotency-Key.
     request_fingerprint: str | None = None
     events: list[Event] = field(default_factory=list)
@@ -147,6 +155,11 @@ class Order:
             return False
         self.priced_lines, self.total_cents = list(lines), total_cents
         self._move(OrderStatus.RESERVED, now, None, event_id)
+        parked, self.parked_payment = self.parked_payment, None
+        if parked is not None and parked.succeeded:
+            self.payment_succeeded(now, parked.event_id)
+        elif parked is not None:
+            self.payment_failed(parked.reason or "declined", now, parked.event_id)
         return True
 
     def stock_reservation_failed(self, reason: str, now: datetime, event_id: str) -> bool:
@@ -160,7 +173,7 @@ class Order:
 
     def payment_succeeded(self, now: datetime, event_id: str) -> bool:
         if self.status is OrderStatus.PENDING:
-            raise TooEarly("payment result before stock reservation")
+            return self._park(ParkedPayment(True, None, event_id))
         if self.status is not OrderStatus.RESERVED:
             return False
         self._move(OrderStatus.PAID, now, None, event_id)
@@ -176,13 +189,19 @@ class Order:
 
     def payment_failed(self, reason: str, now: datetime, event_id: str) -> bool:
         if self.status is OrderStatus.PENDING:
-            raise TooEarly("payment result before stock reservation")
+            return self._park(ParkedPayment(False, reason, event_id))
         if self.status is not OrderStatus.RESERVED:
             return False
         self._move(OrderStatus.CANCELLED, now, reason, event_id)
         self.events.append(
             OrderCancelled(order_id=self.order_id, customer_id=self.customer_id, reason=reason)
         )
+        return True
+
+    def _park(self, payment: ParkedPayment) -> bool:
+        if self.parked_payment is not None:
+            return False  # the same result again
+        self.parked_payment = payment
         return True
 
     def _move(

@@ -19,7 +19,7 @@ from inventory_service import handlers as inventory
 from inventory_service.domain.model import ReservationStatus, StockItem
 from order_service import commands
 from order_service import handlers as orders
-from order_service.domain.model import OrderStatus, TooEarly
+from order_service.domain.model import OrderStatus
 from payment_service import handlers as payment
 from payment_service.domain.model import PaymentStatus
 from tests.unit.fakes import (
@@ -72,15 +72,18 @@ async def test_order_handlers_walk_an_order_to_confirmed_once() -> None:
     assert [e.event_type for e in repo.published] == ["OrderPlaced", "OrderConfirmed"]
 
 
-async def test_payment_before_reservation_is_retried_later() -> None:
+async def test_a_payment_result_that_overtakes_the_reservation_is_not_lost() -> None:
     repo = FakeOrderRepository()
     order, _ = await commands.place_order(
-        repo, "c-1", [OrderLine(sku="SKU-1", quantity=1)], "tok_ok"
+        repo, "c-1", [OrderLine(sku="SKU-1", quantity=2)], "tok_decline"
     )
-    failed = PaymentFailed(order_id=order.order_id, amount_cents=1, reason="declined")
-    with pytest.raises(TooEarly):
-        await orders.on_payment_failed(env(failed), failed, repo)
+    failed = PaymentFailed(order_id=order.order_id, amount_cents=200, reason="declined")
+    await orders.on_payment_failed(env(failed), failed, repo)
     assert repo.orders[order.order_id].status is OrderStatus.PENDING
+    reservation = reserved(order.order_id)
+    await orders.on_stock_reserved(env(reservation), reservation, repo)
+    assert repo.orders[order.order_id].status is OrderStatus.CANCELLED
+    assert [e.event_type for e in repo.published] == ["OrderPlaced", "OrderCancelled"]
 
 
 async def test_event_for_an_unknown_order_is_retried() -> None:

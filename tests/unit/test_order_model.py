@@ -10,7 +10,7 @@ from contracts.events import (
     OrderRejected,
     PricedLine,
 )
-from order_service.domain.model import IllegalTransition, Order, OrderStatus, TooEarly
+from order_service.domain.model import IllegalTransition, Order, OrderStatus
 
 pytestmark = pytest.mark.unit
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -75,13 +75,29 @@ def test_payment_failure_cancels() -> None:
     assert isinstance(order.events[0], OrderCancelled)
 
 
-def test_payment_result_before_reservation_is_too_early() -> None:
+def test_a_payment_before_its_reservation_waits_on_the_order_then_applies() -> None:
     order = placed()
-    with pytest.raises(TooEarly):
-        order.payment_succeeded(NOW, "e2")
-    with pytest.raises(TooEarly):
-        order.payment_failed("declined", NOW, "e2")
-    assert order.status is OrderStatus.PENDING
+    order.events.clear()
+    assert order.payment_succeeded(NOW, "e2")  # parked: nothing moves yet
+    assert not order.payment_succeeded(NOW, "e2")  # the same result again
+    assert order.status.value == "PENDING"  # (by value: mypy would keep it narrowed)
+    assert order.events == []
+    assert order.stock_reserved(priced(), 300, NOW, "e1")
+    assert order.status is OrderStatus.CONFIRMED
+    assert [h.event_id for h in order.history] == [None, "e1", "e2", "e2"]
+    assert order.parked_payment is None
+    [event] = order.events
+    assert isinstance(event, OrderConfirmed)
+
+
+def test_a_decline_before_its_reservation_cancels_once_reserved() -> None:
+    order = placed()
+    order.events.clear()
+    assert order.payment_failed("card declined", NOW, "e2")
+    order.stock_reserved(priced(), 300, NOW, "e1")
+    assert order.status is OrderStatus.CANCELLED
+    assert order.history[-1].reason == "card declined"
+    assert isinstance(order.events[0], OrderCancelled)
 
 
 def test_duplicate_and_late_events_change_nothing() -> None:
