@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -45,7 +44,6 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Envelope, Any], Awaitable[None]]
 ATTEMPT_HEADER = "x-attempt"
-RETRY_JITTER = 0.25
 
 
 @dataclass(frozen=True)
@@ -199,10 +197,9 @@ class Consumer:
         headers = _failure_headers(message, error, self._service, queue)
         headers[ATTEMPT_HEADER] = attempt + 1
         retry = _copy(message, headers)
-        # Jitter spreads a burst of failures (an outage) so they do not all come back at
-        # once. Only downwards: the tier's queue TTL is the upper bound, and a message waits
-        # at most the jitter range behind a later-expiring one at the head of the queue.
-        retry.expiration = delay_ms * random.uniform(1 - RETRY_JITTER, 1.0) / 1000
+        # No per-message expiration (jitter): on RabbitMQ 3.10 a retry copy with one sat in a
+        # quorum tier across a broker restart and never came back (chaos, once in ~5 runs);
+        # the tier's queue TTL alone survived every run. Delays are per tier, unjittered.
         await self._broker.send_to_queue(
             retry, retry_queue_name(queue, delay_ms), message.type or ""
         )
