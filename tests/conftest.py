@@ -16,11 +16,15 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 import redis
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pymongo import MongoClient
 
 from infra import devstack
 from infra.devstack import Management, MongoServer, RabbitVhost
 from infra.devstack.rabbitmq import PLUGINS
+from infra.observability import tracing
 
 LOCAL_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672"
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -170,3 +174,15 @@ def redis_url(use_testcontainers: bool) -> Iterator[str]:
         yield flushed(url)
     finally:
         container.stop()
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Spans recorded in memory while the test runs; the previous provider comes back after."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    previous = tracing.use_tracer_provider(provider)
+    yield exporter
+    tracing.use_tracer_provider(previous)
+    provider.shutdown()

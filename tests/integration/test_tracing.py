@@ -3,13 +3,12 @@ the real broker and MongoDB, with spans collected in memory."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Span, SpanKind, StatusCode
 from pymongo.asynchronous.database import AsyncDatabase
@@ -27,17 +26,6 @@ from tests.integration.events import order_placed
 from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider(shutdown_on_exit=False)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    previous = tracing.use_tracer_provider(provider)
-    yield exporter
-    tracing.use_tracer_provider(previous)
-    provider.shutdown()
 
 
 def in_trace(spans: InMemorySpanExporter, root: Span, name: str) -> list[ReadableSpan]:

@@ -6,13 +6,10 @@ import json
 import logging
 import sys
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from contracts.envelope import Envelope
@@ -25,17 +22,6 @@ from infra.settings import TracingSettings
 pytestmark = pytest.mark.unit
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider(shutdown_on_exit=False)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    previous = tracing.use_tracer_provider(provider)
-    yield exporter
-    tracing.use_tracer_provider(previous)
-    provider.shutdown()
 
 
 def confirmed() -> Envelope:
