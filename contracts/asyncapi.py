@@ -20,8 +20,10 @@ from contracts.topology import (
     SUBSCRIPTIONS,
     dead_letter_queue_name,
     exchange_name,
+    jittered_delays,
     queue_name,
-    retry_queue_name,
+    retry_return_exchange_name,
+    retry_tier_name,
 )
 from contracts.versions import UPCASTERS, UnknownSchemaVersion, upcast_path
 
@@ -31,9 +33,11 @@ AMQP_BINDING_VERSION = "0.3.0"
 DOCUMENT_VERSION = "1.0.0"
 CONTENT_TYPE = "application/json"
 SCHEMA_VERSION_HEADER = "x-schema-version"
-# Defaults of AMQP_RETRY_DELAYS_MS and AMQP_DELIVERY_LIMIT (infra.settings.AmqpSettings).
-# Repeated here because contracts must not import the runtime; a unit test keeps them equal.
+# Defaults of AMQP_RETRY_DELAYS_MS, AMQP_RETRY_JITTER and AMQP_DELIVERY_LIMIT
+# (infra.settings.AmqpSettings). Repeated here because contracts must not import the runtime;
+# a unit test keeps them equal.
 DEFAULT_RETRY_DELAYS_MS: tuple[int, ...] = (1_000, 5_000, 30_000, 120_000)
+DEFAULT_RETRY_JITTER = 0.3
 DEFAULT_DELIVERY_LIMIT = 10
 
 _SCHEMA_REF = "#/components/schemas/{model}"
@@ -190,7 +194,11 @@ def _operations() -> dict[str, Any]:
 def _receive(service: str, cls: type[Event]) -> dict[str, Any]:
     queue = queue_name(service, cls.event_type)
     dlq = dead_letter_queue_name(queue)
-    retries = [retry_queue_name(queue, delay) for delay in DEFAULT_RETRY_DELAYS_MS]
+    retries = [
+        retry_tier_name(service, variant)
+        for delay in DEFAULT_RETRY_DELAYS_MS
+        for variant in jittered_delays(delay, DEFAULT_RETRY_JITTER)
+    ]
     tiers = ", ".join(f"{delay} ms" for delay in DEFAULT_RETRY_DELAYS_MS)
     return {
         "action": "receive",
@@ -198,7 +206,11 @@ def _receive(service: str, cls: type[Event]) -> dict[str, Any]:
         "description": (
             f"From the quorum queue `{queue}`, acked after the handler stored its effect "
             f"(handlers are idempotent: deliveries are at least once). A transient failure "
-            f"waits in a delay tier ({tiers} by default, AMQP_RETRY_DELAYS_MS) and comes back; "
+            f"waits in a delay tier ({tiers} by default, AMQP_RETRY_DELAYS_MS, each shortened "
+            f"at random by up to {DEFAULT_RETRY_JITTER:.0%}, AMQP_RETRY_JITTER): it is "
+            f"published to the tier's exchange `{retry_tier_name(service, 1_000)}` (and so on) "
+            f"with `{queue}` as routing key and comes back by that key through "
+            f"`{retry_return_exchange_name(service)}`; "
             f"after the last tier, or at once for an invalid message, it goes to `{dlq}` "
             f"through the `{DEAD_LETTER_EXCHANGE}` exchange with its failure in x-* headers."
         ),

@@ -23,6 +23,9 @@ class AmqpSettings(BaseSettings):
     max_in_flight: int = Field(default=64, ge=1)
     # Delay tiers for retries, in milliseconds; after the last one a message is dead-lettered.
     retry_delays_ms: list[int] = Field(default=[1_000, 5_000, 30_000, 120_000], min_length=0)
+    # Each delay is picked at random among variants down to (1 - jitter) of it, so retries of
+    # a burst of failures spread out (contracts.topology.jittered_delays).
+    retry_jitter: float = Field(default=0.3, ge=0, lt=1)
     # Quorum queues dead-letter a message redelivered more often than this (a poison message
     # that kills its consumer before it can ack), which ends a crash loop.
     delivery_limit: int = Field(default=10, ge=1)

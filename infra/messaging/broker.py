@@ -83,14 +83,10 @@ class Broker:
         exchange = await self._event_exchange(envelope.event_type)
         await self._publish(exchange, codec.encode(envelope, headers), "", envelope.event_type)
 
-    async def send_to_queue(self, message: aio_pika.Message, queue: str, event_type: str) -> None:
-        """Publish straight to a queue through the default exchange (retry tiers)."""
-        await self._publish(self.channel.default_exchange, message, queue, event_type)
-
     async def send(
         self, message: aio_pika.Message, exchange: str, routing_key: str, event_type: str
     ) -> None:
-        """Publish to a named, already declared exchange (dead letters)."""
+        """Publish to a named, already declared exchange (dead letters, retry tiers)."""
         target = await self.channel.get_exchange(exchange, ensure=False)
         await self._publish(target, message, routing_key, event_type)
 

@@ -5,7 +5,8 @@ means redelivery, never loss; handlers are idempotent, so redelivery never means
 Failures never sleep in the consumer and never block the queue:
 - InvalidMessage / PermanentFailure / unknown type: dead-lettered at once, with the reason.
 - anything else: republished to the next delay tier (a TTL queue that dead-letters back to the
-  work queue), with the attempt count in a header; after the last tier, dead-lettered.
+  work queue; one of the tier's jittered variants, at random), with the attempt count in a
+  header; after the last tier, dead-lettered.
 The republish is confirmed before the original is acked, so the message exists somewhere at
 every instant.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -30,7 +32,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from contracts.envelope import Envelope
 from contracts.events import Event
-from contracts.topology import DEAD_LETTER_EXCHANGE, retry_queue_name
+from contracts.topology import DEAD_LETTER_EXCHANGE, jittered_delays, retry_tier_name
 from infra.messaging import codec
 from infra.messaging.broker import Broker
 from infra.messaging.errors import PermanentFailure, PublishFailed
@@ -50,7 +52,8 @@ ATTEMPT_HEADER = "x-attempt"
 class _Subscription:
     queue: str
     handler: Handler
-    retry_delays_ms: tuple[int, ...]
+    # Per attempt, the delay variants (jitter) of its tier; one is picked at random.
+    retry_tiers: tuple[tuple[int, ...], ...]
 
 
 class Consumer:
@@ -77,7 +80,8 @@ class Consumer:
         channel = await self._broker.new_channel()
         await channel.set_qos(prefetch_count=settings.prefetch)
         queue = await declare_subscription(channel, self._service, event_type.event_type, settings)
-        subscription = _Subscription(queue.name, handler, tuple(settings.retry_delays_ms))
+        tiers = tuple(jittered_delays(d, settings.retry_jitter) for d in settings.retry_delays_ms)
+        subscription = _Subscription(queue.name, handler, tiers)
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             task = asyncio.current_task()
@@ -157,7 +161,7 @@ class Consumer:
         attempt: int,
         span: Span,
     ) -> str:
-        queue, delays = subscription.queue, subscription.retry_delays_ms
+        queue, tiers = subscription.queue, subscription.retry_tiers
         try:
             envelope, event = codec.decode(message.body)
             bind_message(causation_id=envelope.causation_id)
@@ -171,10 +175,11 @@ class Consumer:
             if isinstance(error, PermanentFailure):
                 await self._dead_letter(queue, message, error, attempt, "permanent failure")
                 return "dead_lettered"
-            if attempt > len(delays):
+            if attempt > len(tiers):
                 await self._dead_letter(queue, message, error, attempt, "retries exhausted")
                 return "dead_lettered"
-            await self._retry(queue, message, error, attempt, delays[attempt - 1])
+            delay_ms = random.choice(tiers[attempt - 1])
+            await self._retry(queue, message, error, attempt, delay_ms)
             return "retried"
 
     async def _retry(
@@ -197,11 +202,9 @@ class Consumer:
         headers = _failure_headers(message, error, self._service, queue)
         headers[ATTEMPT_HEADER] = attempt + 1
         retry = _copy(message, headers)
-        # No per-message expiration (jitter): on RabbitMQ 3.10 a retry copy with one sat in a
-        # quorum tier across a broker restart and never came back (chaos, once in ~5 runs);
-        # the tier's queue TTL alone survived every run. Delays are per tier, unjittered.
-        await self._broker.send_to_queue(
-            retry, retry_queue_name(queue, delay_ms), message.type or ""
+        # The routing key is the work queue: the tier dead-letters the copy back under it.
+        await self._broker.send(
+            retry, retry_tier_name(self._service, delay_ms), queue, message.type or ""
         )
 
     async def _dead_letter(

@@ -1,8 +1,10 @@
 """Declares the broker topology from the names in contracts.topology.
 
 Every queue is a quorum queue (replicated, durable, at-least-once dead-lettering). Retry delay
-tiers hold messages for their TTL, then dead-letter them back to the work queue through the
-default exchange.
+tiers are per service: a fanout exchange and a TTL queue of one name. A retry is published to
+the tier with its work queue's name as routing key; when the TTL ends the tier dead-letters it
+to the service's direct exchange `<service>.retry.return`, where each work queue is bound under
+its own name. So a service needs no access to the default exchange (which reaches any queue).
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from contracts.topology import (
     DEAD_LETTER_EXCHANGE,
     dead_letter_queue_name,
     exchange_name,
+    jittered_delays,
     queue_name,
-    retry_queue_name,
+    retry_return_exchange_name,
+    retry_tier_name,
 )
 from infra.settings import AmqpSettings
 
@@ -55,20 +59,38 @@ async def declare_subscription(
         },
     )
     await work.bind(await declare_event_exchange(channel, event_type))
+    back_to_work = await channel.declare_exchange(
+        retry_return_exchange_name(service), ExchangeType.DIRECT, durable=True
+    )
+    await work.bind(back_to_work, routing_key=name)
     for delay_ms in settings.retry_delays_ms:
-        await channel.declare_queue(
-            retry_queue_name(name, delay_ms),
-            durable=True,
-            arguments={
-                # Quorum, not classic: a classic queue dead-letters at most once, so a message
-                # whose delay ends while the work queue is unavailable (a broker restart) would
-                # be dropped. The chaos tests caught exactly that.
-                "x-queue-type": "quorum",
-                "x-message-ttl": delay_ms,
-                "x-dead-letter-exchange": "",
-                "x-dead-letter-routing-key": name,
-                "x-dead-letter-strategy": "at-least-once",
-                "x-overflow": "reject-publish",
-            },
-        )
+        for variant_ms in jittered_delays(delay_ms, settings.retry_jitter):
+            await declare_retry_tier(channel, service, variant_ms)
     return work
+
+
+async def declare_retry_tier(
+    channel: AbstractChannel, service: str, delay_ms: int
+) -> AbstractExchange:
+    """Declare (idempotently) one delay tier of `service`; returns the exchange to publish
+    retries to, with the work queue's name as routing key."""
+    name = retry_tier_name(service, delay_ms)
+    exchange = await channel.declare_exchange(name, ExchangeType.FANOUT, durable=True)
+    tier = await channel.declare_queue(
+        name,
+        durable=True,
+        arguments={
+            # Quorum, not classic: a classic queue dead-letters at most once, so a message
+            # whose delay ends while the work queue is unavailable (a broker restart) would
+            # be dropped. The chaos tests caught exactly that.
+            "x-queue-type": "quorum",
+            "x-message-ttl": delay_ms,
+            # No dead-letter routing key: the message keeps the one it was published with,
+            # its work queue's name, under which the work queue is bound to this exchange.
+            "x-dead-letter-exchange": retry_return_exchange_name(service),
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        },
+    )
+    await tier.bind(exchange)
+    return exchange

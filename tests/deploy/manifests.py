@@ -29,8 +29,9 @@ from contracts.topology import (
     SUBSCRIPTIONS,
     dead_letter_queue_name,
     exchange_name,
+    jittered_delays,
     queue_name,
-    retry_queue_name,
+    retry_tier_name,
 )
 from infra import settings as infra_settings
 from infra.settings import RuntimeSettings
@@ -225,12 +226,14 @@ def consumed_queues(service: str) -> list[str]:
     return [queue_name(service, e.event_type) for e in SUBSCRIPTIONS[service]]
 
 
-def owned_queues(service: str, retry_delays_ms: list[int]) -> list[str]:
-    """Work queues, their DLQs and their retry tiers."""
+def owned_queues(service: str, retry_delays_ms: list[int], jitter: float = 0.3) -> list[str]:
+    """Work queues, their DLQs and the service's retry tiers (each an exchange and a queue of
+    the same name)."""
     names: list[str] = []
     for queue in consumed_queues(service):
         names += [queue, dead_letter_queue_name(queue)]
-        names += [retry_queue_name(queue, delay) for delay in retry_delays_ms]
+    for delay in retry_delays_ms:
+        names += [retry_tier_name(service, v) for v in jittered_delays(delay, jitter)]
     return names
 
 

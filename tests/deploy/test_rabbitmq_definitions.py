@@ -4,7 +4,8 @@ RabbitMQ matches a permission regex anywhere in a name (unanchored), so every re
 anchored; then `re.fullmatch` is what the broker does. What each service needs (from
 infra/messaging): configure = declare its queues (work, DLQ, retry tiers), the event exchanges
 it publishes or consumes, and `dead-letters`; write = bind its queues, publish its events,
-dead-letter to `dead-letters`, retry through the default exchange (`amq.default`); read =
+dead-letter to `dead-letters`, retry through its own tier exchanges (`<service>.retry.<ms>ms`)
+and `<service>.retry.return`, never the default exchange (which reaches every queue); read =
 consume its queues and bind them from the exchanges it consumes and from `dead-letters`.
 """
 
@@ -14,7 +15,7 @@ import re
 
 import pytest
 
-from contracts.topology import DEAD_LETTER_EXCHANGE
+from contracts.topology import DEAD_LETTER_EXCHANGE, retry_return_exchange_name
 from infra.settings import AmqpSettings
 from tests.deploy.manifests import (
     SERVICES,
@@ -131,8 +132,12 @@ def test_service_binds_only_from_the_exchanges_it_consumes(service: str) -> None
 def test_service_dead_letters_and_retries(service: str) -> None:
     for kind in ("configure", "write", "read"):
         assert _allows(service, kind, DEAD_LETTER_EXCHANGE)
-    assert _allows(service, "write", DEFAULT_EXCHANGE), "retry tiers go through amq.default"
-    assert not _allows(service, "configure", DEFAULT_EXCHANGE)
+    # Retries go through the service's own exchanges: its tiers (declared with the queues of
+    # the same name) and the one they dead-letter back through. Never the default exchange,
+    # which reaches every queue.
+    for kind in ("configure", "write", "read"):
+        assert _allows(service, kind, retry_return_exchange_name(service)), (service, kind)
+        assert not _allows(service, kind, DEFAULT_EXCHANGE), (service, kind)
 
 
 def test_no_service_may_touch_unrelated_names() -> None:

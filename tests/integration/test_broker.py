@@ -11,7 +11,12 @@ import pytest
 
 from contracts.envelope import Envelope
 from contracts.events import OrderPlaced, PaymentSucceeded
-from contracts.topology import dead_letter_queue_name, exchange_name, retry_queue_name
+from contracts.topology import (
+    dead_letter_queue_name,
+    exchange_name,
+    retry_return_exchange_name,
+    retry_tier_name,
+)
 from infra.devstack import RabbitVhost
 from infra.messaging import codec
 from infra.messaging.broker import Broker
@@ -26,7 +31,7 @@ pytestmark = pytest.mark.integration
 async def test_subscription_declares_quorum_queue_dlq_and_retry_tiers(
     broker: Broker, rabbitmq_vhost: RabbitVhost
 ) -> None:
-    settings = AmqpSettings(retry_delays_ms=[100, 2_000])
+    settings = AmqpSettings(retry_delays_ms=[100, 2_000], retry_jitter=0.2)
     name = await Consumer(broker, broker.service, settings).subscribe(OrderPlaced, _ignore)
 
     vhost = quote(rabbitmq_vhost.vhost, safe="")
@@ -42,15 +47,27 @@ async def test_subscription_declares_quorum_queue_dlq_and_retry_tiers(
     assert work["arguments"]["x-dead-letter-exchange"] == "dead-letters"
     assert work["arguments"]["x-dead-letter-strategy"] == "at-least-once"
     assert queue(dead_letter_queue_name(name))["arguments"]["x-queue-type"] == "quorum"
-    tier = queue(retry_queue_name(name, 2_000))["arguments"]
-    assert tier["x-message-ttl"] == 2_000
-    assert tier["x-dead-letter-routing-key"] == name
-    assert tier["x-queue-type"] == "quorum"  # classic queues dead-letter at most once
-    assert tier["x-dead-letter-strategy"] == "at-least-once"
+    for delay_ms in (100, 90, 80, 2_000, 1_800, 1_600):  # each delay and its jittered variants
+        tier_name = retry_tier_name(broker.service, delay_ms)
+        tier = queue(tier_name)["arguments"]
+        assert tier["x-message-ttl"] == delay_ms
+        # Back to the work queue by the routing key the retry was published with.
+        assert tier["x-dead-letter-exchange"] == retry_return_exchange_name(broker.service)
+        assert "x-dead-letter-routing-key" not in tier
+        assert tier["x-queue-type"] == "quorum"  # classic queues dead-letter at most once
+        assert tier["x-dead-letter-strategy"] == "at-least-once"
+        tier_bindings = rabbitmq_vhost.management.request(
+            "GET", f"/exchanges/{vhost}/{quote(tier_name, safe='')}/bindings/source"
+        ).json()
+        assert [b["destination"] for b in tier_bindings] == [tier_name]
     bindings = rabbitmq_vhost.management.request(
         "GET", f"/exchanges/{vhost}/{exchange_name('OrderPlaced')}/bindings/source"
     ).json()
     assert name in {b["destination"] for b in bindings}
+    back = rabbitmq_vhost.management.request(
+        "GET", f"/exchanges/{vhost}/{retry_return_exchange_name(broker.service)}/bindings/source"
+    ).json()
+    assert [(b["destination"], b["routing_key"]) for b in back] == [(name, name)]
 
 
 async def test_publish_returns_once_confirmed_and_the_message_is_queued(broker: Broker) -> None:

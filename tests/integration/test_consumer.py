@@ -5,13 +5,20 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any
+from urllib.parse import quote
 
 import aio_pika
 import pytest
 
 from contracts.envelope import Envelope
 from contracts.events import OrderPlaced
-from contracts.topology import dead_letter_queue_name, exchange_name
+from contracts.topology import (
+    dead_letter_queue_name,
+    exchange_name,
+    jittered_delays,
+    retry_tier_name,
+)
+from infra.devstack import RabbitVhost
 from infra.messaging import codec
 from infra.messaging.broker import Broker
 from infra.messaging.consumer import Consumer
@@ -94,6 +101,37 @@ async def test_transient_failures_wait_in_a_delay_tier_without_blocking_the_queu
     await eventually(lambda: len(order_of_success) == 2)
     assert order_of_success == [steady.correlation_id, flaky.correlation_id]
     assert attempts[flaky.correlation_id] == 3
+    await consumer.stop()
+
+
+async def test_retries_of_a_burst_spread_over_the_jittered_variants_of_a_tier(
+    broker: Broker, rabbitmq_vhost: RabbitVhost
+) -> None:
+    async def always_failing(envelope: Envelope, event: OrderPlaced) -> None:
+        raise ConnectionError("gateway down")
+
+    # A long tier keeps the retries parked where they can be counted.
+    consumer = Consumer(broker, broker.service, AmqpSettings(retry_delays_ms=[600_000]))
+    await consumer.subscribe(OrderPlaced, always_failing)
+    burst = 30
+    for _ in range(burst):
+        await broker.publish(order_placed())
+    variants = jittered_delays(600_000, AmqpSettings().retry_jitter)
+    assert len(variants) == 3
+    vhost = quote(rabbitmq_vhost.vhost, safe="")
+
+    def parked() -> list[int]:
+        counts = []
+        for delay_ms in variants:
+            path = f"/queues/{vhost}/{retry_tier_name(broker.service, delay_ms)}"
+            counts.append(rabbitmq_vhost.management.request("GET", path).json().get("messages", 0))
+        return counts
+
+    # The management API's counts lag a few seconds behind the queues.
+    await eventually(lambda: sum(parked()) == burst, timeout_s=20)
+    counts = parked()
+    # Each variant is picked with probability 1/3: all 30 in one tier has odds ~1e-14.
+    assert sum(1 for c in counts if c > 0) >= 2, counts
     await consumer.stop()
 
 

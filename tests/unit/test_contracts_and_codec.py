@@ -10,8 +10,9 @@ from contracts.topology import (
     SUBSCRIPTIONS,
     dead_letter_queue_name,
     exchange_name,
+    jittered_delays,
     queue_name,
-    retry_queue_name,
+    retry_tier_name,
 )
 from infra.messaging.codec import MAX_BODY_BYTES, decode
 from infra.messaging.errors import InvalidMessage
@@ -81,7 +82,16 @@ def test_topology_names() -> None:
     assert exchange_name("OrderPlaced") == "events.order-placed"
     assert queue_name("inventory", "OrderPlaced") == "inventory.order-placed"
     assert dead_letter_queue_name("inventory.order-placed") == "inventory.order-placed.dlq"
-    assert retry_queue_name("payment.stock-reserved", 1000) == "payment.stock-reserved.retry.1000ms"
+    assert retry_tier_name("payment", 1000) == "payment.retry.1000ms"
+
+
+def test_retry_delays_are_jittered_in_steps_down_to_one_minus_jitter() -> None:
+    assert jittered_delays(1_000, 0.3) == (1_000, 850, 700)
+    assert jittered_delays(120_000, 0.2) == (120_000, 108_000, 96_000)
+    assert jittered_delays(1_000, 0) == (1_000,)
+    assert jittered_delays(1, 0.3) == (1,)  # rounding may merge variants; never below 1 ms
+    with pytest.raises(ValueError):
+        jittered_delays(1_000, 1.0)
 
 
 def test_every_event_has_a_schema_a_producer_and_a_consumer() -> None:

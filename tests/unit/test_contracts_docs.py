@@ -8,7 +8,12 @@ from typing import Any
 
 import pytest
 
-from contracts.asyncapi import DEFAULT_DELIVERY_LIMIT, DEFAULT_RETRY_DELAYS_MS, build_asyncapi
+from contracts.asyncapi import (
+    DEFAULT_DELIVERY_LIMIT,
+    DEFAULT_RETRY_DELAYS_MS,
+    DEFAULT_RETRY_JITTER,
+    build_asyncapi,
+)
 from contracts.docs import (
     ASYNCAPI_PATH,
     expected_files,
@@ -23,8 +28,9 @@ from contracts.topology import (
     SUBSCRIPTIONS,
     dead_letter_queue_name,
     exchange_name,
+    jittered_delays,
     queue_name,
-    retry_queue_name,
+    retry_tier_name,
 )
 from infra.settings import AmqpSettings
 
@@ -82,7 +88,9 @@ def test_a_receive_operation_names_its_queue_dlq_and_retry_tiers() -> None:
     assert binding["x-queue"]["name"] == queue
     assert binding["x-queue"]["deadLetterQueue"] == dead_letter_queue_name(queue)
     assert binding["x-queue"]["retryQueues"] == [
-        retry_queue_name(queue, delay) for delay in DEFAULT_RETRY_DELAYS_MS
+        retry_tier_name("inventory", variant)
+        for delay in DEFAULT_RETRY_DELAYS_MS
+        for variant in jittered_delays(delay, DEFAULT_RETRY_JITTER)
     ]
     assert f"`{dead_letter_queue_name(queue)}`" in operation["description"]
 
@@ -90,6 +98,7 @@ def test_a_receive_operation_names_its_queue_dlq_and_retry_tiers() -> None:
 def test_documented_defaults_match_the_runtime_settings() -> None:
     fields = AmqpSettings.model_fields
     assert list(DEFAULT_RETRY_DELAYS_MS) == fields["retry_delays_ms"].default
+    assert fields["retry_jitter"].default == DEFAULT_RETRY_JITTER
     assert fields["delivery_limit"].default == DEFAULT_DELIVERY_LIMIT
 
 
