@@ -6,7 +6,9 @@ so the writer's context is stored with the event and restored by the relay).
 
 Spans are always created once `configure_tracing` ran, so the context propagates even when
 nothing exports them; an OTLP exporter is added only when an endpoint is configured, so the
-pipeline runs without a collector.
+pipeline runs without a collector. Without an exporter the spans are not sampled: they keep
+valid ids (logs, traceparent headers and outbox entries still tie an order's story together)
+but record nothing, which costs far less than recording spans nobody reads.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from opentelemetry.propagators.textmap import Getter, Setter
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import Span, SpanKind
 from opentelemetry.trace import TracerProvider as ApiTracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -58,16 +61,17 @@ def configure_tracing(service: str, settings: TracingSettings) -> TracerProvider
 
 def build_provider(service: str, settings: TracingSettings) -> TracerProvider:
     """A provider naming `service`; it exports over OTLP/HTTP only if an endpoint is set."""
-    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service}))
+    resource = Resource.create({SERVICE_NAME: service})
     endpoint = settings.traces_endpoint()
     if endpoint is None:
-        return provider
+        return TracerProvider(resource=resource, sampler=ALWAYS_OFF)
     try:
         # Imported only here: the exporter is an optional extra (`otlp`).
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     except ImportError:
         log.warning(OTLP_MISSING)
-        return provider
+        return TracerProvider(resource=resource, sampler=ALWAYS_OFF)
+    provider = TracerProvider(resource=resource)
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
     log.info("exporting spans to %s", endpoint)
     return provider

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import Decision
 
 from contracts.envelope import Envelope
 from contracts.events import OrderConfirmed
@@ -128,9 +129,22 @@ def test_a_provider_names_the_service_and_exports_only_when_configured(
     quiet = tracing.build_provider("payment", TracingSettings())
     assert quiet.resource.attributes["service.name"] == "payment"
     assert caplog.messages == []
+    # Nothing exports: spans record nothing, yet their ids carry the trace to the next hop.
+    with quiet.get_tracer("t").start_as_current_span("request") as request:
+        assert not request.is_recording()
+        with quiet.get_tracer("t").start_as_current_span("publish") as publish:
+            headers: dict[str, str] = {}
+            tracing.inject(headers)
+    trace_id = f"{request.get_span_context().trace_id:032x}"
+    span_id = f"{publish.get_span_context().span_id:016x}"
+    version, carried_trace, parent, flags = headers["traceparent"].split("-")
+    assert (version, carried_trace, parent) == ("00", trace_id, span_id)
+    assert int(flags, 16) & 1 == 0  # the sampled bit: downstream need not record either
     endpoint = TracingSettings(exporter_otlp_endpoint="http://127.0.0.1:4318")
     exporting = tracing.build_provider("payment", endpoint)
     assert caplog.messages == ["exporting spans to http://127.0.0.1:4318/v1/traces"]
+    # With an exporter, spans are sampled (recorded) again.
+    assert exporting.sampler.should_sample(None, 1, "any").decision is Decision.RECORD_AND_SAMPLE
     quiet.shutdown()
     exporting.shutdown()  # nothing was recorded, so nothing is sent
 
