@@ -33,6 +33,13 @@ def parser() -> argparse.ArgumentParser:
         default="memory",
         help="SecantusDB storage of the bench's own server",
     )
+    e2e.add_argument(
+        "--mongo-retry-writes",
+        choices=("on", "off"),
+        default="off",
+        help="the services' retryable writes; off by default because SecantusDB's registry of "
+        "them slows every write down as a run goes on (bench/README.md)",
+    )
     e2e.add_argument("--skus", type=int, default=20)
     e2e.add_argument("--warmup", type=int, default=20)
     e2e.add_argument("--drain-timeout", type=float, default=120.0)
@@ -84,6 +91,7 @@ def main(argv: list[str]) -> None:
             out=args.out,
             reuse=args.reuse,
             storage=args.storage,
+            mongo_retry_writes=args.mongo_retry_writes == "on",
             skus=args.skus,
             warmup=args.warmup,
             drain_timeout=args.drain_timeout,

@@ -52,6 +52,7 @@ class E2EConfig:
     out: Path = Path(".data/bench")
     reuse: dict[str, str] | None = None
     storage: str = "memory"
+    mongo_retry_writes: bool = False
     skus: int = 20
     stock: int = 1_000_000
     customers: int = 4
@@ -243,9 +244,11 @@ def run_e2e(config: E2EConfig, command: str) -> dict[str, Any]:
             config.out / f"e2e-{started}",
             storage=config.storage,
             log_level=config.log_level,
+            retry_writes=config.mongo_retry_writes,
         )
         print(
             f"starting the pipeline (vhost {stack.vhost}, SecantusDB {config.storage}, "
+            f"retryWrites={'on' if config.mongo_retry_writes else 'off'}, "
             f"logs in {stack.work_dir})",
             file=sys.stderr,
         )

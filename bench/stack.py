@@ -50,6 +50,9 @@ class Stack:
     work_dir: Path
     storage: str = ":memory:"  # or "disk": SecantusDB under work_dir/mongo
     log_level: str = "INFO"
+    # False appends retryWrites=false to MONGO_URL (see bench/README.md: SecantusDB's registry
+    # of retryable writes makes every write slower as the run goes on).
+    retry_writes: bool = False
     management: Management = field(default_factory=Management.from_env)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
     mongo: SecantusHandle | None = None
@@ -69,7 +72,10 @@ class Stack:
     @property
     def mongo_url(self) -> str:
         assert self.mongo is not None
-        return self.mongo.url
+        if self.retry_writes:
+            return self.mongo.url
+        separator = "&" if "?" in self.mongo.url else "?"
+        return f"{self.mongo.url}{separator}retryWrites=false"
 
     def database(self, service: str) -> str:
         return f"bench_{self.run_id}_{DATABASES[service]}"
