@@ -4,7 +4,8 @@ OrderCancelled; the admin use cases (add a SKU, restock) run through the same tr
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol, TypeVar
 
 from contracts.envelope import Envelope
@@ -23,10 +24,18 @@ class SkuExists(Exception):
     """A SKU with this code is in the catalog already."""
 
 
+class StockShort(Exception):
+    """`take_stock` found a SKU unknown or short; the transaction is abandoned."""
+
+
 class InventoryTransaction(Protocol):
     async def stock_items(self, skus: list[str]) -> dict[str, StockItem]: ...
     async def reservation(self, order_id: str) -> Reservation | None: ...
     async def adjust_stock(self, sku: str, delta: int) -> None: ...
+    async def take_stock(self, quantities: Mapping[str, int]) -> dict[str, StockItem]:
+        """Take `quantities` (per SKU) if every SKU has them; return the items as they were
+        before. Raise StockShort otherwise (what was taken goes back with the transaction)."""
+
     async def add_reservation(self, reservation: Reservation, caused_by: str) -> None:
         """Raise AlreadyRecorded if the order has a reservation."""
 
@@ -43,6 +52,18 @@ class InventoryStore(Protocol):
 
 
 async def on_order_placed(envelope: Envelope, event: OrderPlaced, store: InventoryStore) -> None:
+    quantities = Counter[str]()
+    for line in event.lines:
+        quantities[line.sku] += line.quantity
+
+    async def reserve_at_once(tx: InventoryTransaction) -> None:
+        # Most orders find their stock: take it first and decide on the levels from before,
+        # which saves reading the stock in a round trip of its own.
+        reservation = Reservation.decide(event, await tx.take_stock(quantities))
+        if reservation.status is not ReservationStatus.RESERVED:
+            raise StockShort(reservation.reason)
+        await tx.add_reservation(reservation, caused_by=str(envelope.event_id))
+
     async def reserve(tx: InventoryTransaction) -> None:
         stock = await tx.stock_items([line.sku for line in event.lines])
         reservation = Reservation.decide(event, stock)
@@ -53,7 +74,10 @@ async def on_order_placed(envelope: Envelope, event: OrderPlaced, store: Invento
     # AlreadyRecorded: a redelivery, or the order was cancelled first (a tombstone); what is
     # recorded stands and nothing is reserved.
     with contextlib.suppress(AlreadyRecorded):
-        await store.transaction(reserve)
+        try:
+            await store.transaction(reserve_at_once)
+        except StockShort:
+            await store.transaction(reserve)  # reads the stock and records why it failed
 
 
 async def on_payment_failed(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from contracts.events import OrderLine
-from order_service.adapters.repository import ConcurrentUpdate, DuplicateOrder
 from order_service.domain.model import Order
 from order_service.handlers import (
     Clock,
+    ConcurrentUpdate,
+    DuplicateOrder,
     IdempotencyConflict,
     OrderRepository,
     fingerprint,

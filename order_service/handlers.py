@@ -28,9 +28,21 @@ _IDEMPOTENT_ORDERS = uuid.UUID("0f1d6c2e-8a8b-4b7e-9d6f-1c2b3a4d5e6f")
 
 
 class OrderRepository(Protocol):
-    async def get(self, order_id: str) -> Order | None: ...
+    async def get(self, order_id: str, *, latest: bool = True) -> Order | None:
+        """`latest=False` may answer from this process's own last copy of the order (no round
+        trip); if another writer changed it since, `save` raises ConcurrentUpdate."""
+
     async def save(self, order: Order, cause: Envelope | None = None) -> None:
-        """Raise DuplicateOrder when a new order's id exists already."""
+        """Raise DuplicateOrder when a new order's id exists already, ConcurrentUpdate when
+        the order changed since it was read."""
+
+
+class ConcurrentUpdate(RetryLater):
+    """The order changed between read and write; reading it again resolves it."""
+
+
+class DuplicateOrder(Exception):
+    """An order with this id exists (an idempotency key used again)."""
 
 
 class IdempotencyConflict(Exception):
@@ -62,9 +74,11 @@ def order_id_for(customer_id: str, idempotency_key: str | None) -> str:
 async def on_stock_reserved(
     envelope: Envelope, event: StockReserved, orders: OrderRepository, now: Clock = utc_now
 ) -> None:
-    order = await load(orders, event.order_id)
-    applied = order.stock_reserved(event.lines, event.total_cents, now(), str(envelope.event_id))
-    await _store(orders, order, envelope, applied)
+    event_id = str(envelope.event_id)
+    await _change(
+        orders, envelope, event.order_id,
+        lambda order: order.stock_reserved(event.lines, event.total_cents, now(), event_id),
+    )  # fmt: skip
 
 
 async def on_stock_reservation_failed(
@@ -73,35 +87,59 @@ async def on_stock_reservation_failed(
     orders: OrderRepository,
     now: Clock = utc_now,
 ) -> None:
-    order = await load(orders, event.order_id)
-    applied = order.stock_reservation_failed(event.reason, now(), str(envelope.event_id))
-    await _store(orders, order, envelope, applied)
+    event_id = str(envelope.event_id)
+    await _change(
+        orders, envelope, event.order_id,
+        lambda order: order.stock_reservation_failed(event.reason, now(), event_id),
+    )  # fmt: skip
 
 
 async def on_payment_succeeded(
     envelope: Envelope, event: PaymentSucceeded, orders: OrderRepository, now: Clock = utc_now
 ) -> None:
-    order = await load(orders, event.order_id)
-    applied = order.payment_succeeded(now(), str(envelope.event_id))
+    event_id = str(envelope.event_id)
+    order, applied = await _change(
+        orders, envelope, event.order_id, lambda order: order.payment_succeeded(now(), event_id)
+    )
     if not applied and order.status is OrderStatus.CANCELLED:
         # The customer cancelled while the charge was in flight. Refunds are out of scope:
         # count it and say it loudly, so an operator can refund by hand.
         PAID_AFTER_CANCEL.inc()
         log.error("order %s was cancelled but payment %s captured it; refund needed",
                   order.order_id, event.gateway_reference)  # fmt: skip
-    await _store(orders, order, envelope, applied)
 
 
 async def on_payment_failed(
     envelope: Envelope, event: PaymentFailed, orders: OrderRepository, now: Clock = utc_now
 ) -> None:
-    order = await load(orders, event.order_id)
-    applied = order.payment_failed(event.reason, now(), str(envelope.event_id))
-    await _store(orders, order, envelope, applied)
+    event_id = str(envelope.event_id)
+    await _change(
+        orders, envelope, event.order_id,
+        lambda order: order.payment_failed(event.reason, now(), event_id),
+    )  # fmt: skip
 
 
-async def load(orders: OrderRepository, order_id: str) -> Order:
-    order = await orders.get(order_id)
+async def _change(
+    orders: OrderRepository, cause: Envelope, order_id: str, change: Callable[[Order], bool]
+) -> tuple[Order, bool]:
+    """Apply `change` (True if it changed anything) and store the order with its cause.
+    The first try starts from this process's own copy when it has one, which saves a round
+    trip per event; if another writer (a replica, a cancel) got there first, it starts over
+    from MongoDB."""
+    for latest in (False, True):
+        order = await load(orders, order_id, latest=latest)
+        applied = change(order)
+        try:
+            await _store(orders, order, cause, applied)
+            return order, applied
+        except ConcurrentUpdate:
+            if latest:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def load(orders: OrderRepository, order_id: str, *, latest: bool = True) -> Order:
+    order = await orders.get(order_id, latest=latest)
     if order is None:
         # The order is stored before OrderPlaced is published, so this is a replica lag or
         # a foreign message; retrying lets the first case heal and dead-letters the second.

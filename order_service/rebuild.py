@@ -75,7 +75,11 @@ async def rebuild_all(settings: RuntimeSettings, check: bool) -> Summary:
                 print(f"order {document['_id']}: {', '.join(differing)} differ", file=sys.stderr)
                 if not check:
                     state = {k: v for k, v in to_state(rebuilt).items() if k in COMPARED}
-                    await orders.update_one({"_id": document["_id"]}, {"$set": state})
+                    # A new version, so a running service's remembered copy cannot pass for
+                    # the current one.
+                    await orders.update_one(
+                        {"_id": document["_id"]}, {"$set": state, "$inc": {"version": 1}}
+                    )
     finally:
         await client.close()
     return summary

@@ -13,7 +13,8 @@ after a commit can be served the level from before it.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from pymongo import AsyncMongoClient, ReturnDocument
@@ -32,7 +33,7 @@ from infra.messaging.outbox import (
     wrap_events,
 )
 from inventory_service.domain.model import Reservation, ReservationStatus, StockItem
-from inventory_service.handlers import AlreadyRecorded, SkuExists
+from inventory_service.handlers import AlreadyRecorded, SkuExists, StockShort
 
 Document = dict[str, Any]
 T = TypeVar("T")
@@ -67,6 +68,22 @@ class InventoryTransaction:
         return None if document is None else _to_reservation(document)
 
     async def adjust_stock(self, sku: str, delta: int) -> None:
+        if await self._guarded_adjust(sku, delta) is None:
+            raise StockChanged(f"stock of {sku} changed under the transaction")
+
+    async def take_stock(self, quantities: Mapping[str, int]) -> dict[str, StockItem]:
+        before: dict[str, StockItem] = {}
+        for sku in sorted(quantities):  # one order of locks for every transaction
+            after = await self._guarded_adjust(sku, -quantities[sku])
+            if after is None:
+                raise StockShort(sku)
+            before[sku] = replace(
+                after, available=after.available + quantities[sku], version=after.version - 1
+            )
+        return before
+
+    async def _guarded_adjust(self, sku: str, delta: int) -> StockItem | None:
+        """The item after adding `delta`, or None if it is unknown or would go negative."""
         guard: Document = {"_id": sku}
         if delta < 0:
             guard["available"] = {"$gte": -delta}
@@ -79,8 +96,10 @@ class InventoryTransaction:
             return_document=ReturnDocument.AFTER,
         )
         if document is None:
-            raise StockChanged(f"stock of {sku} changed under the transaction")
-        self.changed_items.append(to_item(document))
+            return None
+        item = to_item(document)
+        self.changed_items.append(item)
+        return item
 
     async def add_reservation(self, reservation: Reservation, caused_by: str) -> None:
         envelopes = wrap_events(reservation.events, self._store.producer, caused_by)

@@ -4,10 +4,16 @@ Each order document is also that order's event store: `outbox` keeps what the se
 (marked sent, never deleted) and `inbox` every event it consumed and applied, written in the same
 update as the state they caused. Writes are optimistic on `version`: a concurrent writer makes
 the update match nothing, which raises ConcurrentUpdate and the message is retried.
+
+The repository remembers the last state it stored or read of recent orders. Consumers read
+through it (`get(latest=False)`) and skip a round trip per event; the version guard makes a
+stale copy harmless (the write fails, the copy is dropped, the handler reads MongoDB). HTTP
+reads always go to MongoDB, so customers see changes made by other replicas.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +24,6 @@ from pymongo.errors import DuplicateKeyError
 
 from contracts.envelope import Envelope
 from contracts.events import OrderLine, PricedLine
-from infra.messaging.errors import RetryLater
 from infra.messaging.outbox import (
     OutboxRelay,
     merge_updates,
@@ -27,16 +32,13 @@ from infra.messaging.outbox import (
     outbox_fields,
 )
 from order_service.domain.model import HistoryEntry, Order, OrderStatus, ParkedPayment
+from order_service.handlers import ConcurrentUpdate, DuplicateOrder
 
 Document = dict[str, Any]
 
 
-class ConcurrentUpdate(RetryLater):
-    pass
-
-
-class DuplicateOrder(Exception):
-    """An order with this id exists (an idempotency key used again)."""
+# Orders remembered per process; an order's events arrive within seconds of each other.
+RECENT_ORDERS = 10_000
 
 
 class MongoOrderRepository:
@@ -46,6 +48,7 @@ class MongoOrderRepository:
         self._collection = collection
         self._relay = relay
         self._producer = producer
+        self._recent: OrderedDict[str, Document] = OrderedDict()
 
     async def create_indexes(self) -> None:
         await self._collection.create_index([("customer_id", 1), ("created_at", DESCENDING)])
@@ -53,9 +56,21 @@ class MongoOrderRepository:
         await self._collection.create_index("outbox.occurred_at")
         await self._collection.create_index("inbox.occurred_at")
 
-    async def get(self, order_id: str) -> Order | None:
+    async def get(self, order_id: str, *, latest: bool = True) -> Order | None:
+        if not latest and (remembered := self._recent.get(order_id)) is not None:
+            self._recent.move_to_end(order_id)
+            return to_order(remembered)
         document = await self._collection.find_one({"_id": order_id}, {"outbox": 0, "inbox": 0})
-        return None if document is None else to_order(document)
+        if document is None:
+            return None
+        self._remember(document)
+        return to_order(document)
+
+    def _remember(self, document: Document) -> None:
+        self._recent[document["_id"]] = document
+        self._recent.move_to_end(document["_id"])
+        while len(self._recent) > RECENT_ORDERS:
+            self._recent.popitem(last=False)
 
     async def events(self, order_id: str) -> tuple[list[Document], list[Document]] | None:
         """(published, consumed) envelopes of one order, or None if there is no such order."""
@@ -116,7 +131,16 @@ class MongoOrderRepository:
                 {"_id": order.order_id, "version": order.version}, update
             )
             if result.matched_count == 0:
+                self._recent.pop(order.order_id, None)
                 raise ConcurrentUpdate(f"order {order.order_id} changed concurrently")
+        self._remember(
+            {
+                "_id": order.order_id,
+                **state,
+                "version": order.version + 1,
+                "request_fingerprint": order.request_fingerprint,
+            }
+        )
         order.version += 1
         order.events.clear()
         self._relay.notify(order.order_id, envelopes)

@@ -22,9 +22,13 @@ class MongoPaymentAttempts:
 
     async def record(self, attempt: PaymentAttempt) -> int:
         """One insert per attempt. The `_id` (order id, number) is unique, so two deliveries
-        of one order racing for a number cannot both take it: the loser takes the next."""
-        number = await self._collection.count_documents({"order_id": attempt.order_id}) + 1
-        for _ in range(MAX_NUMBERING_RACES):
+        of one order racing for a number cannot both take it: the loser takes the next.
+        Most orders are charged at the first attempt, so number 1 is tried without counting
+        first (one round trip); a later attempt counts after the first refusal."""
+        number = 1
+        for race in range(MAX_NUMBERING_RACES):
+            if race == 1:
+                number = await self._collection.count_documents({"order_id": attempt.order_id}) + 1
             try:
                 await self._collection.insert_one(
                     {"_id": f"{attempt.order_id}:{number}", "attempt": number, **_fields(attempt)}

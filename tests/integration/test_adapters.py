@@ -14,7 +14,14 @@ from pymongo.asynchronous.database import AsyncDatabase
 from redis.asyncio import Redis
 
 from contracts.envelope import Envelope
-from contracts.events import OrderLine, OrderPlaced, PaymentFailed
+from contracts.events import (
+    OrderLine,
+    OrderPlaced,
+    PaymentFailed,
+    PaymentSucceeded,
+    PricedLine,
+    StockReserved,
+)
 from infra.messaging.broker import Broker
 from infra.messaging.outbox import OutboxRelay
 from infra.settings import OutboxSettings
@@ -22,8 +29,10 @@ from inventory_service import handlers as inventory
 from inventory_service.adapters.cache import RedisStockCache
 from inventory_service.adapters.store import MongoInventoryStore
 from inventory_service.domain.model import StockItem
-from order_service.adapters.repository import ConcurrentUpdate, MongoOrderRepository
+from order_service import handlers as order_handlers
+from order_service.adapters.repository import MongoOrderRepository
 from order_service.domain.model import Order, OrderStatus
+from order_service.handlers import ConcurrentUpdate
 
 pytestmark = pytest.mark.integration
 
@@ -153,3 +162,73 @@ async def test_a_stale_order_write_is_refused(
     assert stored is not None
     assert stored.status is OrderStatus.REJECTED
     assert [h.event_id for h in stored.history] == [None, "e1"]
+
+
+async def test_a_consumer_starting_from_a_stale_remembered_order_reads_it_again(
+    mongo_db: AsyncDatabase[dict[str, Any]], broker: Broker
+) -> None:
+    """Two replicas of the order service: each remembers what it stored. Replica A's copy
+    goes stale when B changes the order; A's next event still applies, on the fresh state."""
+    relay = OutboxRelay(broker, mongo_db["orders"], OutboxSettings())
+    replica_a = MongoOrderRepository(mongo_db["orders"], relay, "order")
+    replica_b = MongoOrderRepository(mongo_db["orders"], relay, "order")
+    order = Order.place(
+        str(uuid.uuid4()), "c-1", [OrderLine(sku="SKU-1", quantity=2)], "tok_ok",
+        datetime.now(UTC),
+    )  # fmt: skip
+    await replica_a.save(order)
+    reserved = StockReserved(
+        order_id=order.order_id,
+        customer_id="c-1",
+        lines=[PricedLine(sku="SKU-1", quantity=2, unit_price_cents=500)],
+        total_cents=1000,
+        payment_method="tok_ok",
+    )
+    await order_handlers.on_stock_reserved(
+        Envelope.wrap(reserved, producer="t"), reserved, replica_b
+    )
+    stale = await replica_a.get(order.order_id, latest=False)
+    assert stale is not None
+    assert stale.status is OrderStatus.PENDING  # A still remembers the order as it stored it
+
+    paid = PaymentSucceeded(
+        order_id=order.order_id,
+        amount_cents=1000,
+        payment_id="p-1",
+        gateway_reference="ch_1",
+    )
+    await order_handlers.on_payment_succeeded(Envelope.wrap(paid, producer="t"), paid, replica_a)
+    stored = await replica_b.get(order.order_id)
+    assert stored is not None
+    assert stored.status is OrderStatus.CONFIRMED
+    assert [h.status for h in stored.history] == [
+        OrderStatus.PENDING, OrderStatus.RESERVED, OrderStatus.PAID, OrderStatus.CONFIRMED,
+    ]  # fmt: skip
+    remembered = await replica_a.get(order.order_id, latest=False)
+    assert remembered is not None
+    assert (remembered.status, remembered.version) == (OrderStatus.CONFIRMED, stored.version)
+
+
+async def test_an_order_short_on_one_sku_takes_nothing_and_is_refused_with_the_reason(
+    mongo_url: str, mongo_db: AsyncDatabase[dict[str, Any]], broker: Broker, redis: Redis
+) -> None:
+    # The SKU that is short sorts last, so the first one was already taken when the
+    # transaction found out: the abort must give it back.
+    sku_a, sku_z = f"A-{uuid.uuid4().hex[:6]}".upper(), f"Z-{uuid.uuid4().hex[:6]}".upper()
+    await mongo_db["stock"].insert_many(
+        [
+            {"_id": sku_a, "name": "a", "price_cents": 100, "available": 5, "version": 1},
+            {"_id": sku_z, "name": "z", "price_cents": 300, "available": 3, "version": 1},
+        ]
+    )
+    store = await inventory_store(mongo_url, mongo_db, broker, RedisStockCache(redis, ttl_s=60))
+    order = placed((sku_a, 2), (sku_z, 4))
+    await inventory.on_order_placed(Envelope.wrap(order, producer="t"), order, store)
+
+    stock = {d["_id"]: (d["available"], d["version"]) async for d in mongo_db["stock"].find()}
+    assert stock == {sku_a: (5, 1), sku_z: (3, 1)}
+    reservation = await mongo_db["reservations"].find_one({"_id": order.order_id})
+    assert reservation is not None
+    assert reservation["status"] == "FAILED"
+    assert f"insufficient stock for {sku_z}: requested 4, available 3" == reservation["reason"]
+    assert [e["event_type"] for e in reservation["outbox"]] == ["StockReservationFailed"]

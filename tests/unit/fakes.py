@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from contracts.envelope import Envelope
 from contracts.events import Event
 from inventory_service.domain.model import Reservation, ReservationStatus, StockItem
-from inventory_service.handlers import AlreadyRecorded, SkuExists
-from order_service.adapters.repository import ConcurrentUpdate, DuplicateOrder
+from inventory_service.handlers import AlreadyRecorded, SkuExists, StockShort
 from order_service.domain.model import Order
+from order_service.handlers import ConcurrentUpdate, DuplicateOrder
 from payment_service.domain.model import (
     ChargeResult,
     GatewayUnavailable,
@@ -29,7 +29,7 @@ class FakeOrderRepository:
         self.orders: dict[str, Order] = {}
         self.published: list[Event] = []
 
-    async def get(self, order_id: str) -> Order | None:
+    async def get(self, order_id: str, *, latest: bool = True) -> Order | None:
         order = self.orders.get(order_id)
         return None if order is None else copy.deepcopy(order)
 
@@ -79,6 +79,16 @@ class _FakeTransaction:
         self.stock[sku] = StockItem(
             sku, item.name, item.price_cents, item.available + delta, item.version + 1
         )
+
+    async def take_stock(self, quantities: Mapping[str, int]) -> dict[str, StockItem]:
+        before = {}
+        for sku, quantity in quantities.items():
+            item = self.stock.get(sku)
+            if item is None or item.available < quantity:
+                raise StockShort(sku)
+            before[sku] = item
+            await self.adjust_stock(sku, -quantity)
+        return before
 
     async def add_reservation(self, reservation: Reservation, caused_by: str) -> None:
         if reservation.order_id in self.reservations:
