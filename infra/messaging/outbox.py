@@ -10,6 +10,8 @@ The relay publishes on two paths:
   outage, a refused publish) are read back and published.
 An event is marked sent only after the broker's confirm, so a crash between write and publish
 delays it, never loses it; it may be published twice, which idempotent consumers absorb.
+Confirmed events are marked in batches (`mark_linger_s`): one bulk write for all the documents
+confirmed meanwhile, instead of one round trip per publish.
 Events of one aggregate are published one after the other, in the order they were written.
 
 Each entry keeps the `traceparent` of the span that wrote it (the HTTP request, the consumed
@@ -89,6 +91,9 @@ class OutboxRelay:
         self._settings = settings
         self._written: asyncio.Queue[_Written] = asyncio.Queue()
         self._in_flight: set[str] = set()
+        # Confirmed, not yet marked sent: document id -> event ids (still in flight).
+        self._unmarked: dict[Any, list[str]] = {}
+        self._mark_due: float | None = None  # loop time of the next bulk mark
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -117,18 +122,24 @@ class OutboxRelay:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         pending = self._drain()
-        if pending:
-            with contextlib.suppress(asyncio.TimeoutError):
+        with contextlib.suppress(asyncio.TimeoutError):
+            if pending:
                 await asyncio.wait_for(self._relay(pending, "fast"), timeout_s)
+            await asyncio.wait_for(self._guarded(self._flush_marks()), timeout_s)
 
     async def _run(self) -> None:
         next_sweep = next_prune = 0.0
         loop = asyncio.get_running_loop()
         while True:
-            timeout = max(0.0, next_sweep - loop.time())
+            wake = next_sweep if self._mark_due is None else min(next_sweep, self._mark_due)
             with contextlib.suppress(asyncio.TimeoutError):
-                first = await asyncio.wait_for(self._written.get(), timeout)
+                first = await asyncio.wait_for(self._written.get(), max(0.0, wake - loop.time()))
                 await self._guarded(self._relay([first, *self._drain()], "fast"))
+            if self._mark_due is not None and (
+                loop.time() >= self._mark_due
+                or sum(map(len, self._unmarked.values())) >= self._settings.batch_size
+            ):
+                await self._guarded(self._flush_marks())
             if loop.time() >= next_sweep:
                 await self._guarded(self._sweep())
                 next_sweep = loop.time() + self._settings.poll_interval_s
@@ -194,19 +205,36 @@ class OutboxRelay:
         results = await asyncio.gather(
             *(self._publish_in_order(events) for events in by_document.values())
         )
-        sent = {
-            document_id: ids for document_id, ids in zip(by_document, results, strict=True) if ids
-        }
-        if sent:
-            await self._mark_sent(sent)
-            OUTBOX_RELAYED.labels(path).inc(sum(len(ids) for ids in sent.values()))
+        confirmed = 0
+        for document_id, ids in zip(by_document, results, strict=True):
+            if ids:
+                self._unmarked.setdefault(document_id, []).extend(ids)
+                confirmed += len(ids)
+        if confirmed:
+            OUTBOX_RELAYED.labels(path).inc(confirmed)
+            if self._mark_due is None:
+                self._mark_due = asyncio.get_running_loop().time() + self._settings.mark_linger_s
+
+    async def _flush_marks(self) -> None:
+        """Mark everything confirmed so far as sent, in one bulk write. Whatever happens, the
+        events leave the in-flight set: if the write failed, the sweep publishes them again."""
+        unmarked, self._unmarked, self._mark_due = self._unmarked, {}, None
+        if not unmarked:
+            return
+        try:
+            await self._mark_sent(unmarked)
+        finally:
+            for ids in unmarked.values():
+                self._in_flight.difference_update(ids)
 
     async def _publish_in_order(self, events: list[_Pending]) -> list[str]:
         """Publish one aggregate's events in order; stop at the first failure so none
-        overtakes an earlier one. Returns the ids the broker confirmed."""
+        overtakes an earlier one. Returns the ids the broker confirmed, which stay in flight
+        until they are marked sent."""
         confirmed: list[str] = []
         ids = [str(e.envelope.event_id) for e in events]
         self._in_flight.update(ids)
+        returned = False
         try:
             for envelope, parent in ((e.envelope, e.parent) for e in events):
                 try:
@@ -217,8 +245,11 @@ class OutboxRelay:
                     log.warning("outbox publish of %s failed: %s", envelope.event_id, error)
                     break
                 confirmed.append(str(envelope.event_id))
+            returned = True
         finally:
-            self._in_flight.difference_update(ids)
+            # Raised out of here, nobody will mark even the confirmed ones: the sweep may
+            # take them all again.
+            self._in_flight.difference_update(set(ids) - set(confirmed) if returned else ids)
         return confirmed
 
     async def _mark_sent(self, sent: Mapping[Any, list[str]]) -> None:

@@ -83,9 +83,12 @@ async def test_a_paid_order_is_confirmed(shop: Shop, auth: dict[str, str]) -> No
     assert [h["status"] for h in order["history"]] == ["PENDING", "RESERVED", "PAID", "CONFIRMED"]
     prices = {line["sku"]: line["unit_price_cents"] for line in order["lines"]}
     assert order["total_cents"] == 2 * prices["SKU-0001"] + prices["SKU-0002"]
-    stored = await shop.db("order")["orders"].find_one({"_id": order_id})
+    orders = shop.db("order")["orders"]
+    # OrderPlaced and OrderConfirmed both confirmed; the relay marks them in its next batch.
+    stored = await eventually(
+        lambda: orders.find_one({"_id": order_id, "outbox_pending": False}), timeout_s=5
+    )
     assert stored["status"] == "CONFIRMED"
-    assert stored["outbox_pending"] is False  # OrderPlaced and OrderConfirmed both confirmed
     assert [e["event_type"] for e in stored["outbox"]] == ["OrderPlaced", "OrderConfirmed"]
     assert await shop.stock("SKU-0001") == INITIAL_STOCK - 2
     assert await shop.stock("SKU-0002") == INITIAL_STOCK - 1
