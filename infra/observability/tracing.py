@@ -90,6 +90,14 @@ def tracer() -> trace.Tracer:
     return _tracer
 
 
+def recording() -> bool:
+    """Whether spans are recorded (an exporter or a test's provider is there to read them).
+    Hot paths may skip spans of their own when not: the context they carry is the same."""
+    provider = _provider if _provider is not None else trace.get_tracer_provider()
+    sampler = getattr(provider, "sampler", None)  # SDK providers only; the API's record nothing
+    return sampler is not None and sampler is not ALWAYS_OFF
+
+
 @contextmanager
 def start_span(
     name: str,

@@ -8,14 +8,15 @@ from typing import Any
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import Span, SpanKind, StatusCode
 from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts.envelope import Envelope
 from contracts.events import OrderPlaced
-from contracts.topology import dead_letter_queue_name
+from contracts.topology import dead_letter_queue_name, exchange_name
 from infra.messaging.broker import Broker
 from infra.messaging.consumer import Consumer
 from infra.messaging.errors import PermanentFailure
@@ -190,3 +191,27 @@ async def test_a_dead_letter_carries_a_traceparent_of_the_same_trace(
     assert parent_of(dead_letter_publish) == span_id(consume)
     await consumer.stop()
     await channel.close()
+
+
+async def test_without_a_recording_provider_a_publish_carries_the_current_context(
+    broker: Broker,
+) -> None:
+    """Nothing exports spans (the default): the publish makes no span of its own, and the
+    message still carries the trace of the code that published it."""
+    provider = TracerProvider(sampler=ALWAYS_OFF, shutdown_on_exit=False)
+    previous = tracing.use_tracer_provider(provider)
+    try:
+        assert not tracing.recording()
+        channel = await broker.new_channel()
+        queue = await channel.declare_queue(exclusive=True)
+        await queue.bind(exchange_name("OrderPlaced"))
+        with tracing.start_span("handler", SpanKind.CONSUMER) as current:
+            await broker.publish(order_placed())
+        message = await queue.get(timeout=5)
+        assert message is not None
+        context = current.get_span_context()
+        _version, trace_id, parent, _flags = str(message.headers["traceparent"]).split("-")
+        assert (trace_id, parent) == (f"{context.trace_id:032x}", f"{context.span_id:016x}")
+    finally:
+        tracing.use_tracer_provider(previous)
+        provider.shutdown()
