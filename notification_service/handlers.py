@@ -76,7 +76,7 @@ class Delivery:
     channels: Mapping[str, Channel]
     # Longer than any channel's timeout: a claim outlives the send it covers, and a claim
     # left by a crashed process expires within the retry tiers.
-    lease_s: float = 120.0
+    lease_s: float = 60.0
     clock: Callable[[], datetime] = field(default=_utc_now)
 
     async def deliver(self, draft: Notification, contact: Contact) -> None:

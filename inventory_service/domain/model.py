@@ -67,15 +67,17 @@ class Reservation:
     @classmethod
     def decide(cls, order: OrderPlaced, stock: Mapping[str, StockItem]) -> Reservation:
         priced: list[PricedLine] = []
+        wanted: dict[str, int] = {}  # per SKU: an order may name one SKU on several lines
         for line in order.lines:
             item = stock.get(line.sku)
             if item is None:
                 return cls._failed(order, f"unknown SKU {line.sku}", line.sku)
-            if item.available < line.quantity:
+            wanted[line.sku] = wanted.get(line.sku, 0) + line.quantity
+            if item.available < wanted[line.sku]:
                 return cls._failed(
                     order,
                     f"insufficient stock for {line.sku}: "
-                    f"requested {line.quantity}, available {item.available}",
+                    f"requested {wanted[line.sku]}, available {item.available}",
                     line.sku,
                 )
             priced.append(

@@ -226,6 +226,26 @@ class ChaosPipeline:
     async def dead_letters(self) -> dict[str, int]:
         return {q: n for q, n in (await self.queue_depths()).items() if q.endswith(".dlq")}
 
+    async def print_dead_letters(self) -> None:
+        """What each dead letter says about itself: shown with a failing test's output."""
+        connection = await aio_pika.connect(self.vhost_url())
+        async with connection:
+            channel = await connection.channel()
+            for name, count in (await self.dead_letters()).items():
+                queue = await channel.declare_queue(name, passive=True)
+                for _ in range(min(count, 20)):
+                    message = await queue.get(fail=False)  # left unacked: back on close
+                    if message is None:
+                        break
+                    headers = message.headers or {}
+                    story = {
+                        k: str(headers.get(k))[:300]
+                        for k in ("x-dead-letter-reason", "x-exception-class",
+                                  "x-exception-message", "x-attempts", "x-delivery-count",
+                                  "x-first-failure-at", "x-last-failure-at")
+                    }  # fmt: skip
+                    print(f"dead letter in {name}: {message.type} {story}")
+
     def vhost_url(self) -> str:
         return f"amqp://guest:guest@127.0.0.1:5672/{quote(self.vhost, safe='')}"
 
@@ -262,7 +282,7 @@ class ChaosPipeline:
         unnotified = sum(
             1 for i, d in orders.items() if d["status"] in TERMINAL and i not in notified
         )
-        return Tally(
+        tally = Tally(
             submitted=len(self.accepted),
             orders=len(orders),
             statuses=statuses,
@@ -274,6 +294,9 @@ class ChaosPipeline:
             unnotified=unnotified,
             dlq=sum((await self.dead_letters()).values()),
         )
+        if tally.dlq:
+            await self.print_dead_letters()
+        return tally
 
 
 def _plan(index: int) -> dict[str, Any]:

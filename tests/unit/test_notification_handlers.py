@@ -17,13 +17,15 @@ from contracts.events import (
     OrderConfirmed,
     StockReplenished,
 )
-from contracts.topology import NOTIFICATION, SUBSCRIPTIONS
+from contracts.topology import NOTIFICATION, SUBSCRIPTIONS, jittered_delays
 from infra.messaging.errors import PermanentFailure, RetryLater
+from infra.settings import AmqpSettings
 from notification_service.adapters.metrics import MeteredChannel
 from notification_service.domain.contacts import Contact, Preference
 from notification_service.domain.model import Notification, NotificationStatus, notification_for
 from notification_service.handlers import Delivery
 from notification_service.main import build_handlers
+from notification_service.settings import NotificationSettings
 
 pytestmark = pytest.mark.unit
 SENT = NotificationStatus.SENT
@@ -271,3 +273,16 @@ async def test_the_metered_channel_counts_sends_by_kind_and_failures_by_channel(
     await channel.send(notification, Contact("c-1"))
     assert sample("notifications_sent_total", sent_labels) == 1
     assert sample("notification_send_failures_total", {"channel": "metered-test"}) == 1
+
+
+def test_a_claim_left_by_a_crashed_process_expires_before_the_last_retry() -> None:
+    """A process killed between recording a notification (born claimed) and marking it sent
+    leaves the claim; the redelivery retries until it expires. It must expire before the
+    retries run out, even when every delay is jittered to its shortest."""
+    amqp = AmqpSettings()
+    shortest_ladder_s = (
+        sum(min(jittered_delays(d, amqp.retry_jitter)) for d in amqp.retry_delays_ms) / 1000
+    )
+    lease_s = NotificationSettings().send_lease_s
+    assert lease_s == Delivery(FakeNotificationStore(), {}).lease_s
+    assert lease_s < shortest_ladder_s / 1.5, (lease_s, shortest_ladder_s)

@@ -44,6 +44,16 @@ def test_one_short_line_fails_the_whole_order() -> None:
     assert "requested 2, available 1" in event.reason
 
 
+def test_lines_naming_one_sku_are_decided_on_their_sum() -> None:
+    # 3 + 3 of SKU-1 against 5: each line alone would fit, together they do not.
+    reservation = Reservation.decide(order(("SKU-1", 3), ("SKU-1", 3)), STOCK)
+    assert reservation.status is ReservationStatus.FAILED
+    assert reservation.reason == "insufficient stock for SKU-1: requested 6, available 5"
+    together = Reservation.decide(order(("SKU-1", 3), ("SKU-1", 2)), STOCK)
+    assert together.status is ReservationStatus.RESERVED
+    assert together.total_cents == 5 * 250
+
+
 def test_unknown_sku_fails_with_its_name() -> None:
     reservation = Reservation.decide(order(("SKU-9", 1)), STOCK)
     assert reservation.status is ReservationStatus.FAILED
