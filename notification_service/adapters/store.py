@@ -25,21 +25,15 @@ class MongoNotificationStore:
     async def create_indexes(self) -> None:
         await self._collection.create_index("order_id")
 
-    async def record(
-        self, notification: Notification, now: datetime, lease_s: float
-    ) -> tuple[Notification, bool]:
-        # Born claimed: the first delivery needs no separate claim round trip.
-        document = _to_document(notification)
-        document["lease_until"] = now + timedelta(seconds=lease_s)
-        document["attempts"] = notification.attempts + 1
+    async def record(self, notification: Notification) -> Notification:
         try:
-            await self._collection.insert_one(document)
+            await self._collection.insert_one(_to_document(notification))
         except DuplicateKeyError:
             existing = await self._collection.find_one({"_id": notification.key})
             if existing is None:  # removed by hand in between: start over on the redelivery
                 raise RetryLater(f"notification {notification.key} vanished") from None
-            return _from_document(existing), False
-        return _from_document(document), True
+            return _from_document(existing)
+        return notification
 
     async def claim(self, key: str, now: datetime, lease_s: float) -> bool:
         result = await self._collection.update_one(

@@ -90,6 +90,9 @@ class ChaosPipeline:
             self.work_dir,
             extra_env={
                 "AMQP_RETRY_DELAYS_MS": "[500,1000,2000,4000,8000]",
+                # Below the shortest jittered ladder above (10.9 s), as the defaults are:
+                # a claim left by a killed sender expires before the last retry.
+                "NOTIFICATION_SEND_LEASE_S": "5",
                 "OUTBOX_POLL_INTERVAL_S": "0.5",
                 "OUTBOX_GRACE_S": "1",
                 **self.extra_env,
