@@ -39,8 +39,9 @@ from bench.load import (
 from bench.plot import plot_e2e
 from bench.report import e2e_targets, print_e2e
 from bench.sink import HttpSink, MongoSink, Sink
-from bench.stack import SERVICES, Snapshot, Stack, cpu_seconds
+from bench.stack import Snapshot, Stack, cpu_seconds
 from bench.stats import db_ceiling, ratio
+from infra.devstack.services import SERVICES
 
 
 @dataclass(frozen=True)

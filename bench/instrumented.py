@@ -12,8 +12,7 @@ import os
 import sys
 
 from bench import counters
-
-SERVICES = ("order", "inventory", "payment", "notification")
+from infra.devstack.services import SERVICES
 
 
 def main(argv: list[str]) -> None:

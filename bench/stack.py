@@ -6,9 +6,7 @@ Every process started here is stopped here by PID (SIGTERM, then SIGKILL after a
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -23,14 +21,9 @@ import psutil
 
 from infra import devstack
 from infra.devstack import Management, SecantusHandle
+from infra.devstack import services as processes
+from infra.devstack.services import DATABASES, SERVICES
 
-SERVICES = ("order", "inventory", "payment", "notification")
-DATABASES = {
-    "order": "orders",
-    "inventory": "inventory",
-    "payment": "payments",
-    "notification": "notifications",
-}
 READY_TIMEOUT_S = 60.0
 MACHINE = "machine(all CPUs)"
 STOP_TIMEOUT_S = 20.0
@@ -83,17 +76,21 @@ class Stack:
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.http_ports[service]}"
 
+    def log(self, service: str) -> Path:
+        return self.work_dir / f"{service}.log"
+
     def env(self, service: str) -> dict[str, str]:
+        wiring = processes.service_env(
+            amqp_url=self.amqp_url,
+            mongo_url=self.mongo_url,
+            database=self.database(service),
+            redis_url=self.redis_url,
+            http_port=self.http_ports.get(service, 0),
+        )
         return {
-            **os.environ,
-            "ENVIRONMENT": "test",
+            **wiring,
             "LOG_LEVEL": self.log_level,
-            "AMQP_URL": self.amqp_url,
-            "MONGO_URL": self.mongo_url,
-            "MONGO_DATABASE": self.database(service),
-            "REDIS_URL": self.redis_url,
             "HTTP_HOST": "127.0.0.1",
-            "HTTP_PORT": str(self.http_ports.get(service, 0)),
             "BENCH_COUNTS_PORT": str(self.count_ports.get(service, 0)),
         }
 
@@ -122,29 +119,20 @@ class Stack:
         for service in SERVICES:
             self.http_ports[service] = devstack.free_port()
             self.count_ports[service] = devstack.free_port()
-            log = (self.work_dir / f"{service}.log").open("ab")
-            self.processes[service] = subprocess.Popen(
+            self.processes[service] = processes.launch(
                 [sys.executable, "-m", "bench.instrumented", service],
-                env=self.env(service),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
+                self.env(service),
+                self.log(service),
             )
         for service in SERVICES:
-            self._wait_ready(service)
-
-    def _wait_ready(self, service: str) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.processes[service].poll() is not None:
-                raise RuntimeError(f"{service} exited:\n{self.tail(service)}")
-            try:
-                if httpx.get(f"{self.url(service)}/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"{service} not ready in {READY_TIMEOUT_S:.0f} s:\n{self.tail(service)}")
+            processes.wait_ready(
+                service,
+                self.processes[service],
+                self.url(service),
+                self.log(service),
+                READY_TIMEOUT_S,
+                interval_s=0.2,
+            )
 
     def pids(self) -> dict[str, int]:
         pids = {service: p.pid for service, p in self.processes.items()}
@@ -166,18 +154,8 @@ class Stack:
         stats: dict[str, Any] = response.json().get("message_stats", {})
         return stats
 
-    def stop(self) -> dict[str, int | None]:
-        codes: dict[str, int | None] = {}
-        for process in self.processes.values():
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):  # exited since the poll
-                    os.kill(process.pid, signal.SIGTERM)
-        for service, process in self.processes.items():
-            try:
-                codes[service] = process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                os.kill(process.pid, signal.SIGKILL)
-                codes[service] = process.wait(5)
+    def stop(self) -> dict[str, int]:
+        codes = processes.stop_all(self.processes, timeout_s=STOP_TIMEOUT_S)
         self.processes.clear()
         if self.mongo is not None:
             self.mongo.stop()
@@ -187,9 +165,7 @@ class Stack:
         return codes
 
     def tail(self, service: str, lines: int = 30) -> str:
-        path = self.work_dir / f"{service}.log"
-        text = path.read_text(errors="replace") if path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
+        return processes.tail(self.log(service), lines)
 
 
 def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:

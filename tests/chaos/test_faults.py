@@ -21,10 +21,10 @@ from contracts.envelope import Envelope
 from contracts.events import OrderLine, OrderPlaced
 from contracts.topology import SUBSCRIPTIONS, dead_letter_queue_name, queue_name
 from infra.devstack._util import root_prefix
+from infra.devstack.services import SERVICES
 from infra.messaging.codec import MAX_BODY_BYTES
 from tests.chaos.conftest import MakeChaos
 from tests.chaos.harness import TERMINAL, ChaosPipeline, Tally
-from tests.e2e.pipeline import SERVICES
 from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.chaos

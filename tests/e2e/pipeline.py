@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,18 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-import httpx
-
 from infra import devstack
 from infra.devstack import RabbitVhost, free_port
-
-SERVICES = ("order", "inventory", "payment", "notification")
-DATABASES = {
-    "order": "orders",
-    "inventory": "inventory",
-    "payment": "payments",
-    "notification": "notifications",
-}
+from infra.devstack import services as processes
+from infra.devstack.services import DATABASES, SERVICES
 
 
 @dataclass
@@ -47,18 +37,18 @@ class Pipeline:
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
 
+    def log(self, service: str) -> Path:
+        return self.log_dir / f"{service}.log"
+
     def env(self, service: str) -> dict[str, str]:
-        return {
-            **os.environ,
-            "ENVIRONMENT": "test",
-            "AMQP_URL": self.amqp_url,
-            "MONGO_URL": self.mongo_url,
-            "MONGO_DATABASE": self.database(service),
-            "REDIS_URL": self.redis_url,
-            "HTTP_PORT": str(self.ports.get(service) or free_port()),
-            **self.extra_env,
-            **self.service_env.get(service, {}),
-        }
+        wiring = processes.service_env(
+            amqp_url=self.amqp_url,
+            mongo_url=self.mongo_url,
+            database=self.database(service),
+            redis_url=self.redis_url,
+            http_port=self.ports.get(service) or free_port(),
+        )
+        return {**wiring, **self.extra_env, **self.service_env.get(service, {})}
 
     def seed(self, count: int, stock: int) -> None:
         subprocess.run(
@@ -69,12 +59,8 @@ class Pipeline:
 
     def start(self, service: str) -> None:
         self.ports.setdefault(service, free_port())
-        log = (self.log_dir / f"{service}.log").open("ab")
-        self.processes[service] = subprocess.Popen(
-            [sys.executable, "-m", f"{service}_service"],
-            env=self.env(service),
-            stdout=log,
-            stderr=subprocess.STDOUT,
+        self.processes[service] = processes.launch(
+            [sys.executable, "-m", f"{service}_service"], self.env(service), self.log(service)
         )
 
     def start_all(self, timeout_s: float = 60.0) -> None:
@@ -84,44 +70,22 @@ class Pipeline:
             self.wait_ready(service, timeout_s)
 
     def wait_ready(self, service: str, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            process = self.processes[service]
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"{service} exited with {process.returncode}:\n{self.tail(service)}"
-                )
-            try:
-                if httpx.get(f"{self.url(service)}/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"{service} not ready within {timeout_s} s:\n{self.tail(service)}")
+        processes.wait_ready(
+            service, self.processes[service], self.url(service), self.log(service), timeout_s
+        )
 
     def stop(
         self, service: str, sig: signal.Signals = signal.SIGTERM, timeout_s: float = 20
     ) -> int:
-        process = self.processes.pop(service)
-        if process.poll() is None:
-            process.send_signal(sig)
-            try:
-                process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-        return process.returncode
+        return processes.stop_all({service: self.processes.pop(service)}, sig, timeout_s)[service]
 
     def stop_all(self) -> dict[str, int]:
-        return {service: self.stop(service) for service in list(self.processes)}
+        codes = processes.stop_all(self.processes)
+        self.processes.clear()
+        return codes
 
     def tail(self, service: str, lines: int = 40) -> str:
-        path = self.log_dir / f"{service}.log"
-        return (
-            "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-            if path.exists()
-            else ""
-        )
+        return processes.tail(self.log(service), lines)
 
 
 @contextmanager

@@ -8,8 +8,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from infra.devstack.services import SERVICES
 from tests.e2e.conftest import register_and_login
-from tests.e2e.pipeline import SERVICES, Pipeline
+from tests.e2e.pipeline import Pipeline
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.pipeline import SERVICES, Pipeline
+from infra.devstack.services import SERVICES
+from tests.e2e.pipeline import Pipeline
 from tests.e2e.test_order_flow import Shop
 
 pytestmark = pytest.mark.e2e

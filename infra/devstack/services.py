@@ -1,0 +1,99 @@
+"""The four services as OS processes of a local stack (the e2e and chaos tests, the bench):
+their names, the environment that wires one to the servers, and start / ready / stop / log
+tail. Processes are stopped by their PID only (SIGTERM, then SIGKILL after a bound).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+
+SERVICES = ("order", "inventory", "payment", "notification")
+# The default MONGO_DATABASE of each service; a stack prefixes them with its run id.
+DATABASES = {
+    "order": "orders",
+    "inventory": "inventory",
+    "payment": "payments",
+    "notification": "notifications",
+}
+
+
+def service_env(
+    *, amqp_url: str, mongo_url: str, database: str, redis_url: str, http_port: int
+) -> dict[str, str]:
+    """This process's environment plus what wires a service to the stack's servers."""
+    return {
+        **os.environ,
+        "ENVIRONMENT": "test",
+        "AMQP_URL": amqp_url,
+        "MONGO_URL": mongo_url,
+        "MONGO_DATABASE": database,
+        "REDIS_URL": redis_url,
+        "HTTP_PORT": str(http_port),
+    }
+
+
+def launch(argv: list[str], env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Start `argv` with stdout and stderr appended to `log_path` and no stdin."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            argv, env=dict(env), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+
+
+def wait_ready(
+    name: str,
+    process: subprocess.Popen[bytes],
+    url: str,
+    log_path: Path,
+    timeout_s: float,
+    interval_s: float = 0.1,
+) -> None:
+    """Until `url`/ready answers 200 (bounded); fail at once, with the log's tail, if the
+    process exits first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode}:\n{tail(log_path)}")
+        try:
+            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(interval_s)  # a poll interval inside the deadline, not a fixed wait
+    raise TimeoutError(f"{name} not ready within {timeout_s:.0f} s:\n{tail(log_path)}")
+
+
+def stop_all(
+    processes: Mapping[str, subprocess.Popen[bytes]],
+    sig: signal.Signals = signal.SIGTERM,
+    timeout_s: float = 20.0,
+) -> dict[str, int]:
+    """Send `sig` to every process still running, then wait for each (SIGKILL after
+    `timeout_s`); their exit codes by name."""
+    for process in processes.values():
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):  # exited since the poll
+                process.send_signal(sig)
+    codes: dict[str, int] = {}
+    for name, process in processes.items():
+        try:
+            codes[name] = process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            codes[name] = process.wait(5)
+    return codes
+
+
+def tail(log_path: Path, lines: int = 40) -> str:
+    """The last `lines` of a log, or "" if it does not exist."""
+    if not log_path.exists():
+        return ""
+    return "\n".join(log_path.read_text(errors="replace").splitlines()[-lines:])
