@@ -36,7 +36,7 @@ from contracts.topology import DEAD_LETTER_EXCHANGE, jittered_delays, retry_tier
 from infra.messaging import codec
 from infra.messaging.broker import Broker
 from infra.messaging.errors import PermanentFailure, PublishFailed
-from infra.messaging.topology import declare_subscription
+from infra.messaging.topology import declare_retry_tier, declare_subscription
 from infra.observability import tracing
 from infra.observability.logging import bind_message
 from infra.observability.metrics import CONSUMER_IN_FLIGHT, HANDLER_DURATION, MESSAGES_CONSUMED
@@ -63,6 +63,8 @@ class Consumer:
         self._settings = settings
         self._consuming: list[tuple[AbstractQueue, str]] = []
         self._in_flight: set[asyncio.Task[None]] = set()
+        # Delays (ms) whose tier this service has declared: its queues share them.
+        self._declared_tiers: set[int] = set()
         # Prefetch bounds deliveries per queue; this bounds handlers across all queues.
         self._limit = asyncio.Semaphore(settings.max_in_flight)
 
@@ -81,6 +83,10 @@ class Consumer:
         await channel.set_qos(prefetch_count=settings.prefetch)
         queue = await declare_subscription(channel, self._service, event_type.event_type, settings)
         tiers = tuple(jittered_delays(d, settings.retry_jitter) for d in settings.retry_delays_ms)
+        for delay_ms in sorted({v for variants in tiers for v in variants} - self._declared_tiers):
+            # On this channel, which (being robust) declares it again after a reconnect.
+            await declare_retry_tier(channel, self._service, delay_ms)
+            self._declared_tiers.add(delay_ms)
         subscription = _Subscription(queue.name, handler, tiers)
 
         async def on_message(message: AbstractIncomingMessage) -> None:

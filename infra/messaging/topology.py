@@ -16,7 +16,6 @@ from contracts.topology import (
     DEAD_LETTER_EXCHANGE,
     dead_letter_queue_name,
     exchange_name,
-    jittered_delays,
     queue_name,
     retry_return_exchange_name,
     retry_tier_name,
@@ -37,8 +36,9 @@ async def declare_dead_letter_exchange(channel: AbstractChannel) -> AbstractExch
 async def declare_subscription(
     channel: AbstractChannel, service: str, event_type: str, settings: AmqpSettings
 ) -> AbstractQueue:
-    """Declare (idempotently) the work queue of `service` for `event_type`, its DLQ and its
-    retry tiers; bind it to the event's fanout exchange. Returns the work queue."""
+    """Declare (idempotently) the work queue of `service` for `event_type` and its DLQ; bind it
+    to the event's fanout exchange and to the service's retry return exchange. Returns the work
+    queue. The retry tiers are the service's, shared by its queues: `declare_retry_tier`."""
     name = queue_name(service, event_type)
     dead_letters = await declare_dead_letter_exchange(channel)
     dlq = await channel.declare_queue(
@@ -63,9 +63,6 @@ async def declare_subscription(
         retry_return_exchange_name(service), ExchangeType.DIRECT, durable=True
     )
     await work.bind(back_to_work, routing_key=name)
-    for delay_ms in settings.retry_delays_ms:
-        for variant_ms in jittered_delays(delay_ms, settings.retry_jitter):
-            await declare_retry_tier(channel, service, variant_ms)
     return work
 
 
