@@ -20,10 +20,10 @@ from contracts.topology import (
     SUBSCRIPTIONS,
     dead_letter_queue_name,
     exchange_name,
-    jittered_delays,
     queue_name,
     retry_return_exchange_name,
     retry_tier_name,
+    retry_tier_names,
 )
 from contracts.versions import UPCASTERS, UnknownSchemaVersion, upcast_path
 
@@ -194,11 +194,7 @@ def _operations() -> dict[str, Any]:
 def _receive(service: str, cls: type[Event]) -> dict[str, Any]:
     queue = queue_name(service, cls.event_type)
     dlq = dead_letter_queue_name(queue)
-    retries = [
-        retry_tier_name(service, variant)
-        for delay in DEFAULT_RETRY_DELAYS_MS
-        for variant in jittered_delays(delay, DEFAULT_RETRY_JITTER)
-    ]
+    retries = retry_tier_names(service, DEFAULT_RETRY_DELAYS_MS, DEFAULT_RETRY_JITTER)
     tiers = ", ".join(f"{delay} ms" for delay in DEFAULT_RETRY_DELAYS_MS)
     return {
         "action": "receive",

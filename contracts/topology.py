@@ -14,6 +14,7 @@ out instead of all at once.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from contracts.events import (
     CustomerRegistered,
@@ -112,3 +113,8 @@ def jittered_delays(delay_ms: int, jitter: float) -> tuple[int, ...]:
     steps = range(JITTER_STEPS) if jitter > 0 else range(1)
     variants = {max(1, round(delay_ms * (1 - jitter * i / (JITTER_STEPS - 1)))) for i in steps}
     return tuple(sorted(variants, reverse=True))
+
+
+def retry_tier_names(service: str, delays_ms: Iterable[int], jitter: float) -> list[str]:
+    """Every tier of `service` for these delays: each delay's jittered variants, in order."""
+    return [retry_tier_name(service, v) for d in delays_ms for v in jittered_delays(d, jitter)]

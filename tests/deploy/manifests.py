@@ -29,9 +29,8 @@ from contracts.topology import (
     SUBSCRIPTIONS,
     dead_letter_queue_name,
     exchange_name,
-    jittered_delays,
     queue_name,
-    retry_tier_name,
+    retry_tier_names,
 )
 from infra import settings as infra_settings
 from infra.settings import RuntimeSettings
@@ -232,9 +231,7 @@ def owned_queues(service: str, retry_delays_ms: list[int], jitter: float = 0.3) 
     names: list[str] = []
     for queue in consumed_queues(service):
         names += [queue, dead_letter_queue_name(queue)]
-    for delay in retry_delays_ms:
-        names += [retry_tier_name(service, v) for v in jittered_delays(delay, jitter)]
-    return names
+    return names + retry_tier_names(service, retry_delays_ms, jitter)
 
 
 def published_exchanges(service: str) -> set[str]:
