@@ -111,9 +111,7 @@ class Broker:
             # No span of its own (nothing would record it, and it costs about a tenth of a
             # publish): the message carries the current context, or keeps the one it has.
             if tracing.has_span():
-                headers = dict(message.headers or {})
-                tracing.inject(headers)
-                message.headers = headers
+                _carry_current_trace(message)
             await self._confirmed(exchange, message, routing_key, event_type)
             return
         attributes = {
@@ -133,9 +131,7 @@ class Broker:
         ):
             # A copy (retry, dead letter) carries its original's traceparent; this publish
             # replaces it, so the next consume is a child of this span, in the same trace.
-            headers = dict(message.headers or {})
-            tracing.inject(headers)
-            message.headers = headers
+            _carry_current_trace(message)
             await self._confirmed(exchange, message, routing_key, event_type)
 
     async def _confirmed(
@@ -165,3 +161,10 @@ class Broker:
             PUBLISH_FAILURES.labels(event_type, "connection").inc()
             raise PublishFailed(f"no confirm: {error!r}", event_type) from error
         MESSAGES_PUBLISHED.labels(event_type).inc()
+
+
+def _carry_current_trace(message: aio_pika.Message) -> None:
+    """Put the current trace context in the message's headers, over any it carried."""
+    headers = dict(message.headers or {})
+    tracing.inject(headers)
+    message.headers = headers

@@ -24,7 +24,7 @@ from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import Getter, Setter
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import Span, SpanKind
 from opentelemetry.trace import TracerProvider as ApiTracerProvider
@@ -60,21 +60,27 @@ def configure_tracing(service: str, settings: TracingSettings) -> TracerProvider
 
 
 def build_provider(service: str, settings: TracingSettings) -> TracerProvider:
-    """A provider naming `service`; it exports over OTLP/HTTP only if an endpoint is set."""
+    """A provider naming `service`; it exports over OTLP/HTTP only if an endpoint is set.
+    Without an exporter its spans are unsampled: valid ids, nothing recorded."""
     resource = Resource.create({SERVICE_NAME: service})
     endpoint = settings.traces_endpoint()
-    if endpoint is None:
+    exporter = None if endpoint is None else _otlp_exporter(endpoint)
+    if exporter is None:
         return TracerProvider(resource=resource, sampler=ALWAYS_OFF)
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    log.info("exporting spans to %s", endpoint)
+    return provider
+
+
+def _otlp_exporter(endpoint: str) -> SpanExporter | None:
     try:
         # Imported only here: the exporter is an optional extra (`otlp`).
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     except ImportError:
         log.warning(OTLP_MISSING)
-        return TracerProvider(resource=resource, sampler=ALWAYS_OFF)
-    provider = TracerProvider(resource=resource)
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
-    log.info("exporting spans to %s", endpoint)
-    return provider
+        return None
+    return OTLPSpanExporter(endpoint=endpoint)
 
 
 def use_tracer_provider(provider: ApiTracerProvider | None) -> ApiTracerProvider | None:
