@@ -27,14 +27,14 @@ class MongoPaymentAttempts:
         first (one round trip); a later attempt counts after the first refusal."""
         number = 1
         for race in range(MAX_NUMBERING_RACES):
-            if race == 1:
-                number = await self._collection.count_documents({"order_id": attempt.order_id}) + 1
             try:
                 await self._collection.insert_one(
                     {"_id": f"{attempt.order_id}:{number}", "attempt": number, **_fields(attempt)}
                 )
                 return number
             except DuplicateKeyError:
+                if race == 0:
+                    number = await self._collection.count_documents({"order_id": attempt.order_id})
                 number += 1
         raise RuntimeError(f"could not number an attempt for order {attempt.order_id}")
 
