@@ -22,6 +22,12 @@ from contracts.topology import (
 )
 from infra.settings import AmqpSettings
 
+# A dead letter is kept until its target queue confirms it; this needs reject-publish.
+_AT_LEAST_ONCE_DEAD_LETTERING = {
+    "x-dead-letter-strategy": "at-least-once",
+    "x-overflow": "reject-publish",
+}
+
 
 async def declare_event_exchange(channel: AbstractChannel, event_type: str) -> AbstractExchange:
     return await channel.declare_exchange(
@@ -52,9 +58,7 @@ async def declare_subscription(
             "x-queue-type": "quorum",
             "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
             "x-dead-letter-routing-key": name,
-            # A dead letter is kept until the DLQ confirms it; this needs reject-publish.
-            "x-dead-letter-strategy": "at-least-once",
-            "x-overflow": "reject-publish",
+            **_AT_LEAST_ONCE_DEAD_LETTERING,
             "x-delivery-limit": settings.delivery_limit,
         },
     )
@@ -85,8 +89,7 @@ async def declare_retry_tier(
             # No dead-letter routing key: the message keeps the one it was published with,
             # its work queue's name, under which the work queue is bound to this exchange.
             "x-dead-letter-exchange": retry_return_exchange_name(service),
-            "x-dead-letter-strategy": "at-least-once",
-            "x-overflow": "reject-publish",
+            **_AT_LEAST_ONCE_DEAD_LETTERING,
         },
     )
     await tier.bind(exchange)
