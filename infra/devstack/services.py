@@ -9,11 +9,12 @@ import contextlib
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
+
+from infra.devstack._util import DevstackError, wait_until
 
 SERVICES = ("order", "inventory", "payment", "notification")
 # The default MONGO_DATABASE of each service; a stack prefixes them with its run id.
@@ -58,17 +59,19 @@ def wait_ready(
 ) -> None:
     """Until `url`/ready answers 200 (bounded); fail at once, with the log's tail, if the
     process exits first."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+
+    def ready() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"{name} exited with {process.returncode}:\n{tail(log_path)}")
         try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                return
+            return httpx.get(f"{url}/ready", timeout=2).status_code == 200
         except httpx.HTTPError:
-            pass
-        time.sleep(interval_s)  # a poll interval inside the deadline, not a fixed wait
-    raise TimeoutError(f"{name} not ready within {timeout_s:.0f} s:\n{tail(log_path)}")
+            return False
+
+    try:
+        wait_until(ready, timeout_s, f"{name} to be ready", interval=interval_s)
+    except DevstackError as error:
+        raise TimeoutError(f"{error}:\n{tail(log_path)}") from None
 
 
 def stop_all(
