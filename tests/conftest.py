@@ -3,7 +3,7 @@
 By default the servers are local processes (the same ones `infra/bin/up` uses, via
 infra.devstack). With TESTCONTAINERS=1 and a reachable Docker engine, throwaway containers
 are used instead. Either way each run is isolated: a fresh RabbitMQ vhost, a fresh MongoDB
-(or TEST_MONGO_URL), and Redis DB 15 flushed at start.
+(or TEST_MONGO_URL), and Redis DB 15 (or TEST_REDIS_URL) flushed at start.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ from infra.devstack.rabbitmq import PLUGINS
 from infra.observability import tracing
 
 LOCAL_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672"
-LOCAL_REDIS_URL = "redis://127.0.0.1:6379/15"
+# TEST_REDIS_URL (DB 15 of another local port, say) lets two test runs share a machine: each
+# run flushes its DB at start. A local port that does not answer gets a server of its own.
+LOCAL_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 CONTAINER_START_TIMEOUT = 120.0
 
 
