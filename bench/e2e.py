@@ -39,7 +39,13 @@ from bench.load import (
 from bench.plot import plot_e2e
 from bench.report import e2e_targets, print_e2e
 from bench.sink import HttpSink, MongoSink, Sink
-from bench.stack import Snapshot, Stack, cpu_seconds
+from bench.stack import (
+    Snapshot,
+    Stack,
+    check_retry_writes,
+    cpu_seconds,
+    mongo_client_settings,
+)
 from bench.stats import db_ceiling, ratio
 from infra.devstack.services import SERVICES
 
@@ -257,6 +263,13 @@ def run_e2e(config: E2EConfig, command: str) -> dict[str, Any]:
         # Inside the try: a service that fails to start must not leave the others running.
         if stack is not None:
             stack.start(config.skus, config.stock)
+            reported = stack.client_settings()
+            check_retry_writes(reported, config.mongo_retry_writes)
+        else:
+            assert config.reuse is not None
+            reported = {s: mongo_client_settings(u) for s, u in config.reuse.items()}
+        header["mongo_client"] = reported
+        print(f"MongoDB client options, read back from the services: {reported}")
         results = {**header, **asyncio.run(Run(config, stack).main())}
         if stack is not None:
             results["vhost_stats"] = stack.vhost_stats()

@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 import httpx
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 from infra import devstack
 from infra.devstack import Management, SecantusHandle
@@ -43,8 +44,8 @@ class Stack:
     work_dir: Path
     storage: str = ":memory:"  # or "disk": SecantusDB under work_dir/mongo
     log_level: str = "INFO"
-    # False appends retryWrites=false to MONGO_URL (see bench/README.md: SecantusDB's registry
-    # of retryable writes makes every write slower as the run goes on).
+    # The services' retryWrites, set in MONGO_URL (infra/devstack/mongo.py says why it is off
+    # for SecantusDB); each service's /metrics reports what its client really runs with.
     retry_writes: bool = False
     management: Management = field(default_factory=Management.from_env)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
@@ -65,10 +66,7 @@ class Stack:
     @property
     def mongo_url(self) -> str:
         assert self.mongo is not None
-        if self.retry_writes:
-            return self.mongo.url
-        separator = "&" if "?" in self.mongo.url else "?"
-        return f"{self.mongo.url}{separator}retryWrites=false"
+        return devstack.with_retry_writes(self.mongo.url, self.retry_writes)
 
     def database(self, service: str) -> str:
         return f"bench_{self.run_id}_{DATABASES[service]}"
@@ -148,6 +146,10 @@ class Stack:
             counts[service] = {k: int(v) for k, v in response.json().items()}
         return Snapshot(time.monotonic(), counts, cpu_seconds(self.pids()))
 
+    def client_settings(self) -> dict[str, dict[str, str]]:
+        """Each service's MongoDB client options, as the running service reports them."""
+        return {s: mongo_client_settings(self.url(s)) for s in self.processes}
+
     def vhost_stats(self) -> dict[str, Any]:
         """The broker's own message counters for the vhost (a cross-check of ours)."""
         response = self.management.request("GET", f"/vhosts/{quote(self.vhost, safe='')}")
@@ -201,3 +203,22 @@ def shared_server_pids() -> dict[str, int]:
         elif name.startswith("redis-server") and "redis(shared)" not in found:
             found["redis(shared)"] = process.pid
     return found
+
+
+def mongo_client_settings(service_url: str) -> dict[str, str]:
+    """The `mongo_client_info` labels a service's /metrics shows: what its driver runs with."""
+    text = httpx.get(f"{service_url}/metrics", timeout=5).text
+    for family in text_string_to_metric_families(text):
+        if family.name == "mongo_client_info":
+            return dict(family.samples[0].labels)
+    return {}
+
+
+def check_retry_writes(reported: dict[str, dict[str, str]], expected: bool) -> None:
+    """Fail the run when a service's client does not run with the retryWrites the bench
+    prints: the figures would measure another setting."""
+    want = "true" if expected else "false"
+    wrong = {s: v.get("retry_writes", "not reported") for s, v in reported.items()}
+    wrong = {s: v for s, v in wrong.items() if v != want}
+    if wrong:
+        raise SystemExit(f"bench: retryWrites={want} was asked for, but the services run {wrong}")

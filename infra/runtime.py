@@ -22,7 +22,8 @@ from contracts.events import Event
 from infra.messaging.broker import Broker
 from infra.messaging.consumer import Consumer, Handler
 from infra.messaging.outbox import OutboxRelay
-from infra.persistence.mongo import Document, create_mongo_client, mongo_ping
+from infra.observability.metrics import MONGO_CLIENT
+from infra.persistence.mongo import Document, client_settings, create_mongo_client, mongo_ping
 from infra.persistence.redis import create_redis, redis_ping
 from infra.settings import RuntimeSettings
 
@@ -62,6 +63,7 @@ async def open_runtime(
     """`outbox_collections`: the collections whose documents carry an outbox; each gets a
     relay (`runtime.relays[name]`)."""
     mongo = create_mongo_client(settings.mongo, settings.service)
+    MONGO_CLIENT.info(client_settings(mongo))
     redis = create_redis(settings.redis)
     broker = Broker(settings.amqp.url, settings.service)
     try:

@@ -10,7 +10,9 @@ from infra.devstack.mongo import (
     SecantusHandle,
     docker_engine_available,
     mongo_reachable,
+    secantus_url,
     start_secantus,
+    with_retry_writes,
 )
 from infra.devstack.rabbitmq import (
     Management,
@@ -43,8 +45,10 @@ __all__ = [
     "free_port",
     "mongo_reachable",
     "redis_answers",
+    "secantus_url",
     "start_secantus",
     "tcp_open",
     "vhost_exists",
     "wait_until",
+    "with_retry_writes",
 ]

@@ -4,6 +4,7 @@ Commands exit 0 on success and 1 otherwise, so the bash scripts can branch on th
   ensure            RabbitMQ (+ management/shovel plugins) and Redis for AMQP_URL/REDIS_URL
   mongo-reachable   does MONGO_URL (or the given URL) answer ping?
   docker-available  does a Docker engine (not just the client) answer?
+  secantus-url PORT the URL for a SecantusDB we start on PORT (retryable writes off: see mongo.py)
   wait-mongo URL    wait until URL answers ping
   wait-http URL     wait until GET URL returns 200 (used for each service's /ready)
 The wait commands take --timeout SECONDS and --pid PID (give up early if that process died).
@@ -28,6 +29,7 @@ from infra.devstack import (
     ensure_rabbitmq,
     ensure_redis,
     mongo_reachable,
+    secantus_url,
     wait_until,
 )
 
@@ -92,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
 
     sub.add_parser("docker-available", help="exit 0 if a Docker engine answers")
 
+    secantus = sub.add_parser("secantus-url", help="print the URL of a SecantusDB we start")
+    secantus.add_argument("port", type=int)
+
     for name in ("wait-mongo", "wait-http"):
         wait = sub.add_parser(name)
         wait.add_argument("url")
@@ -106,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if mongo_reachable(args.url) else 1
         if args.command == "docker-available":
             return 0 if docker_engine_available() else 1
+        if args.command == "secantus-url":
+            print(secantus_url(args.port))
+            return 0
         if args.command == "wait-mongo":
             _wait(lambda: mongo_reachable(args.url, 500), args, args.url)
         else:

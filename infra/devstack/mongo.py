@@ -14,6 +14,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
@@ -44,6 +45,26 @@ def docker_engine_available(timeout: float = 5.0) -> bool:
     return probe.returncode == 0
 
 
+# Wherever the project itself starts SecantusDB (infra/bin/up, the tests, the bench), its URL
+# turns retryable writes off. SecantusDB 0.7.0b3 keeps the reply of every retryable write (up
+# to 10,000) in a dict that it scans on each write, so with them on its cost per write grows
+# about 20x within one run, and every figure would measure that registry. A real mongod keeps
+# one record per session: production URLs leave retryable writes on (PyMongo's default).
+SECANTUS_URL_OPTIONS = "directConnection=true&retryWrites=false"
+
+
+def secantus_url(port: int, host: str = "127.0.0.1") -> str:
+    return f"mongodb://{host}:{port}/?{SECANTUS_URL_OPTIONS}"
+
+
+def with_retry_writes(url: str, enabled: bool) -> str:
+    """`url` with its retryWrites option set to `enabled` (added if absent)."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k.lower() != "retrywrites"]
+    query.append(("retryWrites", "true" if enabled else "false"))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
 def _secantus_command(port: int, storage_path: str) -> list[str]:
     # Use the console script of the venv we run in, so `python -m ...` from any shell
     # picks the pinned secantusdb and not whatever is on PATH.
@@ -64,7 +85,7 @@ class SecantusHandle:
 
     @property
     def url(self) -> str:
-        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+        return secantus_url(self.port)
 
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None

@@ -4,7 +4,7 @@ registry is the service's registry; label values are bounded (event types, queue
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, Info
 
 MESSAGES_PUBLISHED = Counter(
     "messages_published_total",
@@ -74,4 +74,9 @@ PAYMENT_ATTEMPTS = Counter(
     "payment_attempts_total",
     "Payment gateway calls by outcome (approved, declined, unavailable).",
     ["outcome"],
+)
+MONGO_CLIENT = Info(
+    "mongo_client",
+    "MongoDB driver options in force in this process, read back from the client "
+    "(retry_writes, retry_reads, write_concern, read_preference).",
 )

@@ -13,14 +13,28 @@ Document = dict[str, Any]
 
 def create_mongo_client(settings: MongoSettings, app_name: str) -> AsyncMongoClient[Document]:
     # tz_aware: dates come back as aware UTC datetimes, the same type the code writes.
+    # Options the URL may carry (retryWrites, w, readPreference...) are never passed here:
+    # PyMongo lets a keyword argument override the URL, so the URL could not turn them off.
+    # Retryable writes are PyMongo's default; infra/devstack/mongo.py says where we turn
+    # them off and why.
     return AsyncMongoClient(
         settings.url,
         appname=app_name,
         tz_aware=True,
         serverSelectionTimeoutMS=settings.timeout_ms,
         connectTimeoutMS=settings.timeout_ms,
-        retryWrites=True,
     )
+
+
+def client_settings(client: AsyncMongoClient[Document]) -> dict[str, str]:
+    """The options in force in `client`, read back from the driver (not from our config)."""
+    options = client.options
+    return {
+        "retry_writes": str(options.retry_writes).lower(),
+        "retry_reads": str(options.retry_reads).lower(),
+        "write_concern": str(options.write_concern.document or "default"),
+        "read_preference": options.read_preference.name,
+    }
 
 
 async def mongo_ping(client: AsyncMongoClient[Document]) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
@@ -95,3 +96,19 @@ async def test_counters_move_by_what_the_batch_did(
     assert moved(before, after, "notification", sent, kind="order_confirmed") == 3
     assert moved(before, after, "notification", sent, kind="order_cancelled") == 1
     assert moved(before, after, "notification", sent, kind="order_rejected") == 1
+
+
+async def test_each_service_reports_the_mongo_options_its_client_runs_with(
+    http: httpx.AsyncClient, pipeline: Pipeline, mongo_url: str
+) -> None:
+    """The URL decides: the SecantusDB the tests start has retryWrites=false in its URL, and
+    no option passed in code may turn them back on (PyMongo lets a keyword beat the URL)."""
+    options = {k.lower(): v for k, v in parse_qsl(urlsplit(mongo_url).query)}
+    expected = options.get("retrywrites", "true")
+    for service in SERVICES:
+        text = (await http.get(f"{pipeline.url(service)}/metrics")).text
+        info = [f for f in text_string_to_metric_families(text) if f.name == "mongo_client_info"]
+        assert len(info) == 1, service
+        labels = info[0].samples[0].labels
+        assert labels["retry_writes"] == expected, (service, labels)
+        assert labels["retry_reads"] == "true", (service, labels)

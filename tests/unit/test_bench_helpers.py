@@ -6,6 +6,8 @@ import pytest
 
 from bench.counters import _count_arrays, _redis_name
 from bench.profiling import parse_collapsed
+from bench.stack import check_retry_writes
+from infra.devstack.mongo import with_retry_writes
 
 pytestmark = pytest.mark.unit
 
@@ -36,3 +38,20 @@ def test_redis_labels_and_pipelines() -> None:
     two = b"*2\r\n$3\r\nGET\r\n$1\r\na\r\n*2\r\n$3\r\nGET\r\n$1\r\nb\r\n"
     assert _count_arrays(two) == 2
     assert _count_arrays(b"*2\r\n$3\r\nGET\r\n$1\r\na\r\n") == 1
+
+
+def test_with_retry_writes_sets_the_option_once_keeping_the_others() -> None:
+    url = "mongodb://127.0.0.1:1/?directConnection=true&retryWrites=false"
+    on = with_retry_writes(url, True)
+    assert on == "mongodb://127.0.0.1:1/?directConnection=true&retryWrites=true"
+    assert with_retry_writes(on, False) == url
+    assert with_retry_writes("mongodb://h:1/", False) == "mongodb://h:1/?retryWrites=false"
+
+
+def test_a_service_running_another_retry_writes_than_printed_fails_the_run() -> None:
+    reported = {"order": {"retry_writes": "false"}, "payment": {"retry_writes": "true"}}
+    with pytest.raises(SystemExit, match="payment"):
+        check_retry_writes(reported, expected=False)
+    with pytest.raises(SystemExit, match="not reported"):
+        check_retry_writes({"order": {}}, expected=False)
+    check_retry_writes({"order": {"retry_writes": "true"}}, expected=True)
