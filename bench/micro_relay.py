@@ -5,6 +5,8 @@ decode and validate it with the same codec (envelope + payload schema), wrap a d
 StockReservationFailed and publish it persistent, mandatory and confirmed before the ack,
 with the same prefetch. Only the framework differs:
 - runtime:    infra Consumer (ack policy, retry/DLQ machinery, metrics) + Broker.publish;
+- raw:        aio-pika by hand, the floor: a consumer callback, `message.process()`, the
+              codec, and a publish on a confirming channel with the same message properties;
 - FastStream: RabbitBroker subscriber + broker.publish on its confirming default channel,
               per-message logging off (its default logs two lines a message, which would
               only slow it down).
@@ -33,7 +35,8 @@ from infra.messaging.topology import declare_event_exchange, declare_subscriptio
 from infra.settings import AmqpSettings
 
 SINK_QUEUE = "bench.relay-sink"
-RUNTIME, FASTSTREAM = "bench-rt", "bench-fs"
+RUNTIME, FASTSTREAM, RAW = "bench-rt", "bench-fs", "bench-raw"
+RELAYS = (RUNTIME, FASTSTREAM, RAW)
 OUT_TYPE = StockReservationFailed.event_type
 WAIT_S = 120.0
 
@@ -82,7 +85,7 @@ class RelayBench:
     async def open(self) -> None:
         self.admin = await aio_pika.connect_robust(self.url)
         channel = await self.admin.channel()
-        for service in (RUNTIME, FASTSTREAM):
+        for service in RELAYS:
             await declare_subscription(channel, service, OrderPlaced.event_type, self.settings)
         await declare_event_exchange(channel, OUT_TYPE)
         sink = await channel.declare_queue(
@@ -131,6 +134,32 @@ class RelayBench:
             await consumer.stop()
             await broker.close()
             await self.purge(RUNTIME)
+
+    async def raw(self, count: int) -> tuple[float, float]:
+        connection = await aio_pika.connect_robust(self.url)
+        progress = Progress(count)
+        try:
+            consume = await connection.channel()
+            await consume.set_qos(prefetch_count=self.settings.prefetch)
+            publish = await connection.channel(publisher_confirms=True)
+            out = await publish.get_exchange(exchange_name(OUT_TYPE))
+            queue = await consume.get_queue(queue_name(RAW, OrderPlaced.event_type))
+
+            async def relay(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+                async with message.process(requeue=True):
+                    progress.started()
+                    envelope, event = codec.decode(message.body)
+                    await out.publish(raw_message(derived(envelope, event)), "", mandatory=True)
+                    progress.finished()
+
+            tag = await queue.consume(relay)
+            try:
+                return await progress.rate()
+            finally:
+                await queue.cancel(tag)
+        finally:
+            await connection.close()
+            await self.purge(RAW)
 
     async def faststream(self, count: int) -> tuple[float, float]:
         channel = Channel(prefetch_count=self.settings.prefetch, publisher_confirms=True)

@@ -31,5 +31,8 @@ def serve(app: FastAPI, settings: RuntimeSettings) -> None:
         port=settings.http.port,
         log_config=None,
         access_log=False,
+        # Named, not "auto": a missing install fails at start instead of silently costing CPU.
+        loop="uvloop",
+        http="httptools",
         timeout_graceful_shutdown=10,
     )

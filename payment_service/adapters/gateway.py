@@ -13,7 +13,6 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
 from payment_service.domain.model import ChargeResult, GatewayUnavailable
@@ -23,13 +22,18 @@ FLAKY_FAILURES = 2
 
 
 class SimulatedGateway:
+    """A first charge for a key is one upsert that stores its answer; a repeated key reads the
+    stored answer. No findAndModify: SecantusDB 0.7.0b3 re-checks a findAndModify's query with
+    a collection scan, so each one cost a scan of the whole (ever-growing) ledger."""
+
     def __init__(self, ledger: AsyncCollection[Document]) -> None:
         self._ledger = ledger
 
     async def charge(
         self, key: str, amount_cents: int, currency: str, payment_method: str
     ) -> ChargeResult:
-        entry = await self._ledger.find_one_and_update(
+        decided = None if payment_method == "tok_flaky" else _decide(payment_method)
+        first = await self._ledger.update_one(
             {"_id": key},
             {
                 "$inc": {"attempts": 1},
@@ -37,33 +41,44 @@ class SimulatedGateway:
                     "amount_cents": amount_cents,
                     "currency": currency,
                     "payment_method": payment_method,
-                    "outcome": None,
                     "created_at": datetime.now(UTC),
+                    **_decision_fields(decided),
                 },
             },
             upsert=True,
-            return_document=ReturnDocument.AFTER,
         )
+        if first.upserted_id is not None and decided is not None:
+            return _result(decided)
+        entry = await self._ledger.find_one({"_id": key})
         assert entry is not None
         if entry["outcome"] is not None:
-            return _result(entry)
-        if payment_method == "tok_flaky" and entry["attempts"] <= FLAKY_FAILURES:
+            return _result(entry)  # the same key again: the first answer stands
+        if entry["attempts"] <= FLAKY_FAILURES:
             raise GatewayUnavailable(f"simulated outage (attempt {entry['attempts']} for {key})")
-        if payment_method in ("tok_ok", "tok_flaky"):
-            decided: Document = {"outcome": "captured", "reference": f"ch_{uuid.uuid4().hex}"}
-        elif payment_method == "tok_decline":
-            decided = {"outcome": "declined", "decline_reason": "card declined"}
-        else:
-            decided = {"outcome": "declined", "decline_reason": "unsupported payment method"}
-        captures = 1 if decided["outcome"] == "captured" else 0
-        stored = await self._ledger.find_one_and_update(
-            {"_id": key, "outcome": None},
-            # `captures` counts money actually taken for this key: reconciliation reads it.
-            {"$set": {**decided, "decided_at": datetime.now(UTC)}, "$inc": {"captures": captures}},
-            return_document=ReturnDocument.AFTER,
+        decided = _decide(payment_method)
+        stored = await self._ledger.update_one(
+            {"_id": key, "outcome": None}, {"$set": _decision_fields(decided)}
         )
-        # None: a concurrent attempt with the same key decided first; its answer stands.
-        return _result(stored or await self._ledger.find_one({"_id": key}) or decided)
+        if stored.modified_count == 0:
+            # A concurrent attempt with the same key decided first; its answer stands.
+            return _result(await self._ledger.find_one({"_id": key}) or decided)
+        return _result(decided)
+
+
+def _decide(payment_method: str) -> Document:
+    if payment_method in ("tok_ok", "tok_flaky"):
+        return {"outcome": "captured", "reference": f"ch_{uuid.uuid4().hex}"}
+    if payment_method == "tok_decline":
+        return {"outcome": "declined", "decline_reason": "card declined"}
+    return {"outcome": "declined", "decline_reason": "unsupported payment method"}
+
+
+def _decision_fields(decided: Document | None) -> Document:
+    if decided is None:
+        return {"outcome": None, "captures": 0}
+    # `captures` counts money actually taken for this key: reconciliation reads it.
+    captures = 1 if decided["outcome"] == "captured" else 0
+    return {**decided, "captures": captures, "decided_at": datetime.now(UTC)}
 
 
 def _result(entry: Document) -> ChargeResult:

@@ -96,3 +96,23 @@ async def test_racing_deliveries_never_share_an_attempt_number(
     numbers = await asyncio.gather(*(attempts.record(attempt) for _ in range(8)))
     assert sorted(numbers) == list(range(1, 9))
     assert await mongo_db["payment_attempts"].count_documents({"order_id": "o-race"}) == 8
+
+
+@pytest.mark.parametrize(
+    ("method", "approved", "captures"),
+    [("tok_ok", True, 1), ("tok_decline", False, 0), ("tok_other", False, 0)],
+)
+async def test_a_repeated_key_gets_the_first_answer_and_never_captures_twice(
+    mongo_db: AsyncDatabase[dict[str, Any]], method: str, approved: bool, captures: int
+) -> None:
+    gateway = SimulatedGateway(mongo_db["gateway_charges"])
+    key = f"order-{uuid.uuid4()}"
+    answers = [await gateway.charge(key, 900, "EUR", method) for _ in range(3)]
+    answers += await asyncio.gather(*(gateway.charge(key, 900, "EUR", method) for _ in range(5)))
+    assert {(a.approved, a.reference, a.decline_reason) for a in answers} == {
+        (answers[0].approved, answers[0].reference, answers[0].decline_reason)
+    }
+    assert answers[0].approved is approved
+    ledger = await mongo_db["gateway_charges"].find_one({"_id": key})
+    assert ledger is not None
+    assert (ledger["captures"], ledger["attempts"]) == (captures, 8)
