@@ -31,14 +31,17 @@ class PaymentGateway(Protocol):
 
 
 class PaymentRepository(Protocol):
-    async def add(self, payment: Payment, caused_by: str) -> bool: ...
-    async def exists(self, order_id: str) -> bool: ...
+    async def open(self, order_id: str) -> bool:
+        """Ready to log calls for this order; False if it was settled or voided before."""
+
+    async def record_attempt(self, attempt: PaymentAttempt) -> None: ...
+
+    async def settle(self, payment: Payment, caused_by: str, attempt: PaymentAttempt) -> bool:
+        """Store the outcome and the call that gave it; False if settled or voided meanwhile
+        (the call is logged all the same)."""
+
+    async def void(self, payment: Payment) -> bool: ...
     async def status(self, order_id: str) -> PaymentStatus | None: ...
-
-
-class AttemptLog(Protocol):
-    async def record(self, attempt: PaymentAttempt) -> int:
-        """Store `attempt` as its order's next one; return its number (1, 2, ...)."""
 
 
 async def on_stock_reserved(
@@ -47,25 +50,23 @@ async def on_stock_reserved(
     *,
     gateway: PaymentGateway,
     payments: PaymentRepository,
-    attempts: AttemptLog,
 ) -> None:
-    if await payments.exists(event.order_id):
-        return  # a redelivery: charged and settled before
+    if not await payments.open(event.order_id):
+        return  # a redelivery after settling, or the order was cancelled: never charge again
     key = idempotency_key(event.order_id)
     try:
         result = await gateway.charge(key, event.total_cents, event.currency, event.payment_method)
     except GatewayUnavailable as error:
         unanswered = PaymentAttempt.unanswered(event, str(error), datetime.now(UTC))
-        await attempts.record(unanswered)
+        await payments.record_attempt(unanswered)
         PAYMENT_ATTEMPTS.labels(unanswered.outcome.value).inc()
         raise RetryLater(f"payment gateway unavailable: {error}") from error
     answered = PaymentAttempt.answered(event, result, datetime.now(UTC))
-    number = await attempts.record(answered)
     PAYMENT_ATTEMPTS.labels(answered.outcome.value).inc()
     # A concurrent redelivery charges with the same key, gets the same answer and stores
     # nothing new.
-    settled = Payment.settle(event, result, attempts=number)
-    stored = await payments.add(settled, caused_by=str(envelope.event_id))
+    settled = Payment.settle(event, result)
+    stored = await payments.settle(settled, str(envelope.event_id), answered)
     if not stored and result.approved and await payments.status(event.order_id) is VOIDED:
         # The cancellation landed while this charge was in flight at the gateway. Refunds
         # are out of scope: count it and say it loudly so an operator refunds by hand.
@@ -78,4 +79,4 @@ async def on_order_cancelled(
     envelope: Envelope, event: OrderCancelled, *, payments: PaymentRepository
 ) -> None:
     # Stored only if nothing was settled yet; a charge already made stays as it is.
-    await payments.add(Payment.void(event.order_id, event.reason), caused_by=str(envelope.event_id))
+    await payments.void(Payment.void(event.order_id, event.reason))

@@ -17,7 +17,6 @@ from infra.runtime import open_runtime
 from infra.service import serve
 from infra.settings import RuntimeSettings
 from payment_service import handlers
-from payment_service.adapters.attempts import MongoPaymentAttempts
 from payment_service.adapters.gateway import SimulatedGateway
 from payment_service.adapters.repository import MongoPaymentRepository
 from payment_service.adapters.timeout import TimedGateway
@@ -38,8 +37,6 @@ def create_app(settings: RuntimeSettings, payment: PaymentSettings | None = None
         async with open_runtime(settings, outbox_collections=("payments",)) as runtime:
             relay = runtime.relays["payments"]
             payments = MongoPaymentRepository(runtime.db["payments"], relay, PAYMENT)
-            attempts = MongoPaymentAttempts(runtime.db["payment_attempts"])
-            await attempts.create_indexes()
             gateway = TimedGateway(
                 SimulatedGateway(runtime.db["gateway_charges"]), payment.gateway_timeout_s
             )
@@ -49,7 +46,6 @@ def create_app(settings: RuntimeSettings, payment: PaymentSettings | None = None
                     handlers.on_stock_reserved,
                     gateway=gateway,
                     payments=payments,
-                    attempts=attempts,
                 ),
             )
             await runtime.consume(

@@ -1,4 +1,12 @@
-"""Settled payments in MongoDB, one document per order, with their outbox."""
+"""Payments in MongoDB: one document per order holding every gateway call made for it (the
+attempt log), then its settled outcome with the outbox of the event it causes.
+
+A charge costs two writes: `open` (which also refuses an order settled or voided before, so a
+redelivery or a cancelled order is never charged again) and `settle` (outcome, the answered
+attempt and the event, in one update). An unanswered call adds one `$push`. Every write is
+keyed by `_id` alone or by `_id` plus "not settled yet", so a void and a settlement racing for
+one order cannot both land: the second finds the document settled and stores nothing.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +17,10 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from infra.messaging.outbox import OutboxRelay, outbox_fields, wrap_events
-from payment_service.domain.model import Payment, PaymentStatus
+from payment_service.domain.model import Payment, PaymentAttempt, PaymentStatus
 
 Document = dict[str, Any]
+_UNSETTLED: Document = {"status": {"$exists": False}}
 
 
 class MongoPaymentRepository:
@@ -22,31 +31,78 @@ class MongoPaymentRepository:
         self._relay = relay
         self._producer = producer
 
-    async def add(self, payment: Payment, caused_by: str) -> bool:
-        """Store a settled payment; False if this order's payment was stored before."""
-        envelopes = wrap_events(payment.events, self._producer, caused_by)
+    async def open(self, order_id: str) -> bool:
+        """Make sure the order has a document to log its calls in; False if its payment was
+        settled or voided before (then nothing is to be charged)."""
         try:
-            await self._collection.insert_one(
-                {
-                    "_id": payment.order_id,
-                    "amount_cents": payment.amount_cents,
-                    "currency": payment.currency,
-                    "status": payment.status.value,
-                    "gateway_reference": payment.gateway_reference,
-                    "reason": payment.reason,
-                    "attempts": payment.attempts,
-                    "settled_at": datetime.now(UTC),
-                    **outbox_fields(envelopes),
-                }
+            await self._collection.update_one(
+                {"_id": order_id, **_UNSETTLED},
+                {"$setOnInsert": {"opened_at": datetime.now(UTC), "attempts": []}},
+                upsert=True,
             )
         except DuplicateKeyError:
+            return False
+        return True
+
+    async def record_attempt(self, attempt: PaymentAttempt) -> None:
+        await self._collection.update_one(
+            {"_id": attempt.order_id}, {"$push": {"attempts": _attempt(attempt)}}, upsert=True
+        )
+
+    async def settle(self, payment: Payment, caused_by: str, attempt: PaymentAttempt) -> bool:
+        """Store the outcome with the call that gave it; False (the call still logged) if the
+        payment was settled or voided meanwhile."""
+        envelopes = wrap_events(payment.events, self._producer, caused_by)
+        result = await self._collection.update_one(
+            {"_id": payment.order_id, **_UNSETTLED},
+            {
+                "$set": {**_outcome(payment), **outbox_fields(envelopes)},
+                "$push": {"attempts": _attempt(attempt)},
+            },
+        )
+        if result.matched_count == 0:
+            await self.record_attempt(attempt)
             return False
         self._relay.notify(payment.order_id, envelopes)
         return True
 
-    async def exists(self, order_id: str) -> bool:
-        return await self._collection.find_one({"_id": order_id}, {"_id": 1}) is not None
+    async def void(self, payment: Payment) -> bool:
+        """Settle as voided (no charge will be made); False if settled before."""
+        try:
+            await self._collection.update_one(
+                {"_id": payment.order_id, **_UNSETTLED},
+                {"$set": _outcome(payment), "$setOnInsert": {"attempts": []}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return False
+        return True
 
     async def status(self, order_id: str) -> PaymentStatus | None:
         document = await self._collection.find_one({"_id": order_id}, {"status": 1})
-        return None if document is None else PaymentStatus(document["status"])
+        if document is None or "status" not in document:
+            return None
+        return PaymentStatus(document["status"])
+
+
+def _outcome(payment: Payment) -> Document:
+    return {
+        "amount_cents": payment.amount_cents,
+        "currency": payment.currency,
+        "status": payment.status.value,
+        "gateway_reference": payment.gateway_reference,
+        "reason": payment.reason,
+        "settled_at": datetime.now(UTC),
+    }
+
+
+def _attempt(attempt: PaymentAttempt) -> Document:
+    return {
+        "outcome": attempt.outcome.value,
+        "amount_cents": attempt.amount_cents,
+        "currency": attempt.currency,
+        "gateway_reference": attempt.gateway_reference,
+        "decline_reason": attempt.decline_reason,
+        "error": attempt.error,
+        "at": attempt.at,
+    }

@@ -94,18 +94,16 @@ class Payment:
     status: PaymentStatus
     gateway_reference: str | None
     reason: str | None
-    # Gateway calls it took to get the answer (unanswered ones included).
-    attempts: int = 1
     events: list[Event] = field(default_factory=list)
 
     @classmethod
     def void(cls, order_id: str, reason: str) -> Payment:
         """No charge will be made for this order; nothing to announce (the order is
         cancelled already)."""
-        return cls(order_id, 0, CURRENCY, PaymentStatus.VOIDED, None, reason, attempts=0)
+        return cls(order_id, 0, CURRENCY, PaymentStatus.VOIDED, None, reason)
 
     @classmethod
-    def settle(cls, reserved: StockReserved, result: ChargeResult, attempts: int = 1) -> Payment:
+    def settle(cls, reserved: StockReserved, result: ChargeResult) -> Payment:
         if result.approved:
             payment = cls(
                 reserved.order_id,
@@ -114,7 +112,6 @@ class Payment:
                 PaymentStatus.SUCCEEDED,
                 result.reference,
                 None,
-                attempts,
             )
             payment.events.append(
                 PaymentSucceeded(
@@ -134,7 +131,6 @@ class Payment:
             PaymentStatus.FAILED,
             None,
             reason,
-            attempts,
         )
         payment.events.append(
             PaymentFailed(

@@ -1,5 +1,5 @@
-"""Payment attempts on the real MongoDB: a flaky gateway leaves every attempt on record and
-exactly one capture."""
+"""Payments on the real MongoDB: every gateway call on record in the order's payment
+document, exactly one capture, one settlement."""
 
 from __future__ import annotations
 
@@ -19,11 +19,10 @@ from infra.messaging.errors import RetryLater
 from infra.messaging.outbox import OutboxRelay
 from infra.settings import OutboxSettings
 from payment_service import handlers as payment
-from payment_service.adapters.attempts import MongoPaymentAttempts
 from payment_service.adapters.gateway import SimulatedGateway
 from payment_service.adapters.repository import MongoPaymentRepository
 from payment_service.adapters.timeout import TimedGateway
-from payment_service.domain.model import AttemptOutcome, PaymentAttempt
+from payment_service.domain.model import ChargeResult, Payment, PaymentAttempt, PaymentStatus
 
 pytestmark = pytest.mark.integration
 
@@ -42,13 +41,10 @@ async def test_a_flaky_charge_leaves_three_attempts_and_one_capture(
     mongo_db: AsyncDatabase[dict[str, Any]], broker: Broker
 ) -> None:
     relay = OutboxRelay(broker, mongo_db["payments"], OutboxSettings())
-    attempts = MongoPaymentAttempts(mongo_db["payment_attempts"])
-    await attempts.create_indexes()
     charge = partial(
         payment.on_stock_reserved,
         gateway=TimedGateway(SimulatedGateway(mongo_db["gateway_charges"]), timeout_s=5),
         payments=MongoPaymentRepository(mongo_db["payments"], relay, "payment"),
-        attempts=attempts,
     )
     event = reserved("tok_flaky")
     for _ in range(2):  # the delay tiers would redeliver these
@@ -57,45 +53,63 @@ async def test_a_flaky_charge_leaves_three_attempts_and_one_capture(
     await charge(Envelope.wrap(event, producer="t"), event)
     await charge(Envelope.wrap(event, producer="t"), event)  # a redelivery once settled
 
-    recorded = [
-        d
-        async for d in mongo_db["payment_attempts"].find(
-            {"order_id": event.order_id}, sort=[("attempt", 1)]
-        )
-    ]
-    assert [(d["attempt"], d["outcome"]) for d in recorded] == [
-        (1, "unavailable"),
-        (2, "unavailable"),
-        (3, "approved"),
-    ]
+    settled = await mongo_db["payments"].find_one({"_id": event.order_id})
+    assert settled is not None
+    recorded = settled["attempts"]
+    assert [d["outcome"] for d in recorded] == ["unavailable", "unavailable", "approved"]
     assert all((d["amount_cents"], d["currency"]) == (900, "EUR") for d in recorded)
     assert "simulated outage" in recorded[0]["error"]
     assert recorded[2]["gateway_reference"].startswith("ch_")
     ledger = await mongo_db["gateway_charges"].find_one({"_id": f"order-{event.order_id}"})
     assert ledger is not None
     assert (ledger["captures"], ledger["attempts"]) == (1, 3)
-    settled = await mongo_db["payments"].find_one({"_id": event.order_id})
-    assert settled is not None
-    assert (settled["status"], settled["amount_cents"], settled["attempts"]) == (
-        "SUCCEEDED",
-        900,
-        3,
-    )
+    assert (settled["status"], settled["amount_cents"]) == ("SUCCEEDED", 900)
     assert settled["gateway_reference"] == recorded[2]["gateway_reference"] == ledger["reference"]
     assert [e["event_type"] for e in settled["outbox"]] == ["PaymentSucceeded"]
 
 
-async def test_racing_deliveries_never_share_an_attempt_number(
-    mongo_db: AsyncDatabase[dict[str, Any]],
+async def test_racing_deliveries_capture_once_settle_once_and_log_every_call(
+    mongo_db: AsyncDatabase[dict[str, Any]], broker: Broker
 ) -> None:
-    attempts = MongoPaymentAttempts(mongo_db["payment_attempts"])
-    await attempts.create_indexes()
-    attempt = PaymentAttempt(
-        "o-race", 100, "EUR", AttemptOutcome.UNAVAILABLE, datetime.now(UTC), error="x"
+    relay = OutboxRelay(broker, mongo_db["payments"], OutboxSettings())
+    payments = MongoPaymentRepository(mongo_db["payments"], relay, "payment")
+    gateway = SimulatedGateway(mongo_db["gateway_charges"])
+    event = reserved("tok_ok")
+    deliveries = [Envelope.wrap(event, producer="t") for _ in range(8)]
+    await asyncio.gather(
+        *(
+            payment.on_stock_reserved(d, event, gateway=gateway, payments=payments)
+            for d in deliveries
+        )
     )
-    numbers = await asyncio.gather(*(attempts.record(attempt) for _ in range(8)))
-    assert sorted(numbers) == list(range(1, 9))
-    assert await mongo_db["payment_attempts"].count_documents({"order_id": "o-race"}) == 8
+    settled = await mongo_db["payments"].find_one({"_id": event.order_id})
+    assert settled is not None
+    ledger = await mongo_db["gateway_charges"].find_one({"_id": f"order-{event.order_id}"})
+    assert ledger is not None
+    assert ledger["captures"] == 1
+    # Every delivery that reached the gateway left its call in the log, no more, no fewer.
+    assert len(settled["attempts"]) == ledger["attempts"] >= 1
+    assert {a["gateway_reference"] for a in settled["attempts"]} == {ledger["reference"]}
+    assert [e["event_type"] for e in settled["outbox"]] == ["PaymentSucceeded"]
+
+
+async def test_a_cancellation_voids_an_open_payment_and_a_late_answer_changes_nothing(
+    mongo_db: AsyncDatabase[dict[str, Any]], broker: Broker
+) -> None:
+    relay = OutboxRelay(broker, mongo_db["payments"], OutboxSettings())
+    payments = MongoPaymentRepository(mongo_db["payments"], relay, "payment")
+    event = reserved("tok_ok")
+    assert await payments.open(event.order_id)
+    assert await payments.void(Payment.void(event.order_id, "changed my mind"))
+    assert not await payments.open(event.order_id)  # never charged after the void
+    result = ChargeResult(approved=True, reference="ch_late")
+    answered = PaymentAttempt.answered(event, result, datetime.now(UTC))
+    assert not await payments.settle(Payment.settle(event, result), "cause", answered)
+    assert await payments.status(event.order_id) is PaymentStatus.VOIDED
+    document = await mongo_db["payments"].find_one({"_id": event.order_id})
+    assert document is not None
+    assert [a["gateway_reference"] for a in document["attempts"]] == ["ch_late"]
+    assert "outbox" not in document
 
 
 @pytest.mark.parametrize(

@@ -145,27 +145,38 @@ class HangingGateway:
 
 
 class FakePayments:
+    """The payment repository's contract in memory: one record per order with its calls."""
+
     def __init__(self) -> None:
         self.payments: dict[str, Payment] = {}
+        self.opened: set[str] = set()
+        self.attempts: list[PaymentAttempt] = []
 
-    async def add(self, payment: Payment, caused_by: str) -> bool:
+    async def open(self, order_id: str) -> bool:
+        if order_id in self.payments:
+            return False
+        self.opened.add(order_id)
+        return True
+
+    async def record_attempt(self, attempt: PaymentAttempt) -> None:
+        self.attempts.append(attempt)
+
+    async def settle(self, payment: Payment, caused_by: str, attempt: PaymentAttempt) -> bool:
+        self.attempts.append(attempt)
+        return self._store(payment)
+
+    async def void(self, payment: Payment) -> bool:
+        return self._store(payment)
+
+    def _store(self, payment: Payment) -> bool:
         if payment.order_id in self.payments:
             return False
         self.payments[payment.order_id] = payment
         return True
 
-    async def exists(self, order_id: str) -> bool:
-        return order_id in self.payments
+    def calls(self, order_id: str) -> int:
+        return sum(1 for a in self.attempts if a.order_id == order_id)
 
     async def status(self, order_id: str) -> PaymentStatus | None:
         payment = self.payments.get(order_id)
         return None if payment is None else payment.status
-
-
-class FakeAttempts:
-    def __init__(self) -> None:
-        self.attempts: list[PaymentAttempt] = []
-
-    async def record(self, attempt: PaymentAttempt) -> int:
-        self.attempts.append(attempt)
-        return sum(1 for a in self.attempts if a.order_id == attempt.order_id)

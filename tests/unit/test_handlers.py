@@ -23,7 +23,6 @@ from order_service.domain.model import OrderStatus
 from payment_service import handlers as payment
 from payment_service.domain.model import PaymentStatus
 from tests.unit.fakes import (
-    FakeAttempts,
     FakeGateway,
     FakeInventory,
     FakeOrderRepository,
@@ -116,9 +115,7 @@ async def test_inventory_rejects_without_touching_stock() -> None:
 
 async def test_transient_gateway_failure_is_retried_and_charged_once() -> None:
     gateway, payments = FakeGateway(failures_before_answer=2), FakePayments()
-    charge = partial(
-        payment.on_stock_reserved, gateway=gateway, payments=payments, attempts=FakeAttempts()
-    )
+    charge = partial(payment.on_stock_reserved, gateway=gateway, payments=payments)
     event = reserved("o-1")
     for _ in range(2):
         with pytest.raises(RetryLater):
@@ -126,7 +123,7 @@ async def test_transient_gateway_failure_is_retried_and_charged_once() -> None:
     await charge(env(event), event)
     await charge(env(event), event)  # redelivered
     assert payments.payments["o-1"].status is PaymentStatus.SUCCEEDED
-    assert payments.payments["o-1"].attempts == 3
+    assert payments.calls("o-1") == 3
     assert gateway.captures == {"order-o-1": 200}
 
 
@@ -138,7 +135,6 @@ async def test_decline_is_recorded_as_failed_payment() -> None:
         event,
         gateway=FakeGateway(approve=False),
         payments=payments,
-        attempts=FakeAttempts(),
     )
     assert payments.payments["o-1"].status is PaymentStatus.FAILED
     assert payments.payments["o-1"].reason == "card declined"

@@ -10,7 +10,7 @@ from infra.messaging.errors import RetryLater
 from payment_service import handlers as payment
 from payment_service.adapters.timeout import TimedGateway
 from payment_service.domain.model import AttemptOutcome, GatewayUnavailable, PaymentStatus
-from tests.unit.fakes import FakeAttempts, FakeGateway, FakePayments, HangingGateway
+from tests.unit.fakes import FakeGateway, FakePayments, HangingGateway
 
 pytestmark = pytest.mark.unit
 
@@ -35,16 +35,15 @@ async def test_a_gateway_that_does_not_answer_in_time_is_unavailable() -> None:
 
 
 async def test_a_timeout_is_retried_later_and_recorded_as_an_unavailable_attempt() -> None:
-    attempts, payments = FakeAttempts(), FakePayments()
+    payments = FakePayments()
     charge = partial(
         payment.on_stock_reserved,
         gateway=TimedGateway(HangingGateway(), timeout_s=0.05),
         payments=payments,
-        attempts=attempts,
     )
     with pytest.raises(RetryLater, match="payment gateway unavailable"):
         await charge(envelope(), RESERVED)
-    [attempt] = attempts.attempts
+    [attempt] = payments.attempts
     assert attempt.outcome is AttemptOutcome.UNAVAILABLE
     assert attempt.error is not None
     assert "0.05 s" in attempt.error
@@ -59,26 +58,25 @@ async def test_a_fast_answer_passes_through_the_deadline() -> None:
 
 
 async def test_every_attempt_is_recorded_and_the_payment_counts_them() -> None:
-    attempts, payments = FakeAttempts(), FakePayments()
+    payments = FakePayments()
     charge = partial(
         payment.on_stock_reserved,
         gateway=FakeGateway(failures_before_answer=2),
         payments=payments,
-        attempts=attempts,
     )
     for _ in range(2):
         with pytest.raises(RetryLater):
             await charge(envelope(), RESERVED)
     await charge(envelope(), RESERVED)
     await charge(envelope(), RESERVED)  # a redelivery after settling: no new attempt
-    assert [a.outcome for a in attempts.attempts] == [
+    assert [a.outcome for a in payments.attempts] == [
         AttemptOutcome.UNAVAILABLE,
         AttemptOutcome.UNAVAILABLE,
         AttemptOutcome.APPROVED,
     ]
-    assert attempts.attempts[-1].gateway_reference == "ch-order-o-1"
+    assert payments.attempts[-1].gateway_reference == "ch-order-o-1"
     settled = payments.payments["o-1"]
-    assert (settled.status, settled.attempts, settled.amount_cents) == (
+    assert (settled.status, payments.calls("o-1"), settled.amount_cents) == (
         PaymentStatus.SUCCEEDED,
         3,
         750,
@@ -87,18 +85,17 @@ async def test_every_attempt_is_recorded_and_the_payment_counts_them() -> None:
 
 
 async def test_a_decline_is_one_attempt_and_a_payment_failed_with_the_reason() -> None:
-    attempts, payments = FakeAttempts(), FakePayments()
+    payments = FakePayments()
     await payment.on_stock_reserved(
         envelope(),
         RESERVED,
         gateway=FakeGateway(approve=False),
         payments=payments,
-        attempts=attempts,
     )
-    [attempt] = attempts.attempts
+    [attempt] = payments.attempts
     assert (attempt.outcome, attempt.decline_reason) == (AttemptOutcome.DECLINED, "card declined")
     settled = payments.payments["o-1"]
-    assert (settled.status, settled.attempts, settled.reason) == (
+    assert (settled.status, payments.calls("o-1"), settled.reason) == (
         PaymentStatus.FAILED,
         1,
         "card declined",
@@ -109,7 +106,7 @@ async def test_a_decline_is_one_attempt_and_a_payment_failed_with_the_reason() -
 
 
 async def test_a_cancelled_order_is_never_charged_after_the_void() -> None:
-    gateway, payments, attempts = FakeGateway(), FakePayments(), FakeAttempts()
+    gateway, payments = FakeGateway(), FakePayments()
     cancelled = OrderCancelled(order_id="o-9", customer_id="c-1", reason="changed my mind")
     await payment.on_order_cancelled(
         Envelope.wrap(cancelled, producer="test"), cancelled, payments=payments
@@ -126,7 +123,6 @@ async def test_a_cancelled_order_is_never_charged_after_the_void() -> None:
         reserved,
         gateway=gateway,
         payments=payments,
-        attempts=attempts,
     )
     assert gateway.captures == {}
     assert payments.payments["o-9"].status is PaymentStatus.VOIDED
