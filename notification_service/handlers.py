@@ -1,8 +1,9 @@
 """Notification handlers: keep contacts current; tell each customer once how their order ended
 (and the operators about restocks), through the customer's channel.
 
-Send-once: record `pending` (a duplicate finds the existing record), claim it, send, mark
-`sent`. A failed send leaves it pending for the redelivery; a sent one is never sent again.
+Send-once: record `pending` and claimed (a duplicate finds the existing record and claims it
+if no unexpired claim holds it), send, mark `sent`. A failed send leaves it pending for the
+redelivery; a sent one is never sent again.
 """
 
 from __future__ import annotations
@@ -32,8 +33,11 @@ from notification_service.domain.model import (
 
 
 class NotificationStore(Protocol):
-    async def record(self, notification: Notification) -> Notification:
-        """Insert it pending; if one with its key exists, return that one instead."""
+    async def record(
+        self, notification: Notification, now: datetime, lease_s: float
+    ) -> tuple[Notification, bool]:
+        """Insert it pending and claimed by the caller for `lease_s`, returning (it, True); if
+        one with its key exists, return (that one, False): not claimed."""
         ...
 
     async def claim(self, key: str, now: datetime, lease_s: float) -> bool:
@@ -76,11 +80,13 @@ class Delivery:
     clock: Callable[[], datetime] = field(default=_utc_now)
 
     async def deliver(self, draft: Notification, contact: Contact) -> None:
-        notification = await self.notifications.record(draft)
+        notification, claimed = await self.notifications.record(draft, self.clock(), self.lease_s)
         if notification.status is NotificationStatus.SENT:
             return  # a redelivery: already told
         channel = self.channels[draft.channel]
-        if not await self.notifications.claim(notification.key, self.clock(), self.lease_s):
+        if not claimed and not await self.notifications.claim(
+            notification.key, self.clock(), self.lease_s
+        ):
             # A duplicate of this event is being handled right now (copies can be in flight
             # together): come back later to find it sent, or its claim expired.
             raise RetryLater(f"notification {notification.key} is being sent by another delivery")

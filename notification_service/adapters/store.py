@@ -1,10 +1,14 @@
 """Notifications in MongoDB, one document per `_id` key (`<order>:<kind>`), so recording one
 twice finds the first. The send is claimed with a lease (`lease_until`) so two copies of an
-event handled at once cannot both send, and a claim left by a dead process expires.
+event handled at once cannot both send, and a claim left by a dead process expires. A new
+record is inserted already claimed by the delivery that wrote it: record, send, mark sent is
+two writes. The lease must stay shorter than the retry ladder (see handlers.Delivery), or a
+claim left by a delivery cut off after the insert would outlive every retry of it.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,15 +29,21 @@ class MongoNotificationStore:
     async def create_indexes(self) -> None:
         await self._collection.create_index("order_id")
 
-    async def record(self, notification: Notification) -> Notification:
+    async def record(
+        self, notification: Notification, now: datetime, lease_s: float
+    ) -> tuple[Notification, bool]:
+        """Insert it pending and already claimed by the caller (one write for the common
+        case); if one with its key exists, return that one, unclaimed."""
+        claimed = replace(notification, attempts=notification.attempts + 1)
+        document = {**_to_document(claimed), "lease_until": now + timedelta(seconds=lease_s)}
         try:
-            await self._collection.insert_one(_to_document(notification))
+            await self._collection.insert_one(document)
         except DuplicateKeyError:
             existing = await self._collection.find_one({"_id": notification.key})
             if existing is None:  # removed by hand in between: start over on the redelivery
                 raise RetryLater(f"notification {notification.key} vanished") from None
-            return _from_document(existing)
-        return notification
+            return _from_document(existing), False
+        return claimed, True
 
     async def claim(self, key: str, now: datetime, lease_s: float) -> bool:
         result = await self._collection.update_one(

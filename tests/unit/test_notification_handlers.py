@@ -40,8 +40,14 @@ class FakeNotificationStore:
         self.leases: dict[str, datetime] = {}
         self.errors: dict[str, str] = {}
 
-    async def record(self, notification: Notification) -> Notification:
-        return self.records.setdefault(notification.key, notification)
+    async def record(
+        self, notification: Notification, now: datetime, lease_s: float
+    ) -> tuple[Notification, bool]:
+        if notification.key in self.records:
+            return self.records[notification.key], False
+        self.records[notification.key] = replace(notification, attempts=notification.attempts + 1)
+        self.leases[notification.key] = now + timedelta(seconds=lease_s)
+        return self.records[notification.key], True
 
     async def claim(self, key: str, now: datetime, lease_s: float) -> bool:
         held = self.leases.get(key)
@@ -176,8 +182,11 @@ async def test_a_copy_in_flight_waits_and_a_dead_claim_expires() -> None:
     await registered(world)
     envelope = Envelope.wrap(CONFIRMED, producer="test")
     # As if another copy were mid-send (or its process had died holding the claim).
-    await world.store.record(notification_for(CONFIRMED, "email", world.clock()))
-    assert await world.store.claim("o-1:order_confirmed", world.clock(), 60)
+    _, claimed = await world.store.record(
+        notification_for(CONFIRMED, "email", world.clock()), world.clock(), 60
+    )
+    assert claimed
+    assert not await world.store.claim("o-1:order_confirmed", world.clock(), 60)
     with pytest.raises(RetryLater, match="being sent"):
         await world.deliver(envelope)
     assert world.sent("email") == []
