@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Protocol, TypeVar
 
 from contracts.envelope import Envelope
@@ -48,7 +48,15 @@ class InventoryTransaction(Protocol):
 
 
 class InventoryStore(Protocol):
-    async def transaction(self, work: Callable[[InventoryTransaction], Awaitable[T]]) -> T: ...
+    async def transaction(
+        self,
+        work: Callable[[InventoryTransaction], Awaitable[T]],
+        *,
+        serialize_on: Iterable[str] = (),
+    ) -> T:
+        """Run `work` in one transaction. `serialize_on`: SKUs it will change, so this
+        process runs such transactions one after the other instead of letting them conflict
+        in the database and retry (a saving, not a guarantee: MongoDB still decides)."""
 
 
 async def on_order_placed(envelope: Envelope, event: OrderPlaced, store: InventoryStore) -> None:
@@ -75,9 +83,10 @@ async def on_order_placed(envelope: Envelope, event: OrderPlaced, store: Invento
     # recorded stands and nothing is reserved.
     with contextlib.suppress(AlreadyRecorded):
         try:
-            await store.transaction(reserve_at_once)
+            await store.transaction(reserve_at_once, serialize_on=quantities)
         except StockShort:
-            await store.transaction(reserve)  # reads the stock and records why it failed
+            # Reads the stock and records why it failed.
+            await store.transaction(reserve, serialize_on=quantities)
 
 
 async def on_payment_failed(

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 from redis.asyncio import Redis
 
@@ -232,3 +233,53 @@ async def test_an_order_short_on_one_sku_takes_nothing_and_is_refused_with_the_r
     assert reservation["status"] == "FAILED"
     assert f"insufficient stock for {sku_z}: requested 4, available 3" == reservation["reason"]
     assert [e["event_type"] for e in reservation["outbox"]] == ["StockReservationFailed"]
+
+
+class _CommandCounter(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.commands: Counter[str] = Counter()
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.commands[event.command_name] += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_reservations_of_one_hot_sku_in_one_process_run_without_conflict_retries(
+    mongo_url: str, mongo_db: AsyncDatabase[dict[str, Any]], broker: Broker, redis: Redis
+) -> None:
+    """16 orders for one SKU at once: serialized in the process, each transaction runs once
+    (one guarded decrement, one commit); before, they conflicted and ran again."""
+    sku = f"H-{uuid.uuid4().hex[:6]}".upper()
+    await mongo_db["stock"].insert_one(
+        {"_id": sku, "name": "hot", "price_cents": 100, "available": 100, "version": 1}
+    )
+    counter = _CommandCounter()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        mongo_url, tz_aware=True, event_listeners=[counter]
+    )
+    try:
+        store = MongoInventoryStore(
+            client,
+            client[mongo_db.name]["stock"],
+            client[mongo_db.name]["reservations"],
+            OutboxRelay(broker, mongo_db["reservations"], OutboxSettings()),
+            "inventory",
+            on_stock_changed=RedisStockCache(redis, ttl_s=60).put,
+        )
+        orders = [placed((sku, 1)) for _ in range(16)]
+        await asyncio.gather(
+            *(inventory.on_order_placed(Envelope.wrap(o, producer="t"), o, store) for o in orders)
+        )
+    finally:
+        await client.close()
+    stock = await mongo_db["stock"].find_one({"_id": sku})
+    assert stock is not None
+    assert (stock["available"], stock["version"]) == (84, 17)
+    assert counter.commands["findAndModify"] == 16
+    assert counter.commands["commitTransaction"] == 16
+    assert counter.commands["abortTransaction"] == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from contracts.envelope import Envelope
@@ -53,7 +53,9 @@ class FakeInventory:
         self.reservations: dict[str, Reservation] = {}
         self.published: list[Event] = []
 
-    async def transaction(self, work: Callable[[Any], Awaitable[T]]) -> T:
+    async def transaction(
+        self, work: Callable[[Any], Awaitable[T]], *, serialize_on: Iterable[str] = ()
+    ) -> T:
         tx = _FakeTransaction(dict(self.stock), dict(self.reservations))
         result = await work(tx)
         self.stock, self.reservations = tx.stock, tx.reservations

@@ -1,7 +1,7 @@
 """OrderCancelled in the inventory: release what was reserved, or leave a tombstone when the
 cancellation overtakes OrderPlaced (they travel on different queues)."""
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import pytest
@@ -108,14 +108,16 @@ class _StaleFirstRead(FakeInventory):
 
     stale = False
 
-    async def transaction(self, work: Callable[[Any], Awaitable[T]]) -> T:
+    async def transaction(
+        self, work: Callable[[Any], Awaitable[T]], *, serialize_on: Iterable[str] = ()
+    ) -> T:
         async def racing(tx: Any) -> T:
             if self.stale:
                 self.stale = False
                 tx.reservation = _none
             return await work(tx)
 
-        return await super().transaction(racing)
+        return await super().transaction(racing, serialize_on=serialize_on)
 
 
 async def _none(order_id: str) -> None:
