@@ -40,6 +40,15 @@ def parser() -> argparse.ArgumentParser:
         help="the services' retryable writes; off by default because SecantusDB's registry of "
         "them slows every write down as a run goes on (bench/README.md)",
     )
+    e2e.add_argument(
+        "--replicas", type=int, default=1, help="processes of each service (competing consumers)"
+    )
+    e2e.add_argument(
+        "--baseline",
+        type=Path,
+        help="results JSON of an earlier run (say, of the previous commit, same session): "
+        "printed beside this run's figures, and the closed-loop target is a ratio to it",
+    )
     e2e.add_argument("--skus", type=int, default=20)
     e2e.add_argument("--warmup", type=int, default=20)
     e2e.add_argument("--drain-timeout", type=float, default=120.0)
@@ -92,6 +101,8 @@ def main(argv: list[str]) -> None:
             reuse=args.reuse,
             storage=args.storage,
             mongo_retry_writes=args.mongo_retry_writes == "on",
+            replicas=args.replicas,
+            baseline=args.baseline,
             skus=args.skus,
             warmup=args.warmup,
             drain_timeout=args.drain_timeout,

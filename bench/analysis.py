@@ -17,7 +17,7 @@ from bench.stats import (
     throughput_series,
 )
 
-KINDS = ("mongo", "amqp", "redis")
+KINDS = ("mongo", "psp", "amqp", "redis")
 BUCKET_S = 1.0
 
 
@@ -126,7 +126,7 @@ def top_commands(
             if not rest or kind not in KINDS:
                 continue
             line = f"{per_item(value, successful):6.2f}  {service:<12} {key}"
-            if kind == "mongo":
+            if kind in ("mongo", "psp"):
                 line += f"  (mean {delta.get(f'mongo_us.{rest}', 0) / value / 1000:.1f} ms)"
             rows.append((value, line))
     rows.sort(reverse=True)

@@ -28,6 +28,7 @@ _lock = threading.Lock()
 _counts: Counter[str] = Counter()
 # First command name of a RESP array: *<n>\r\n$<len>\r\n<NAME>\r\n
 _RESP_NAME = re.compile(rb"^\*\d+\r\n\$\d+\r\n([A-Za-z]+)")
+PSP_LEDGER_COLLECTIONS = frozenset({"gateway_charges"})
 
 
 def count(key: str, n: int = 1) -> None:
@@ -57,8 +58,11 @@ class _MongoCounter(monitoring.CommandListener):
             name = "find[outbox sweep]"  # the relay's periodic sweep, told apart from reads
         key = f"{name}.{collection}" if collection else name
         self._keys[(hash(event.connection_id), event.request_id)] = key
-        count("mongo")
-        count(f"mongo.{key}")
+        # The simulated payment provider's ledger stands for a PSP's own database: counted
+        # apart, as `psp`, not as the pipeline's MongoDB round trips.
+        kind = "psp" if collection in PSP_LEDGER_COLLECTIONS else "mongo"
+        count(kind)
+        count(f"{kind}.{key}")
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         self._timed(event.connection_id, event.request_id, event.duration_micros)

@@ -37,7 +37,7 @@ from bench.load import (
     register_customers,
 )
 from bench.plot import plot_e2e
-from bench.report import e2e_targets, print_e2e
+from bench.report import baseline_figures, e2e_targets, print_e2e
 from bench.sink import HttpSink, MongoSink, Sink
 from bench.stack import (
     Snapshot,
@@ -60,6 +60,8 @@ class E2EConfig:
     reuse: dict[str, str] | None = None
     storage: str = "memory"
     mongo_retry_writes: bool = False
+    replicas: int = 1  # processes of each service (competing consumers)
+    baseline: Path | None = None  # results JSON of an earlier run to compare with
     skus: int = 20
     stock: int = 1_000_000
     customers: int = 4
@@ -93,6 +95,9 @@ class Run:
         assert self.config.reuse is not None
         return self.config.reuse[service]
 
+    def order_urls(self) -> list[str]:
+        return [self.url("order")] if self.stack is None else self.stack.urls("order")
+
     async def snapshot(self) -> Snapshot | None:
         return None if self.stack is None else await asyncio.to_thread(self.stack.snapshot)
 
@@ -112,7 +117,7 @@ class Run:
         async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S, limits=limits) as http:
             tokens = await register_customers(http, self.url("order"), cfg.customers)
             skus = [f"SKU-{n:04d}" for n in range(1, cfg.skus + 1)]
-            orders = Orders(self.url("order"), tokens, skus)
+            orders = Orders(self.order_urls(), tokens, skus)
             sink: Sink
             if self.stack is not None:
                 sink = MongoSink(self.stack.mongo_url, self.stack.database("notification"))
@@ -136,9 +141,9 @@ class Run:
                 await sink.close()
                 if self.stack is not None:
                     await forget_redis_keys(self.config.redis_url, tokens, skus)
-        mongo_per_order = (
-            closed.get("cost_per_order", {}).get("total", {}).get("mongo", float("nan"))
-        )
+        total = closed.get("cost_per_order", {}).get("total", {})
+        # The database serves the simulated PSP's ledger too: its ceiling counts both.
+        mongo_per_order = total.get("mongo", math.nan) + total.get("psp", 0.0)
         ceiling = db_ceiling(ops, mongo_per_order)
         return {
             "phases": {"closed": closed, "open": opened},
@@ -252,10 +257,12 @@ def run_e2e(config: E2EConfig, command: str) -> dict[str, Any]:
             storage=config.storage,
             log_level=config.log_level,
             retry_writes=config.mongo_retry_writes,
+            replicas=config.replicas,
         )
         print(
             f"starting the pipeline (vhost {stack.vhost}, SecantusDB {config.storage}, "
             f"retryWrites={'on' if config.mongo_retry_writes else 'off'}, "
+            f"{config.replicas} process(es) per service, "
             f"logs in {stack.work_dir})",
             file=sys.stderr,
         )
@@ -277,6 +284,9 @@ def run_e2e(config: E2EConfig, command: str) -> dict[str, Any]:
         if stack is not None:
             exit_codes = stack.stop()
             print(f"services stopped: exit codes {exit_codes}", file=sys.stderr)
+    if config.baseline is not None:
+        results["baseline"] = baseline_figures(json.loads(config.baseline.read_text()))
+        results["baseline_path"] = str(config.baseline)
     results["targets"] = [t.as_dict() for t in e2e_targets(results)]
     config.out.mkdir(parents=True, exist_ok=True)
     json_path = config.out / f"e2e-{started}.json"

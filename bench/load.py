@@ -53,19 +53,21 @@ class Sample:
 class Orders:
     """Who orders what: registered customers' tokens, a catalog, a body per order."""
 
-    base_url: str
+    # One order service URL per replica, taken in turn (a round-robin balancer).
+    base_urls: list[str]
     tokens: list[str]
     skus: list[str]
     rng: random.Random = field(default_factory=lambda: random.Random(6))
     _next: itertools.count[int] = field(default_factory=itertools.count)
 
-    def request(self) -> tuple[dict[str, Any], dict[str, str]]:
+    def request(self) -> tuple[str, dict[str, Any], dict[str, str]]:
         n = next(self._next)
         body = {
             "items": [{"sku": self.rng.choice(self.skus), "quantity": 1}],
             "payment_method": "tok_ok",
         }
-        return body, {"Authorization": f"Bearer {self.tokens[n % len(self.tokens)]}"}
+        url = self.base_urls[n % len(self.base_urls)]
+        return url, body, {"Authorization": f"Bearer {self.tokens[n % len(self.tokens)]}"}
 
 
 async def register_customers(http: httpx.AsyncClient, base_url: str, count: int) -> list[str]:
@@ -84,10 +86,10 @@ async def register_customers(http: httpx.AsyncClient, base_url: str, count: int)
 
 
 async def _place(http: httpx.AsyncClient, orders: Orders, scheduled: float) -> Sample:
-    body, headers = orders.request()
+    base_url, body, headers = orders.request()
     sent = time.perf_counter()
     try:
-        response = await http.post(f"{orders.base_url}/orders", json=body, headers=headers)
+        response = await http.post(f"{base_url}/orders", json=body, headers=headers)
     except httpx.HTTPError:
         return Sample(scheduled, sent, time.perf_counter(), 0, None)
     answered = time.perf_counter()

@@ -80,20 +80,23 @@ def print_phase(name: str, phase: dict[str, Any], out: Callable[[str], None] = p
         f"{fmt(phase['window_s'])} s window; CPU s: "
         + ", ".join(f"{p} {fmt(s)}" for p, s in phase["cpu_s"].items())
     )
-    out("  per successful order        MongoDB   broker   Redis   CPU ms  MongoDB wait ms")
+    out(
+        "  per successful order        MongoDB  PSP ledger  broker   Redis   CPU ms"
+        "  MongoDB wait ms"
+    )
     cpu = phase["cpu_ms_per_order"]
     cpu = {**cpu, "total": cpu.get("services(sum)", math.nan)}
     for service, cost in phase["cost_per_order"].items():
         out(
-            f"    {service:<24} {fmt(cost['mongo']):>8} {fmt(cost['amqp']):>8} "
-            f"{fmt(cost['redis']):>7} {fmt(cpu.get(service, math.nan)):>8} "
-            f"{fmt(cost['mongo_ms']):>10}"
+            f"    {service:<24} {fmt(cost['mongo']):>8} {fmt(cost.get('psp', 0.0)):>11} "
+            f"{fmt(cost['amqp']):>7} {fmt(cost['redis']):>7} "
+            f"{fmt(cpu.get(service, math.nan)):>8} {fmt(cost['mongo_ms']):>10}"
         )
     others = {
         p: ms for p, ms in cpu.items() if p not in phase["cost_per_order"] and p != "services(sum)"
     }
     for process, ms in others.items():
-        out(f"    {process:<24} {'':>8} {'':>8} {'':>7} {fmt(ms):>8}")
+        out(f"    {process:<24} {'':>8} {'':>11} {'':>7} {'':>7} {fmt(ms):>8}")
     successful = phase["statuses"].get("CONFIRMED", 0)
     out("  most frequent calls per successful order:")
     for line in top_commands(phase["counts"], successful):
@@ -104,9 +107,20 @@ def e2e_targets(results: dict[str, Any]) -> list[Target]:
     closed = results["phases"]["closed"]
     open_ = results["phases"].get("open", {})
     total = closed.get("cost_per_order", {}).get("total", {})
+    cpu = closed.get("cpu_ms_per_order", {})
     nan = math.nan
+    baseline = results.get("baseline", {}).get("closed_orders_per_s", nan)
     return [
-        Target("MongoDB round trips per successful order", total.get("mongo", nan), 6, True),
+        Target("MongoDB round trips per order (four services)", total.get("mongo", nan), 8, True),
+        Target("CPU of the four services per order", cpu.get("services(sum)", nan), 10, True, "ms"),
+        Target("CPU of the MongoDB server per order", cpu.get("secantusdb", nan), 15, True, "ms"),
+        Target(
+            "closed-loop orders/s ÷ the --baseline run",
+            closed.get("orders_per_s", nan) / baseline,
+            3,
+            False,
+            "x",
+        ),
         Target("broker publishes per successful order", total.get("amqp", nan), 6, True),
         Target("Redis round trips per successful order", total.get("redis", nan), 4, True),
         Target(
@@ -165,6 +179,8 @@ def print_e2e(results: dict[str, Any], out: Callable[[str], None] = print) -> No
             f"  broker's own vhost totals (whole run): publish={stats.get('publish')} "
             f"deliver_get={stats.get('deliver_get')} ack={stats.get('ack')}"
         )
+    if "baseline" in results:
+        print_baseline(results, out)
     out("\n== targets (goals, not assertions) ==")
     for target in e2e_targets(results):
         out(target.line())
@@ -172,3 +188,36 @@ def print_e2e(results: dict[str, Any], out: Callable[[str], None] = print) -> No
         out(f"\n== profile: {label} (py-spy, top functions by own CPU samples) ==")
         for line in lines:
             out(f"  {line}")
+
+
+def baseline_figures(results: dict[str, Any]) -> dict[str, float]:
+    """The figures a before/after comparison quotes, from one run's results."""
+    closed = results["phases"]["closed"]
+    total = closed.get("cost_per_order", {}).get("total", {})
+    cpu = closed.get("cpu_ms_per_order", {})
+    open_latency = results["phases"].get("open", {}).get("accept_latency_ms", {})
+    return {
+        "closed_orders_per_s": closed.get("orders_per_s", math.nan),
+        "mongo_per_order": total.get("mongo", math.nan),
+        # Runs from before the PSP ledger was counted apart counted it as MongoDB.
+        "psp_per_order": total.get("psp", math.nan),
+        "services_cpu_ms": cpu.get("services(sum)", math.nan),
+        "db_cpu_ms": cpu.get("secantusdb", math.nan),
+        "open_p99_ms": open_latency.get("p99", math.nan),
+    }
+
+
+def print_baseline(results: dict[str, Any], out: Callable[[str], None] = print) -> None:
+    before, after = results["baseline"], baseline_figures(results)
+    out(f"\n== this run against --baseline {results['baseline_path']} ==")
+    out(f"  {'figure':<40} {'baseline':>10} {'this run':>10} {'ratio':>7}")
+    for key, label in (
+        ("closed_orders_per_s", "closed-loop orders/s"),
+        ("mongo_per_order", "MongoDB round trips per order"),
+        ("psp_per_order", "PSP ledger round trips per order"),
+        ("services_cpu_ms", "CPU ms per order, four services"),
+        ("db_cpu_ms", "CPU ms per order, MongoDB server"),
+        ("open_p99_ms", "POST /orders p99 ms, open loop"),
+    ):
+        was, now = before.get(key, math.nan), after[key]
+        out(f"  {label:<40} {fmt(was):>10} {fmt(now):>10} {fmt(now / was if was else math.nan):>7}")

@@ -47,6 +47,7 @@ class Stack:
     # The services' retryWrites, set in MONGO_URL (infra/devstack/mongo.py says why it is off
     # for SecantusDB); each service's /metrics reports what its client really runs with.
     retry_writes: bool = False
+    replicas: int = 1  # processes per service; each has its own label, `order`, `order-2`...
     management: Management = field(default_factory=Management.from_env)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
     mongo: SecantusHandle | None = None
@@ -71,25 +72,32 @@ class Stack:
     def database(self, service: str) -> str:
         return f"bench_{self.run_id}_{DATABASES[service]}"
 
-    def url(self, service: str) -> str:
-        return f"http://127.0.0.1:{self.http_ports[service]}"
+    def labels(self, service: str) -> list[str]:
+        return [service, *(f"{service}-{n}" for n in range(2, self.replicas + 1))]
 
-    def log(self, service: str) -> Path:
-        return self.work_dir / f"{service}.log"
+    def url(self, label: str) -> str:
+        return f"http://127.0.0.1:{self.http_ports[label]}"
 
-    def env(self, service: str) -> dict[str, str]:
+    def urls(self, service: str) -> list[str]:
+        return [self.url(label) for label in self.labels(service)]
+
+    def log(self, label: str) -> Path:
+        return self.work_dir / f"{label}.log"
+
+    def env(self, service: str, label: str | None = None) -> dict[str, str]:
+        label = label or service
         wiring = processes.service_env(
             amqp_url=self.amqp_url,
             mongo_url=self.mongo_url,
             database=self.database(service),
             redis_url=self.redis_url,
-            http_port=self.http_ports.get(service, 0),
+            http_port=self.http_ports.get(label, 0),
         )
         return {
             **wiring,
             "LOG_LEVEL": self.log_level,
             "HTTP_HOST": "127.0.0.1",
-            "BENCH_COUNTS_PORT": str(self.count_ports.get(service, 0)),
+            "BENCH_COUNTS_PORT": str(self.count_ports.get(label, 0)),
         }
 
     def start(self, skus: int, stock: int) -> None:
@@ -115,40 +123,46 @@ class Stack:
             seed, env=self.env("inventory"), check=True, capture_output=True, timeout=120
         )
         for service in SERVICES:
-            self.http_ports[service] = devstack.free_port()
-            self.count_ports[service] = devstack.free_port()
-            self.processes[service] = processes.launch(
-                [sys.executable, "-m", "bench.instrumented", service],
-                self.env(service),
-                self.log(service),
-            )
-        for service in SERVICES:
+            for label in self.labels(service):
+                self.http_ports[label] = devstack.free_port()
+                self.count_ports[label] = devstack.free_port()
+                self.processes[label] = processes.launch(
+                    [sys.executable, "-m", "bench.instrumented", service],
+                    self.env(service, label),
+                    self.log(label),
+                )
+        for label, process in self.processes.items():
             processes.wait_ready(
-                service,
-                self.processes[service],
-                self.url(service),
-                self.log(service),
-                READY_TIMEOUT_S,
-                interval_s=0.2,
+                label, process, self.url(label), self.log(label), READY_TIMEOUT_S, interval_s=0.2
             )
 
+    def service_of(self, label: str) -> str:
+        return next((s for s in SERVICES if label in self.labels(s)), label)
+
     def pids(self) -> dict[str, int]:
-        pids = {service: p.pid for service, p in self.processes.items()}
+        pids = {label: p.pid for label, p in self.processes.items()}
         if self.mongo is not None:
             pids["secantusdb"] = self.mongo.pid
         pids["bench-client"] = os.getpid()
         return {**pids, **shared_server_pids()}
 
     def snapshot(self) -> Snapshot:
-        counts = {}
-        for service, port in self.count_ports.items():
+        """Counts and CPU per service, its replicas summed."""
+        counts: dict[str, dict[str, int]] = {}
+        for label, port in self.count_ports.items():
             response = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
-            counts[service] = {k: int(v) for k, v in response.json().items()}
-        return Snapshot(time.monotonic(), counts, cpu_seconds(self.pids()))
+            summed = counts.setdefault(self.service_of(label), {})
+            for key, value in response.json().items():
+                summed[key] = summed.get(key, 0) + int(value)
+        cpu: dict[str, float] = {}
+        for label, seconds in cpu_seconds(self.pids()).items():
+            service = self.service_of(label)
+            cpu[service] = cpu.get(service, 0.0) + seconds
+        return Snapshot(time.monotonic(), counts, cpu)
 
     def client_settings(self) -> dict[str, dict[str, str]]:
-        """Each service's MongoDB client options, as the running service reports them."""
-        return {s: mongo_client_settings(self.url(s)) for s in self.processes}
+        """Each process's MongoDB client options, as the running process reports them."""
+        return {label: mongo_client_settings(self.url(label)) for label in self.processes}
 
     def vhost_stats(self) -> dict[str, Any]:
         """The broker's own message counters for the vhost (a cross-check of ours)."""
