@@ -8,7 +8,14 @@ from typing import Any
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from infra.messaging.outbox import OutboxRelay, outbox_fields, wrap_events
+from contracts.events import PaymentRefunded
+from infra.messaging.outbox import (
+    OutboxRelay,
+    merge_updates,
+    outbox_append,
+    outbox_fields,
+    wrap_events,
+)
 from payment_service.domain.model import Payment, PaymentStatus
 
 Document = dict[str, Any]
@@ -44,9 +51,40 @@ class MongoPaymentRepository:
         self._relay.notify(payment.order_id, envelopes)
         return True
 
-    async def exists(self, order_id: str) -> bool:
-        return await self._collection.find_one({"_id": order_id}, {"_id": 1}) is not None
+    async def get(self, order_id: str) -> Payment | None:
+        document = await self._collection.find_one({"_id": order_id}, {"outbox": 0})
+        if document is None:
+            return None
+        return Payment(
+            document["_id"],
+            document["amount_cents"],
+            document["currency"],
+            PaymentStatus(document["status"]),
+            document.get("gateway_reference"),
+            document.get("reason"),
+            document.get("attempts", 1),
+        )
 
-    async def status(self, order_id: str) -> PaymentStatus | None:
-        document = await self._collection.find_one({"_id": order_id}, {"status": 1})
-        return None if document is None else PaymentStatus(document["status"])
+    async def mark_refunded(self, event: PaymentRefunded, caused_by: str) -> bool:
+        """Guarded on the status: of concurrent refunds of one order, one write matches."""
+        envelopes = wrap_events([event], self._producer, caused_by)
+        refundable = [PaymentStatus.SUCCEEDED.value, PaymentStatus.VOIDED.value]
+        result = await self._collection.update_one(
+            {"_id": event.order_id, "status": {"$in": refundable}},
+            merge_updates(
+                {
+                    "$set": {
+                        "status": PaymentStatus.REFUNDED.value,
+                        "amount_cents": event.amount_cents,
+                        "gateway_reference": event.gateway_reference,
+                        "refund_reference": event.refund_reference,
+                        "refunded_at": datetime.now(UTC),
+                    }
+                },
+                outbox_append(envelopes),
+            ),
+        )
+        if result.matched_count == 0:
+            return False
+        self._relay.notify(event.order_id, envelopes)
+        return True
