@@ -7,9 +7,20 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from contracts.events import DEADLINE_REASON, OrderCancelled, OrderLine, PricedLine
+from contracts.envelope import Envelope
+from contracts.events import (
+    DEADLINE_REASON,
+    OrderCancelled,
+    OrderLine,
+    OrderPlaced,
+    PricedLine,
+    StockReserved,
+)
+from infra.messaging.outbox import outbox_entry
+from order_service.adapters.repository import to_state
 from order_service.deadlines import DeadlineSweeper, expire_overdue
 from order_service.domain.model import Order, OrderStatus
+from order_service.rebuild import differences, rebuild_order
 from tests.unit.fakes import FakeOrderRepository
 
 pytestmark = pytest.mark.unit
@@ -126,3 +137,27 @@ async def test_the_sweeper_works_off_a_backlog_in_batches() -> None:
     assert await sweeper.sweep() == 25
     assert all(o.status is OrderStatus.CANCELLED for o in repo.orders.values())
     assert await sweeper.sweep() == 0  # nothing left, nothing ended twice
+
+
+def test_the_rebuild_replays_a_deadline_cancellation_from_the_events() -> None:
+    order = placed()
+    placed_event = OrderPlaced(order_id="o-1", customer_id="c-1", payment_method="tok_ok",
+                               lines=[OrderLine(sku="SKU-1", quantity=2)])  # fmt: skip
+    reserved = StockReserved(order_id="o-1", customer_id="c-1", lines=priced(),
+                             total_cents=300, payment_method="tok_ok")  # fmt: skip
+    reserved_envelope = Envelope.wrap(reserved, producer="inventory")
+    order.stock_reserved(reserved.lines, 300, NOW, str(reserved_envelope.event_id))
+    order.expire(LATER)
+    [cancelled] = order.events
+    consumed = outbox_entry(reserved_envelope) | {"applied_at": NOW}
+    document = to_state(order) | {
+        "outbox": [
+            outbox_entry(Envelope.wrap(placed_event, producer="order", occurred_at=NOW)),
+            outbox_entry(Envelope.wrap(cancelled, producer="order", occurred_at=LATER)),
+        ],
+        "inbox": [consumed],
+    }
+    rebuilt = rebuild_order(document)
+    assert rebuilt is not None
+    assert differences(document, rebuilt) == []
+    assert rebuilt.history[-1].reason == DEADLINE_REASON
