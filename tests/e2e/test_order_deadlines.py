@@ -22,7 +22,7 @@ from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 Mongo = AsyncMongoClient[dict[str, Any]]
-DEADLINE_S = 6
+DEADLINE_S = 8
 STOCK = 100
 DEADLINE_ENV = {
     "ORDER_DEADLINE_S": str(DEADLINE_S),
