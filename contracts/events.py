@@ -17,6 +17,9 @@ Cents = Annotated[int, Field(ge=0)]
 Reason = Annotated[str, Field(min_length=1, max_length=500)]
 OrderId = Annotated[str, Field(min_length=1, max_length=64)]
 CURRENCY = "EUR"
+# OrderCancelled reasons other services tell apart (to label refunds); other reasons are free text.
+DEADLINE_REASON = "deadline"
+CUSTOMER_CANCEL_REASON = "cancelled by the customer"
 
 
 class Event(BaseModel):
@@ -89,6 +92,21 @@ class PaymentFailed(OrderEvent):
     reason: Reason
 
 
+class PaymentRefunded(OrderEvent):
+    """A captured payment was given back because its order ended cancelled (the order's
+    deadline, a customer cancel that raced the charge, or a late gateway answer). `reason` is
+    the order's cancellation reason."""
+
+    event_type: ClassVar[str] = "PaymentRefunded"
+    customer_id: str
+    amount_cents: Cents
+    currency: str = CURRENCY
+    payment_id: str
+    gateway_reference: str
+    refund_reference: str = Field(min_length=1, max_length=200)
+    reason: Reason
+
+
 class OrderConfirmed(OrderEvent):
     event_type: ClassVar[str] = "OrderConfirmed"
     customer_id: str
@@ -151,6 +169,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     StockReservationFailed,
     PaymentSucceeded,
     PaymentFailed,
+    PaymentRefunded,
     OrderConfirmed,
     OrderRejected,
     OrderCancelled,

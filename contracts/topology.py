@@ -25,6 +25,7 @@ from contracts.events import (
     OrderPlaced,
     OrderRejected,
     PaymentFailed,
+    PaymentRefunded,
     PaymentSucceeded,
     StockReplenished,
     StockReservationFailed,
@@ -49,7 +50,7 @@ PUBLICATIONS: dict[str, tuple[type[Event], ...]] = {
         NotificationPreferenceChanged,
     ),
     INVENTORY: (StockReserved, StockReservationFailed, StockReplenished),
-    PAYMENT: (PaymentSucceeded, PaymentFailed),
+    PAYMENT: (PaymentSucceeded, PaymentFailed, PaymentRefunded),
     NOTIFICATION: (),
 }
 
@@ -61,6 +62,7 @@ SUBSCRIPTIONS: dict[str, tuple[type[Event], ...]] = {
         OrderConfirmed,
         OrderRejected,
         OrderCancelled,
+        PaymentRefunded,
         CustomerRegistered,
         NotificationPreferenceChanged,
         StockReplenished,

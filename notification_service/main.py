@@ -18,6 +18,7 @@ from contracts.events import (
     OrderCancelled,
     OrderConfirmed,
     OrderRejected,
+    PaymentRefunded,
     StockReplenished,
 )
 from contracts.topology import NOTIFICATION, SUBSCRIPTIONS
@@ -60,6 +61,7 @@ def build_handlers(contacts: ContactStore, delivery: Delivery) -> dict[type[Even
         OrderConfirmed: on_outcome,
         OrderRejected: on_outcome,
         OrderCancelled: on_outcome,
+        PaymentRefunded: on_outcome,
         StockReplenished: partial(handlers.on_stock_replenished, delivery=delivery),
         CustomerRegistered: partial(handlers.on_customer_registered, contacts=contacts),
         NotificationPreferenceChanged: partial(handlers.on_preference_changed, contacts=contacts),

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from contracts.events import OrderLine
-from order_service.domain.model import Order
+from contracts.events import CUSTOMER_CANCEL_REASON, OrderLine
+from order_service.domain.model import DEFAULT_DEADLINE_S, Order
 from order_service.handlers import (
     Clock,
     ConcurrentUpdate,
@@ -26,11 +26,12 @@ async def place_order(
     payment_method: str,
     idempotency_key: str | None = None,
     now: Clock = utc_now,
+    deadline_s: float = DEFAULT_DEADLINE_S,
 ) -> tuple[Order, bool]:
     """Returns (order, created). A repeated key with the same request returns the order it
     created first; with another request it raises IdempotencyConflict."""
     order_id = order_id_for(customer_id, idempotency_key)
-    order = Order.place(order_id, customer_id, lines, payment_method, now())
+    order = Order.place(order_id, customer_id, lines, payment_method, now(), deadline_s)
     order.request_fingerprint = fingerprint(lines, payment_method)
     try:
         await orders.save(order)
@@ -50,7 +51,7 @@ async def cancel_order(
         order = await orders.get(order_id)
         if order is None or order.customer_id != customer_id:
             return None
-        if not order.cancel("cancelled by the customer", now()):
+        if not order.cancel(CUSTOMER_CANCEL_REASON, now()):
             return order
         try:
             await orders.save(order)

@@ -19,7 +19,7 @@ from contracts.events import (
     StockReserved,
 )
 from infra.messaging.errors import RetryLater
-from infra.observability.metrics import EVENTS_IGNORED, ORDERS_ENDED, PAID_AFTER_CANCEL
+from infra.observability.metrics import EVENTS_IGNORED, ORDERS_ENDED
 from order_service.domain.model import Order, OrderStatus
 
 log = logging.getLogger(__name__)
@@ -102,11 +102,10 @@ async def on_payment_succeeded(
         orders, envelope, event.order_id, lambda order: order.payment_succeeded(now(), event_id)
     )
     if not applied and order.status is OrderStatus.CANCELLED:
-        # The customer cancelled while the charge was in flight. Refunds are out of scope:
-        # count it and say it loudly, so an operator can refund by hand.
-        PAID_AFTER_CANCEL.inc()
-        log.error("order %s was cancelled but payment %s captured it; refund needed",
-                  order.order_id, event.gateway_reference)  # fmt: skip
+        # Cancelled (customer, deadline) while the charge was in flight: the payment service
+        # refunds it when it meets the OrderCancelled and the capture together.
+        log.info("order %s was cancelled before payment %s arrived; payment refunds it",
+                 order.order_id, event.gateway_reference)  # fmt: skip
 
 
 async def on_payment_failed(

@@ -21,6 +21,8 @@ from order_service.adapters.customers import MongoCustomerStore
 from order_service.adapters.repository import MongoOrderRepository
 from order_service.adapters.sessions import RedisLoginGuard, RedisSessionStore
 from order_service.api import router
+from order_service.deadlines import DeadlineSweeper
+from order_service.domain.model import DEFAULT_DEADLINE_S
 from order_service.wiring import OrderServiceDeps
 
 
@@ -31,6 +33,10 @@ class OrderSettings(BaseSettings):
     login_failures_per_email: int = Field(default=5, ge=1)
     login_failures_per_address: int = Field(default=50, ge=1)
     login_window_s: int = Field(default=300, ge=1)
+    # ORDER_DEADLINE_S: an order not ended this long after it was placed is cancelled
+    # (reason `deadline`); ORDER_DEADLINE_SWEEP_S: how often each replica looks for them.
+    deadline_s: float = Field(default=DEFAULT_DEADLINE_S, gt=0)
+    deadline_sweep_s: float = Field(default=5.0, gt=0)
 
 
 async def build(runtime: Runtime, settings: OrderSettings) -> OrderServiceDeps:
@@ -45,7 +51,7 @@ async def build(runtime: Runtime, settings: OrderSettings) -> OrderServiceDeps:
         settings.login_window_s,
     )
     sessions = RedisSessionStore(runtime.redis, settings.session_ttl_s)
-    return OrderServiceDeps(orders, customers, sessions, guard)
+    return OrderServiceDeps(orders, customers, sessions, guard, settings.deadline_s)
 
 
 def create_app(runtime_settings: RuntimeSettings, settings: OrderSettings) -> FastAPI:
@@ -64,8 +70,13 @@ def create_app(runtime_settings: RuntimeSettings, settings: OrderSettings) -> Fa
                 PaymentSucceeded, partial(handlers.on_payment_succeeded, orders=orders)
             )
             await runtime.consume(PaymentFailed, partial(handlers.on_payment_failed, orders=orders))
+            sweeper = DeadlineSweeper(orders, settings.deadline_sweep_s)
+            sweeper.start()
             app.state.runtime = runtime
-            yield
+            try:
+                yield
+            finally:
+                await sweeper.stop()
 
     app = create_http_app(ORDER, lifespan, "Customers, sessions and orders.")
     app.include_router(router)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from order_service.adapters.customers import MongoCustomerStore
 from order_service.adapters.repository import MongoOrderRepository
 from order_service.adapters.sessions import RedisLoginGuard, RedisSessionStore
+from order_service.domain.model import DEFAULT_DEADLINE_S
 
 
 @dataclass(frozen=True)
@@ -15,3 +16,5 @@ class OrderServiceDeps:
     customers: MongoCustomerStore
     sessions: RedisSessionStore
     login_guard: RedisLoginGuard
+    # ORDER_DEADLINE_S: every order placed gets this long to end.
+    order_deadline_s: float = DEFAULT_DEADLINE_S

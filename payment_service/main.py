@@ -27,6 +27,8 @@ class PaymentSettings(BaseSettings):
     # A charge not answered within this is treated as the gateway being unavailable: retried
     # through the delay tiers with the same idempotency key.
     gateway_timeout_s: float = Field(default=5.0, gt=0)
+    # How long the simulated gateway takes to approve tok_late (a late answer, for tests).
+    simulated_late_s: float = Field(default=3.0, ge=0)
 
 
 def create_app(settings: RuntimeSettings, payment: PaymentSettings | None = None) -> FastAPI:
@@ -38,7 +40,8 @@ def create_app(settings: RuntimeSettings, payment: PaymentSettings | None = None
             relay = runtime.relays["payments"]
             payments = MongoPaymentRepository(runtime.db["payments"], relay, PAYMENT)
             gateway = TimedGateway(
-                SimulatedGateway(runtime.db["gateway_charges"]), payment.gateway_timeout_s
+                SimulatedGateway(runtime.db["gateway_charges"], payment.simulated_late_s),
+                payment.gateway_timeout_s,
             )
             await runtime.consume(
                 StockReserved,
@@ -49,7 +52,8 @@ def create_app(settings: RuntimeSettings, payment: PaymentSettings | None = None
                 ),
             )
             await runtime.consume(
-                OrderCancelled, partial(handlers.on_order_cancelled, payments=payments)
+                OrderCancelled,
+                partial(handlers.on_order_cancelled, payments=payments, gateway=gateway),
             )
             app.state.runtime = runtime
             yield

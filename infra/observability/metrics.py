@@ -66,9 +66,17 @@ ORDERS_ENDED = Counter(
     "Orders that reached a terminal status, by status.",
     ["status"],
 )
-PAID_AFTER_CANCEL = Counter(
-    "orders_paid_after_cancellation_total",
-    "Payments captured for orders the customer had cancelled meanwhile (need a manual refund).",
+ORDERS_DEADLINE_EXPIRED = Counter(
+    "orders_deadline_expired_total",
+    "Orders ended (cancelled) by their deadline, by the status they were stuck in "
+    "(PENDING, RESERVED, or PAID: paid with no known reservation).",
+    ["status_at_expiry"],
+)
+PAYMENTS_REFUNDED = Counter(
+    "payments_refunded_total",
+    "Captured payments refunded because their order ended cancelled, by why it was cancelled "
+    "(deadline, customer, other).",
+    ["reason"],
 )
 PAYMENT_ATTEMPTS = Counter(
     "payment_attempts_total",

@@ -15,10 +15,12 @@ from contracts.events import (
     OrderCancelled,
     OrderConfirmed,
     OrderRejected,
+    PaymentRefunded,
     StockReplenished,
 )
 
-OrderOutcome = OrderConfirmed | OrderRejected | OrderCancelled
+# What a customer is told about an order: how it ended, and money given back after a cancel.
+OrderOutcome = OrderConfirmed | OrderRejected | OrderCancelled | PaymentRefunded
 STOCK_REPLENISHED = "stock_replenished"
 
 
@@ -64,6 +66,10 @@ def notification_for(
     elif isinstance(event, OrderCancelled):
         kind = "order_cancelled"
         text = f"Your order {event.order_id} was cancelled: {event.reason}."
+    elif isinstance(event, PaymentRefunded):
+        kind = "payment_refunded"
+        amount = f"{event.amount_cents / 100:.2f} {event.currency}"
+        text = f"Your payment of {amount} for the cancelled order {event.order_id} was refunded."
     else:
         raise ValueError(f"no notification for {event.event_type}")
     key = f"{event.order_id}:{kind}"

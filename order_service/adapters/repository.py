@@ -31,12 +31,13 @@ from infra.messaging.outbox import (
     outbox_entry,
     outbox_fields,
 )
-from order_service.domain.model import HistoryEntry, Order, OrderStatus, ParkedPayment
+from order_service.domain.model import TERMINAL, HistoryEntry, Order, OrderStatus, ParkedPayment
 from order_service.handlers import ConcurrentUpdate, DuplicateOrder
 
 Document = dict[str, Any]
 
 
+OPEN_STATUSES = [s.value for s in OrderStatus if s not in TERMINAL]
 # Orders remembered per process; an order's events arrive within seconds of each other.
 RECENT_ORDERS = 10_000
 
@@ -55,6 +56,8 @@ class MongoOrderRepository:
         # The audit trail, by time: what was published and what was consumed.
         await self._collection.create_index("outbox.occurred_at")
         await self._collection.create_index("inbox.occurred_at")
+        # The deadline sweep: open orders by deadline, one indexed range query per sweep.
+        await self._collection.create_index([("status", 1), ("deadline_at", 1)])
 
     async def get(self, order_id: str, *, latest: bool = True) -> Order | None:
         if not latest and (remembered := self._recent.get(order_id)) is not None:
@@ -71,6 +74,16 @@ class MongoOrderRepository:
         self._recent.move_to_end(document["_id"])
         while len(self._recent) > RECENT_ORDERS:
             self._recent.popitem(last=False)
+
+    async def overdue(self, now: datetime, limit: int) -> list[Order]:
+        """Orders still open whose deadline has passed, earliest deadline first."""
+        cursor = self._collection.find(
+            {"status": {"$in": OPEN_STATUSES}, "deadline_at": {"$lte": now}},
+            {"outbox": 0, "inbox": 0},
+            sort=[("deadline_at", 1)],
+            limit=limit,
+        )
+        return [to_order(d) async for d in cursor]
 
     async def events(self, order_id: str) -> tuple[list[Document], list[Document]] | None:
         """(published, consumed) envelopes of one order, or None if there is no such order."""
@@ -175,6 +188,7 @@ def to_state(order: Order) -> Document:
         "currency": "EUR",
         "payment_method": order.payment_method,
         "created_at": order.created_at,
+        "deadline_at": order.deadline_at,
         "updated_at": datetime.now(UTC),
         "history": [
             {"status": h.status.value, "at": h.at, "reason": h.reason, "event_id": h.event_id}
@@ -203,4 +217,5 @@ def to_order(document: Document) -> Order:
         version=document["version"],
         parked_payment=None if parked is None else ParkedPayment(**parked),
         request_fingerprint=document.get("request_fingerprint"),
+        deadline_at=document.get("deadline_at"),
     )

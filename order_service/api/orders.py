@@ -53,6 +53,8 @@ class OrderView(BaseModel):
     currency: str
     payment_method: str
     created_at: datetime
+    # When the order is cancelled (reason `deadline`) if it has not ended by then.
+    deadline_at: datetime | None
     history: list[HistoryView]
 
 
@@ -91,8 +93,9 @@ async def place_order(
 ) -> OrderAccepted:
     try:
         order, created = await commands.place_order(
-            deps.orders, customer_id, body.items, body.payment_method, idempotency_key
-        )
+            deps.orders, customer_id, body.items, body.payment_method, idempotency_key,
+            deadline_s=deps.order_deadline_s,
+        )  # fmt: skip
     except ValidationError as error:  # e.g. two lines of one SKU adding up past the limit
         raise ApiError(422, "invalid_order", str(error.errors()[0]["msg"])) from None
     except IdempotencyConflict:
@@ -170,6 +173,7 @@ def _view(order: Order) -> OrderView:
         currency="EUR",
         payment_method=order.payment_method,
         created_at=order.created_at,
+        deadline_at=order.deadline_at,
         history=[HistoryView(status=h.status, at=h.at, reason=h.reason) for h in order.history],
     )
 

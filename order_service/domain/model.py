@@ -1,7 +1,8 @@
 """The Order aggregate: a state machine that records the events its transitions cause.
 
 PENDING -> RESERVED -> PAID -> CONFIRMED, or PENDING -> REJECTED (no stock), or
-RESERVED -> CANCELLED (payment failed), or PENDING/RESERVED -> CANCELLED (the customer).
+RESERVED -> CANCELLED (payment failed), or PENDING/RESERVED -> CANCELLED (the customer, or the
+order's deadline: an order not ended by `deadline_at` is cancelled with reason `deadline`).
 Events for an order arrive on different queues, so one may arrive before the one it depends on:
 a payment result before the stock reservation is parked on the order and applied when the
 reservation arrives, however late (retrying it instead would dead-letter it once the retry
@@ -12,10 +13,11 @@ is ignored: the method returns False and nothing changes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from contracts.events import (
+    DEADLINE_REASON,
     Event,
     OrderCancelled,
     OrderConfirmed,
@@ -35,6 +37,8 @@ class OrderStatus(StrEnum):
     CANCELLED = "CANCELLED"
 
 
+# An order not ended this long after it was placed is ended by its deadline (ORDER_DEADLINE_S).
+DEFAULT_DEADLINE_S = 900.0
 TERMINAL = frozenset({OrderStatus.CONFIRMED, OrderStatus.REJECTED, OrderStatus.CANCELLED})
 ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {
     OrderStatus.PENDING: frozenset(
@@ -88,6 +92,8 @@ class Order:
     parked_payment: ParkedPayment | None = None
     # Fingerprint of the request that placed it, to answer a repeated Idempotency-Key.
     request_fingerprint: str | None = None
+    # When the saga gives up on it (None only for orders stored before deadlines existed).
+    deadline_at: datetime | None = None
     events: list[Event] = field(default_factory=list)
 
     @classmethod
@@ -98,6 +104,7 @@ class Order:
         lines: list[OrderLine],
         payment_method: str,
         now: datetime,
+        deadline_s: float = DEFAULT_DEADLINE_S,
     ) -> Order:
         order = cls(
             order_id=order_id,
@@ -107,6 +114,7 @@ class Order:
             status=OrderStatus.PENDING,
             created_at=now,
             history=[HistoryEntry(OrderStatus.PENDING, now)],
+            deadline_at=now + timedelta(seconds=deadline_s),
         )
         order.events.append(
             OrderPlaced(
@@ -147,6 +155,22 @@ class Order:
             OrderCancelled(order_id=self.order_id, customer_id=self.customer_id, reason=reason)
         )
         return True
+
+    def expire(self, now: datetime) -> str | None:
+        """End an order still open at its deadline: cancelled with reason `deadline`, through
+        the same OrderCancelled as a customer's cancel, so inventory releases what it holds and
+        payment voids a later charge or refunds a captured one. Returns the status it had
+        (`PAID` for a payment parked without a known reservation), or None if it is not due.
+
+        A paid order whose reservation is known is CONFIRMED at once (payment_succeeded), so
+        the only paid order a deadline meets is one whose reservation never arrived: confirming
+        it could sell stock nobody holds, so it is cancelled and its charge refunded."""
+        if self.is_terminal or self.deadline_at is None or now < self.deadline_at:
+            return None
+        paid = self.parked_payment is not None and self.parked_payment.succeeded
+        status_at_expiry = "PAID" if paid else self.status.value
+        self.cancel(DEADLINE_REASON, now)
+        return status_at_expiry
 
     def stock_reserved(
         self, lines: list[PricedLine], total_cents: int, now: datetime, event_id: str

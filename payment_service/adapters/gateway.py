@@ -4,18 +4,25 @@ It behaves like a real PSP with idempotency keys: a repeated charge with the sam
 the first answer and never captures twice. Its ledger lives in MongoDB (collection
 `gateway_charges`) so captures can be counted from outside, as one would reconcile with a PSP.
 Decisions by payment method: tok_ok approves; tok_decline declines; tok_flaky is unavailable on
-the first two attempts for a key, then approves; anything else is declined as unsupported.
+the first two attempts for a key, then approves; tok_late approves after `late_s` (an answer
+that lands after the order's deadline, for tests; keep it below PAYMENT_GATEWAY_TIMEOUT_S);
+anything else is declined as unsupported.
+
+Refunds are found by the charge's idempotency key and recorded on its ledger entry: at most one
+refund per captured charge (`refunds` counts them, as `captures` counts captures), and a repeated
+refund returns the first answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 
-from payment_service.domain.model import ChargeResult, GatewayUnavailable
+from payment_service.domain.model import Charge, ChargeResult, GatewayUnavailable, RefundResult
 
 Document = dict[str, Any]
 FLAKY_FAILURES = 2
@@ -26,12 +33,15 @@ class SimulatedGateway:
     stored answer. No findAndModify: SecantusDB 0.7.0b3 re-checks a findAndModify's query with
     a collection scan, so each one cost a scan of the whole (ever-growing) ledger."""
 
-    def __init__(self, ledger: AsyncCollection[Document]) -> None:
+    def __init__(self, ledger: AsyncCollection[Document], late_s: float = 3.0) -> None:
         self._ledger = ledger
+        self._late_s = late_s
 
     async def charge(
         self, key: str, amount_cents: int, currency: str, payment_method: str
     ) -> ChargeResult:
+        if payment_method == "tok_late":
+            await asyncio.sleep(self._late_s)  # the gateway answers, but late
         decided = None if payment_method == "tok_flaky" else _decide(payment_method)
         first = await self._ledger.update_one(
             {"_id": key},
@@ -64,9 +74,27 @@ class SimulatedGateway:
             return _result(await self._ledger.find_one({"_id": key}) or decided)
         return _result(decided)
 
+    async def refund(self, charge: Charge, idempotency_key: str) -> RefundResult:
+        await self._ledger.update_one(
+            {"_id": charge.key, "outcome": "captured", "refund_key": None},
+            {
+                "$set": {
+                    "refund_key": idempotency_key,
+                    "refund_reference": f"re_{uuid.uuid4().hex}",
+                    "refunded_at": datetime.now(UTC),
+                },
+                "$inc": {"refunds": 1},
+            },
+        )
+        # Refunded now or before (that answer stands), or nothing captured under that key.
+        entry = await self._ledger.find_one({"_id": charge.key})
+        if entry is None or entry["outcome"] != "captured" or entry.get("refund_key") is None:
+            return RefundResult(refunded=False)
+        return RefundResult(True, entry["refund_reference"], entry["reference"])
+
 
 def _decide(payment_method: str) -> Document:
-    if payment_method in ("tok_ok", "tok_flaky"):
+    if payment_method in ("tok_ok", "tok_flaky", "tok_late"):
         return {"outcome": "captured", "reference": f"ch_{uuid.uuid4().hex}"}
     if payment_method == "tok_decline":
         return {"outcome": "declined", "decline_reason": "card declined"}

@@ -3,7 +3,9 @@ attempt log), then its settled outcome with the outbox of the event it causes.
 
 A charge costs two writes: `open` (which also refuses an order settled or voided before, so a
 redelivery or a cancelled order is never charged again) and `settle` (outcome, the answered
-attempt and the event, in one update). An unanswered call adds one `$push`. Every write is
+attempt and the event, in one update). An unanswered call adds one `$push`. A captured
+payment of an order that ended cancelled moves to REFUNDED with its PaymentRefunded in one
+guarded update. Every write is
 keyed by `_id` alone or by `_id` plus "not settled yet", so a void and a settlement racing for
 one order cannot both land: the second finds the document settled and stores nothing.
 """
@@ -16,7 +18,14 @@ from typing import Any
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from infra.messaging.outbox import OutboxRelay, outbox_fields, wrap_events
+from contracts.events import PaymentRefunded
+from infra.messaging.outbox import (
+    OutboxRelay,
+    merge_updates,
+    outbox_append,
+    outbox_fields,
+    wrap_events,
+)
 from payment_service.domain.model import Payment, PaymentAttempt, PaymentStatus
 
 Document = dict[str, Any]
@@ -78,11 +87,43 @@ class MongoPaymentRepository:
             return False
         return True
 
-    async def status(self, order_id: str) -> PaymentStatus | None:
-        document = await self._collection.find_one({"_id": order_id}, {"status": 1})
+    async def get(self, order_id: str) -> Payment | None:
+        """The settled payment, or None if there is none yet (absent, or only opened)."""
+        document = await self._collection.find_one({"_id": order_id}, {"outbox": 0})
         if document is None or "status" not in document:
             return None
-        return PaymentStatus(document["status"])
+        return Payment(
+            document["_id"],
+            document["amount_cents"],
+            document["currency"],
+            PaymentStatus(document["status"]),
+            document.get("gateway_reference"),
+            document.get("reason"),
+        )
+
+    async def mark_refunded(self, event: PaymentRefunded, caused_by: str) -> bool:
+        """Guarded on the status: of concurrent refunds of one order, one write matches."""
+        envelopes = wrap_events([event], self._producer, caused_by)
+        refundable = [PaymentStatus.SUCCEEDED.value, PaymentStatus.VOIDED.value]
+        result = await self._collection.update_one(
+            {"_id": event.order_id, "status": {"$in": refundable}},
+            merge_updates(
+                {
+                    "$set": {
+                        "status": PaymentStatus.REFUNDED.value,
+                        "amount_cents": event.amount_cents,
+                        "gateway_reference": event.gateway_reference,
+                        "refund_reference": event.refund_reference,
+                        "refunded_at": datetime.now(UTC),
+                    }
+                },
+                outbox_append(envelopes),
+            ),
+        )
+        if result.matched_count == 0:
+            return False
+        self._relay.notify(event.order_id, envelopes)
+        return True
 
 
 def _outcome(payment: Payment) -> Document:

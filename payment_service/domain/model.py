@@ -8,7 +8,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from contracts.events import CURRENCY, Event, PaymentFailed, PaymentSucceeded, StockReserved
+from contracts.events import (
+    CURRENCY,
+    CUSTOMER_CANCEL_REASON,
+    DEADLINE_REASON,
+    Event,
+    PaymentFailed,
+    PaymentRefunded,
+    PaymentSucceeded,
+    StockReserved,
+)
 
 
 class GatewayUnavailable(Exception):
@@ -23,11 +32,34 @@ class ChargeResult:
     decline_reason: str | None = None
 
 
+@dataclass(frozen=True)
+class Charge:
+    """A charge to refund, found by the idempotency key it was made with; `reference` is the
+    gateway's id for it when known (a run that died right after the capture never learnt it)."""
+
+    key: str
+    amount_cents: int
+    currency: str
+    reference: str | None = None
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    """`refunded` False: the gateway holds no capture for that charge (nothing to give back).
+    A repeated refund with the same key returns the first answer."""
+
+    refunded: bool
+    reference: str | None = None
+    charge_reference: str | None = None
+
+
 class PaymentStatus(StrEnum):
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
-    # The customer cancelled before the charge: a later StockReserved must not charge.
+    # The order was cancelled before the charge: a later StockReserved must not charge.
     VOIDED = "VOIDED"
+    # Captured, then given back because the order ended cancelled.
+    REFUNDED = "REFUNDED"
 
 
 class AttemptOutcome(StrEnum):
@@ -84,6 +116,35 @@ class PaymentAttempt:
 def idempotency_key(order_id: str) -> str:
     """One charge per order, however often the request is retried or redelivered."""
     return f"order-{order_id}"
+
+
+def refund_key(order_id: str) -> str:
+    """One refund per order, however often the cancellation or the capture is redelivered."""
+    return f"refund-order-{order_id}"
+
+
+def refund_reason(cancel_reason: str | None) -> str:
+    """A bounded label for why the order was cancelled: deadline, customer or other."""
+    if cancel_reason == DEADLINE_REASON:
+        return "deadline"
+    if cancel_reason == CUSTOMER_CANCEL_REASON:
+        return "customer"
+    return "other"
+
+
+def refunded_event(
+    order_id: str, customer_id: str, charge: Charge, result: RefundResult, cancel_reason: str
+) -> PaymentRefunded:
+    return PaymentRefunded(
+        order_id=order_id,
+        customer_id=customer_id,
+        amount_cents=charge.amount_cents,
+        currency=charge.currency,
+        payment_id=charge.key,
+        gateway_reference=result.charge_reference or charge.reference or "",
+        refund_reference=result.reference or refund_key(order_id),
+        reason=cancel_reason or "cancelled",
+    )
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """Faults injected into the running pipeline mid-batch; every order is counted afterwards.
 
 Each test prints a tally line (`submitted=... lost=0 double_charged=0 oversold=0 dlq=0`) and
-asserts that nothing was lost, charged twice or oversold, that every stock level equals the
-initial stock minus the confirmed quantities, and that every ended order was notified once.
+asserts that nothing was lost, hung past its deadline, charged twice, kept charged for an order
+that did not confirm, refunded twice or oversold, that every stock level equals the initial
+stock minus the confirmed quantities, and that every ended order was notified once.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from infra.devstack._util import root_prefix
 from infra.devstack.services import SERVICES
 from infra.messaging.codec import MAX_BODY_BYTES
 from tests.chaos.conftest import MakeChaos
-from tests.chaos.harness import TERMINAL, ChaosPipeline, Tally
+from tests.chaos.harness import ChaosPipeline
+from tests.chaos.tally import TERMINAL, Tally
 from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.chaos
@@ -33,11 +35,18 @@ BATCH = 60
 OUTAGE_S = 3.0
 
 
-def assert_intact(tally: Tally, expected_dlq: int = 0) -> None:
+def assert_intact(tally: Tally, expected_dlq: int = 0, refunds_expected: bool = False) -> None:
     print(f"\n{tally.line()}")
     assert tally.lost == 0
+    assert tally.hung == 0
     assert tally.double_charged == 0
     assert tally.charged_unconfirmed == 0
+    assert tally.double_refunded == 0
+    assert tally.refund_unannounced == 0
+    if refunds_expected:
+        assert 0 < tally.refunded <= tally.statuses["CANCELLED"]
+    else:
+        assert tally.refunded == 0
     assert tally.oversold == 0
     assert tally.stock_mismatch == {}
     assert tally.unnotified == 0

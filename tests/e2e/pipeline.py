@@ -27,6 +27,9 @@ class Pipeline:
     extra_env: dict[str, str] = field(default_factory=dict)
     # Per service, applied over extra_env (e.g. one service on a Redis of its own).
     service_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Processes per service beyond the first (e.g. {"order": 1}: a second order process,
+    # named "order-2", on its own port and the same database and queues).
+    extra_replicas: dict[str, int] = field(default_factory=dict)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
     ports: dict[str, int] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -39,6 +42,11 @@ class Pipeline:
 
     def log(self, service: str) -> Path:
         return self.log_dir / f"{service}.log"
+
+    def instances(self) -> list[str]:
+        """Every process name: the services, then their extra replicas ("order-2", ...)."""
+        extra = [f"{s}-{n + 2}" for s in SERVICES for n in range(self.extra_replicas.get(s, 0))]
+        return [*SERVICES, *extra]
 
     def env(self, service: str) -> dict[str, str]:
         wiring = processes.service_env(
@@ -57,17 +65,22 @@ class Pipeline:
             env=self.env("inventory"), check=True, capture_output=True, timeout=60,
         )  # fmt: skip
 
-    def start(self, service: str) -> None:
-        self.ports.setdefault(service, free_port())
-        self.processes[service] = processes.launch(
-            [sys.executable, "-m", f"{service}_service"], self.env(service), self.log(service)
+    def start(self, instance: str) -> None:
+        """Start a service ("order") or a replica of one ("order-2")."""
+        service = instance.split("-")[0]
+        self.ports.setdefault(instance, free_port())
+        self.processes[instance] = processes.launch(
+            [sys.executable, "-m", f"{service}_service"],
+            # A replica: the service's environment on a port of its own.
+            {**self.env(service), "HTTP_PORT": str(self.ports[instance])},
+            self.log(instance),
         )
 
     def start_all(self, timeout_s: float = 60.0) -> None:
-        for service in SERVICES:
-            self.start(service)
-        for service in SERVICES:
-            self.wait_ready(service, timeout_s)
+        for instance in self.instances():
+            self.start(instance)
+        for instance in self.instances():
+            self.wait_ready(instance, timeout_s)
 
     def wait_ready(self, service: str, timeout_s: float) -> None:
         processes.wait_ready(
@@ -97,6 +110,7 @@ def running_pipeline(
     extra_env: dict[str, str] | None = None,
     service_env: dict[str, dict[str, str]] | None = None,
     seed: tuple[int, int] | None = None,
+    extra_replicas: dict[str, int] | None = None,
 ) -> Iterator[Pipeline]:
     """The four services on a vhost and databases of their own, stopped (and their exit
     codes checked: a graceful stop is 0) when the block ends. `seed`: (SKUs, stock each)."""
@@ -110,6 +124,7 @@ def running_pipeline(
         log_dir,
         extra_env=extra_env or {},
         service_env=service_env or {},
+        extra_replicas=extra_replicas or {},
     )
     if seed is not None:
         running.seed(*seed)
@@ -119,6 +134,6 @@ def running_pipeline(
     finally:
         codes = running.stop_all()
         devstack.delete_vhost(vhost, rabbitmq_vhost.management)
-        for service in SERVICES:
-            print(f"--- {service} log tail ---\n{running.tail(service, 15)}")
-    assert codes == dict.fromkeys(SERVICES, 0), f"unclean shutdown: {codes}"
+        for instance in running.instances():
+            print(f"--- {instance} log tail ---\n{running.tail(instance, 15)}")
+    assert codes == dict.fromkeys(running.instances(), 0), f"unclean shutdown: {codes}"

@@ -105,7 +105,9 @@ async def test_a_cancellation_voids_an_open_payment_and_a_late_answer_changes_no
     result = ChargeResult(approved=True, reference="ch_late")
     answered = PaymentAttempt.answered(event, result, datetime.now(UTC))
     assert not await payments.settle(Payment.settle(event, result), "cause", answered)
-    assert await payments.status(event.order_id) is PaymentStatus.VOIDED
+    voided = await payments.get(event.order_id)
+    assert voided == Payment.void(event.order_id, "changed my mind")
+    assert voided.status is PaymentStatus.VOIDED
     document = await mongo_db["payments"].find_one({"_id": event.order_id})
     assert document is not None
     assert [a["gateway_reference"] for a in document["attempts"]] == ["ch_late"]

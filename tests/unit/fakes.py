@@ -8,17 +8,19 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from contracts.envelope import Envelope
-from contracts.events import Event
+from contracts.events import Event, PaymentRefunded
 from inventory_service.domain.model import Reservation, ReservationStatus, StockItem
 from inventory_service.handlers import AlreadyRecorded, SkuExists, StockShort
 from order_service.domain.model import Order
 from order_service.handlers import ConcurrentUpdate, DuplicateOrder
 from payment_service.domain.model import (
+    Charge,
     ChargeResult,
     GatewayUnavailable,
     Payment,
     PaymentAttempt,
     PaymentStatus,
+    RefundResult,
 )
 
 T = TypeVar("T")
@@ -119,6 +121,9 @@ class FakeGateway:
         self.failures_left = failures_before_answer
         self.approve = approve
         self.captures: dict[str, int] = {}
+        # charge key -> refund keys it was asked to refund with (one entry per money movement)
+        self.refunds: dict[str, list[str]] = {}
+        self.refund_failures_left = 0
 
     async def charge(
         self, key: str, amount_cents: int, currency: str, payment_method: str
@@ -130,6 +135,16 @@ class FakeGateway:
             self.captures[key] = amount_cents
             return ChargeResult(approved=True, reference=f"ch-{key}")
         return ChargeResult(approved=False, decline_reason="card declined")
+
+    async def refund(self, charge: Charge, idempotency_key: str) -> RefundResult:
+        if self.refund_failures_left > 0:
+            self.refund_failures_left -= 1
+            raise GatewayUnavailable("simulated")
+        if charge.key not in self.captures:
+            return RefundResult(refunded=False)
+        if charge.key not in self.refunds:  # the first refund moves money; repeats answer
+            self.refunds[charge.key] = [idempotency_key]
+        return RefundResult(True, f"re-{self.refunds[charge.key][0]}", f"ch-{charge.key}")
 
 
 class HangingGateway:
@@ -145,6 +160,11 @@ class HangingGateway:
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
+    async def refund(self, charge: Charge, idempotency_key: str) -> RefundResult:
+        self.calls += 1
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
 
 class FakePayments:
     """The payment repository's contract in memory: one record per order with its calls."""
@@ -153,6 +173,7 @@ class FakePayments:
         self.payments: dict[str, Payment] = {}
         self.opened: set[str] = set()
         self.attempts: list[PaymentAttempt] = []
+        self.published: list[Event] = []
 
     async def open(self, order_id: str) -> bool:
         if order_id in self.payments:
@@ -179,6 +200,14 @@ class FakePayments:
     def calls(self, order_id: str) -> int:
         return sum(1 for a in self.attempts if a.order_id == order_id)
 
-    async def status(self, order_id: str) -> PaymentStatus | None:
-        payment = self.payments.get(order_id)
-        return None if payment is None else payment.status
+    async def get(self, order_id: str) -> Payment | None:
+        return copy.copy(self.payments.get(order_id))
+
+    async def mark_refunded(self, event: PaymentRefunded, caused_by: str) -> bool:
+        payment = self.payments.get(event.order_id)
+        refundable = (PaymentStatus.SUCCEEDED, PaymentStatus.VOIDED)
+        if payment is None or payment.status not in refundable:
+            return False
+        payment.status = PaymentStatus.REFUNDED
+        self.published.append(event)
+        return True

@@ -7,6 +7,7 @@ import pytest
 from contracts.events import (
     NotificationPreferenceChanged,
     OrderRejected,
+    PaymentRefunded,
     StockReplenished,
 )
 from notification_service.domain.contacts import (
@@ -44,6 +45,16 @@ def test_an_order_notification_starts_pending_keyed_by_order_and_kind() -> None:
     assert (notification.channel, notification.event_id) == ("email", "ev-1")
     assert "out of stock" in notification.message
     assert "o-1" in notification.subject
+
+
+def test_a_refund_is_its_own_notification_beside_the_cancellation() -> None:
+    refunded = PaymentRefunded(
+        order_id="o-1", customer_id="c-1", amount_cents=1250, payment_id="order-o-1",
+        gateway_reference="ch_1", refund_reference="re_1", reason="deadline",
+    )  # fmt: skip
+    notification = notification_for(refunded, "log", T0, "ev-2")
+    assert (notification.key, notification.kind) == ("o-1:payment_refunded", "payment_refunded")
+    assert "12.50 EUR" in notification.message
 
 
 def test_a_restock_is_an_operator_notification_keyed_by_its_event() -> None:

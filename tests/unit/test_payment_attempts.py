@@ -109,7 +109,7 @@ async def test_a_cancelled_order_is_never_charged_after_the_void() -> None:
     gateway, payments = FakeGateway(), FakePayments()
     cancelled = OrderCancelled(order_id="o-9", customer_id="c-1", reason="changed my mind")
     await payment.on_order_cancelled(
-        Envelope.wrap(cancelled, producer="test"), cancelled, payments=payments
+        Envelope.wrap(cancelled, producer="test"), cancelled, payments=payments, gateway=gateway
     )
     reserved = StockReserved(
         order_id="o-9",
@@ -125,4 +125,5 @@ async def test_a_cancelled_order_is_never_charged_after_the_void() -> None:
         payments=payments,
     )
     assert gateway.captures == {}
+    assert gateway.refunds == {}  # nothing taken, nothing given back
     assert payments.payments["o-9"].status is PaymentStatus.VOIDED

@@ -1,0 +1,74 @@
+"""Faults injected while refunds are under way: orders paying with tok_late are approved by
+the gateway after their deadline cancelled them, so each capture must be refunded, once, and
+announced, whatever dies meanwhile. The fault strikes when the first refund is in the ledger,
+with the other late charges and refunds in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from tests.chaos.conftest import MakeChaos
+from tests.chaos.harness import ChaosPipeline
+from tests.chaos.test_faults import BATCH, OUTAGE_S, assert_intact, rabbitmqctl
+from tests.integration.waiting import eventually
+
+pytestmark = pytest.mark.chaos
+DEADLINE_S = 5
+REFUND_ENV = {
+    "ORDER_DEADLINE_S": str(DEADLINE_S),
+    "PAYMENT_SIMULATED_LATE_S": str(DEADLINE_S + 3),
+    "PAYMENT_GATEWAY_TIMEOUT_S": "30",
+}
+
+
+def refund_chaos(make_chaos: MakeChaos) -> ChaosPipeline:
+    return make_chaos(late_payments=True, extra_env=REFUND_ENV)
+
+
+async def first_refund(chaos: ChaosPipeline) -> None:
+    assert chaos.mongo is not None
+    assert chaos.pipeline is not None
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(chaos.mongo.url)
+    try:
+        ledger = client[chaos.pipeline.database("payment")]["gateway_charges"]
+        await eventually(lambda: ledger.find_one({"refunds": {"$gte": 1}}), 90, 0.05)
+    finally:
+        await client.close()
+
+
+async def test_payment_killed_mid_refund(make_chaos: MakeChaos) -> None:
+    chaos = refund_chaos(make_chaos)
+    pipeline = chaos.pipeline
+    assert pipeline is not None
+
+    async def kill_payment_once_refunds_start() -> None:
+        await first_refund(chaos)
+        code = await asyncio.to_thread(pipeline.stop, "payment", signal.SIGKILL)
+        assert code == -signal.SIGKILL
+        pipeline.start("payment")
+        await asyncio.to_thread(pipeline.wait_ready, "payment", 120)
+
+    await chaos.run_batch(BATCH, kill_payment_once_refunds_start)
+    assert_intact(await chaos.settle_and_tally(), refunds_expected=True)
+
+
+async def test_broker_restart_mid_refund(make_chaos: MakeChaos) -> None:
+    """Stops the default broker's app, like test_broker_restart_mid_batch."""
+    chaos = refund_chaos(make_chaos)
+
+    async def restart_broker_once_refunds_start() -> None:
+        await first_refund(chaos)
+        await asyncio.to_thread(rabbitmqctl, "stop_app")
+        try:
+            await asyncio.sleep(OUTAGE_S)
+        finally:
+            await asyncio.to_thread(rabbitmqctl, "start_app")
+            await asyncio.to_thread(rabbitmqctl, "await_startup")
+
+    await chaos.run_batch(BATCH, restart_broker_once_refunds_start)
+    assert_intact(await chaos.settle_and_tally(), refunds_expected=True)

@@ -1,0 +1,133 @@
+"""Refunds of captures whose order ended cancelled, in every order the two can meet, through
+fakes: each is refunded once and announced once. No I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from contracts.envelope import Envelope
+from contracts.events import (
+    DEADLINE_REASON,
+    OrderCancelled,
+    PaymentRefunded,
+    PricedLine,
+    StockReserved,
+)
+from infra.messaging.errors import RetryLater
+from payment_service import handlers as payment
+from payment_service.domain.model import (
+    ChargeResult,
+    Payment,
+    PaymentStatus,
+    refund_reason,
+)
+from tests.unit.fakes import FakeGateway, FakePayments
+
+pytestmark = pytest.mark.unit
+
+RESERVED = StockReserved(
+    order_id="o-1",
+    customer_id="c-1",
+    lines=[PricedLine(sku="SKU-1", quantity=2, unit_price_cents=250)],
+    total_cents=500,
+    payment_method="tok_ok",
+)
+CANCELLED = OrderCancelled(order_id="o-1", customer_id="c-1", reason=DEADLINE_REASON)
+
+
+class Shop:
+    def __init__(self, gateway: FakeGateway | None = None) -> None:
+        self.gateway, self.payments = gateway or FakeGateway(), FakePayments()
+
+    async def reserved(self) -> None:
+        await payment.on_stock_reserved(
+            Envelope.wrap(RESERVED, producer="test"), RESERVED,
+            gateway=self.gateway, payments=self.payments,
+        )  # fmt: skip
+
+    async def cancelled(self) -> None:
+        await payment.on_order_cancelled(
+            Envelope.wrap(CANCELLED, producer="test"), CANCELLED,
+            payments=self.payments, gateway=self.gateway,
+        )  # fmt: skip
+
+    def refunded(self) -> list[PaymentRefunded]:
+        return [e for e in self.payments.published if isinstance(e, PaymentRefunded)]
+
+
+class CancelledMidCharge(FakeGateway):
+    """Captures, but the order's cancellation is stored while the charge is in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.on_charge: Callable[[], Awaitable[None]] | None = None
+
+    async def charge(
+        self, key: str, amount_cents: int, currency: str, payment_method: str
+    ) -> ChargeResult:
+        result = await super().charge(key, amount_cents, currency, payment_method)
+        assert self.on_charge is not None
+        await self.on_charge()
+        return result
+
+
+async def test_a_cancellation_after_the_capture_refunds_it_once() -> None:
+    shop = Shop()
+    await shop.reserved()
+    await shop.cancelled()
+    await shop.cancelled()  # redelivered
+    assert shop.payments.payments["o-1"].status is PaymentStatus.REFUNDED
+    assert shop.gateway.refunds == {"order-o-1": ["refund-order-o-1"]}
+    [event] = shop.refunded()
+    assert (event.amount_cents, event.reason, event.customer_id) == (500, DEADLINE_REASON, "c-1")
+    assert event.gateway_reference == "ch-order-o-1"
+
+
+async def test_a_capture_that_lands_after_the_cancellation_is_refunded() -> None:
+    gateway = CancelledMidCharge()
+    shop = Shop(gateway)
+    gateway.on_charge = shop.cancelled
+    await shop.reserved()
+    assert shop.payments.payments["o-1"].status is PaymentStatus.REFUNDED
+    assert list(gateway.refunds) == ["order-o-1"]
+    assert len(shop.refunded()) == 1
+    await shop.reserved()  # redelivered: nothing more
+    assert len(shop.refunded()) == 1
+
+
+async def test_a_capture_left_by_a_run_that_died_before_settling_is_refunded() -> None:
+    shop = Shop()
+    # The dead run: the gateway captured, nothing was stored; then the order was cancelled.
+    await shop.gateway.charge("order-o-1", 500, "EUR", "tok_ok")
+    await shop.cancelled()
+    assert await shop.payments.get("o-1") == Payment.void("o-1", DEADLINE_REASON)
+    await shop.reserved()  # the redelivery finds the void and asks the gateway
+    assert shop.payments.payments["o-1"].status is PaymentStatus.REFUNDED
+    assert len(shop.refunded()) == 1
+
+
+async def test_nothing_is_refunded_when_nothing_was_captured() -> None:
+    shop = Shop()
+    await shop.cancelled()
+    await shop.reserved()
+    assert (shop.gateway.captures, shop.gateway.refunds) == ({}, {})
+    assert shop.refunded() == []
+
+
+async def test_a_gateway_outage_during_a_refund_is_retried() -> None:
+    shop = Shop()
+    await shop.reserved()
+    shop.gateway.refund_failures_left = 1
+    with pytest.raises(RetryLater, match="refund"):
+        await shop.cancelled()
+    assert shop.payments.payments["o-1"].status is PaymentStatus.SUCCEEDED
+    await shop.cancelled()  # the retry
+    assert len(shop.refunded()) == 1
+
+
+def test_refund_reasons_are_a_bounded_label() -> None:
+    assert refund_reason(DEADLINE_REASON) == "deadline"
+    assert refund_reason("cancelled by the customer") == "customer"
+    assert refund_reason("card expired") == refund_reason(None) == "other"
