@@ -124,6 +124,14 @@ class RedisStockCache:
         return True
 
     async def _put(self, items: list[StockItem]) -> None:
+        if len(items) == 1:
+            # EVALSHA alone, one round trip (loading the script only after a NOSCRIPT); a
+            # pipeline asks SCRIPT EXISTS first, a round trip of its own per write.
+            [item] = items
+            await self._set_if_newer(
+                keys=[_key(item.sku)], args=[item.version, json.dumps(asdict(item)), self._ttl_s]
+            )
+            return
         async with self._redis.pipeline(transaction=False) as pipe:
             for item in items:
                 await self._set_if_newer(

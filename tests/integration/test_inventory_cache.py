@@ -118,3 +118,23 @@ async def test_a_dead_redis_degrades_reads_and_a_restarted_one_serves_hits_again
 
     await eventually(hit, timeout_s=5)
     await client.aclose()
+
+
+async def test_a_write_through_after_the_scripts_were_flushed_still_lands(
+    own_redis: OwnRedis,
+) -> None:
+    """One item is one EVALSHA; a Redis that lost its scripts (a restart) answers NOSCRIPT,
+    and the cache loads the script and writes all the same, never going backwards."""
+    client = create_redis(RedisSettings(url=own_redis.url))
+    try:
+        cache = RedisStockCache(client, ttl_s=60)
+        code = sku()
+        await cache.put([StockItem(code, "thing", 100, 5, version=1)])
+        await client.script_flush()
+        await cache.put([StockItem(code, "thing", 100, 4, version=2)])
+        await cache.put([StockItem(code, "thing", 100, 9, version=1)])  # older: ignored
+        cached = await cache.get(code)
+        assert cached is not None
+        assert (cached.available, cached.version) == (4, 2)
+    finally:
+        await client.aclose()
