@@ -7,30 +7,23 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.events import PaymentFailed, PaymentSucceeded, StockReservationFailed, StockReserved
 from contracts.topology import ORDER
 from infra.http import create_http_app
+from infra.persistence.rate_limits import RedisRateLimiter
+from infra.persistence.sessions import RedisSessionStore
 from infra.runtime import Runtime, open_runtime
 from infra.service import serve
 from infra.settings import RuntimeSettings
 from order_service import handlers
 from order_service.adapters.customers import MongoCustomerStore
+from order_service.adapters.passwords import Passwords
 from order_service.adapters.repository import MongoOrderRepository
-from order_service.adapters.sessions import RedisLoginGuard, RedisSessionStore
+from order_service.adapters.sessions import RedisLoginGuard
 from order_service.api import router
+from order_service.settings import OrderSettings
 from order_service.wiring import OrderServiceDeps
-
-
-class OrderSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ORDER_")
-    session_ttl_s: int = Field(default=3600, ge=60)
-    # Failed logins allowed per window, per email and per client address.
-    login_failures_per_email: int = Field(default=5, ge=1)
-    login_failures_per_address: int = Field(default=50, ge=1)
-    login_window_s: int = Field(default=300, ge=1)
 
 
 async def build(runtime: Runtime, settings: OrderSettings) -> OrderServiceDeps:
@@ -43,9 +36,14 @@ async def build(runtime: Runtime, settings: OrderSettings) -> OrderServiceDeps:
         settings.login_failures_per_email,
         settings.login_failures_per_address,
         settings.login_window_s,
+        settings.login_max_lockout_s,
     )
-    sessions = RedisSessionStore(runtime.redis, settings.session_ttl_s)
-    return OrderServiceDeps(orders, customers, sessions, guard)
+    sessions = RedisSessionStore(runtime.redis, settings.session_ttl_s, settings.session_max_age_s)
+    passwords = Passwords(
+        settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism
+    )
+    limiter = RedisRateLimiter(runtime.redis, settings.rate_window_s)
+    return OrderServiceDeps(orders, customers, sessions, guard, passwords, limiter, settings)
 
 
 def create_app(runtime_settings: RuntimeSettings, settings: OrderSettings) -> FastAPI:
@@ -74,4 +72,6 @@ def create_app(runtime_settings: RuntimeSettings, settings: OrderSettings) -> Fa
 
 def run() -> None:
     runtime_settings = RuntimeSettings.from_env(ORDER, default_port=8000, default_database="orders")
-    serve(create_app(runtime_settings, OrderSettings()), runtime_settings)
+    settings = OrderSettings()
+    settings.refuse_unsafe(runtime_settings.environment)
+    serve(create_app(runtime_settings, settings), runtime_settings)

@@ -75,3 +75,13 @@ PAYMENT_ATTEMPTS = Counter(
     "Payment gateway calls by outcome (approved, declined, unavailable).",
     ["outcome"],
 )
+PASSWORD_VERIFICATIONS = Counter(
+    "password_verifications_total",
+    "Password hashes verified at login, by outcome (ok, wrong); refused attempts are not.",
+    ["outcome"],
+)
+RATE_LIMITED = Counter(
+    "http_rate_limited_total",
+    "Requests refused with 429 by a rate limit or the login limiter, by action.",
+    ["action"],
+)
