@@ -73,8 +73,12 @@ def create_app(runtime_settings: RuntimeSettings, settings: NotificationSettings
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The HTTP client is closed after the runtime, which lets in-flight sends finish.
+        # No kept-alive connections: webhook requests go to a checked address with the
+        # customer's host name as TLS server name, and a pooled connection (keyed by address)
+        # must not carry one customer's request over a TLS session verified for another name.
+        no_reuse = httpx.Limits(max_keepalive_connections=0)
         async with (
-            httpx.AsyncClient(follow_redirects=False) as http,
+            httpx.AsyncClient(follow_redirects=False, limits=no_reuse) as http,
             open_runtime(runtime_settings) as runtime,
         ):
             notifications = MongoNotificationStore(runtime.db["notifications"])

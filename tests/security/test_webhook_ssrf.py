@@ -253,3 +253,12 @@ async def test_the_running_service_delivers_only_to_the_allow_listed_receiver(
     assert delivered.body["order_id"] == outcomes["allowed"]
     assert loopback.requests == []
     assert uuid.UUID(outcomes["allowed"])
+
+
+async def test_an_allow_listed_ipv6_target_is_delivered_to(
+    client: httpx.AsyncClient, loopback6: WebhookReceiver
+) -> None:
+    channel = WebhookChannel(client, timeout_s=2, allowed=parse_networks(["::1/128"]))
+    await channel.send(order_notification(), webhook_contact(f"{loopback6.url}/hook"))
+    [received] = loopback6.at("/hook")
+    assert received.headers["Host"] == f"[::1]:{loopback6.port}"
