@@ -1,11 +1,12 @@
 """Which webhook URLs and which target addresses are acceptable. Pure: no I/O, no DNS.
 
 A webhook URL is chosen by a customer and fetched by our servers, so it is an SSRF vector: it
-must not reach our own loopback, private networks or a cloud metadata service. Two checks:
-- `check_webhook_url` at input (order API, the event, the notification domain): http(s) only,
-  no user:password, a host; a host written as an IP literal, in any of the spellings resolvers
-  accept (`127.1`, `0x7f000001`, `2130706433`, `0177.0.0.1`, `[::ffff:127.0.0.1]`), is
-  classified right away.
+must not reach our own loopback, private networks or a cloud metadata service. Checks:
+- `check_webhook_syntax` wherever a URL arrives (the notification domain, and within the next):
+  http(s) only, no user:password, a plain ASCII host.
+- `check_webhook_url` at input (order API) and again at send: the syntax, and a host written
+  as an IP literal, in any of the spellings resolvers accept (`127.1`, `0x7f000001`,
+  `2130706433`, `0177.0.0.1`, `[::ffff:127.0.0.1]`), is classified right away.
 - `refusal_reason` at send time, on every address the host name resolved to, right before the
   connection to that exact address (notification_service.adapters.webhook).
 An operator allow-list (CIDRs) lets private targets through, for development and tests.
@@ -83,7 +84,8 @@ def _c_number(part: str) -> int | None:
     if lowered.startswith("0x") and digits == "":
         return 0  # "0x" alone is 0 for strtoul
     try:
-        return int(digits, base) if digits and digits.isalnum() else None
+        # ASCII letters and digits only: int() also takes "1_000" and non-ASCII digits.
+        return int(digits, base) if digits.isascii() and digits.isalnum() else None
     except ValueError:
         return None
 
