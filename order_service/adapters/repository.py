@@ -104,10 +104,11 @@ class MongoOrderRepository:
         )
         return [to_order(d) async for d in cursor]
 
-    async def count_open(self, customer_id: str, statuses: list[str]) -> int:
-        """Orders of the customer in one of `statuses` (the index on customer_id serves it)."""
+    async def count_open(self, customer_id: str, statuses: list[str], up_to: int) -> int:
+        """Orders of the customer in one of `statuses`, counted up to `up_to` at most (the
+        index on customer_id serves it)."""
         query = {"customer_id": customer_id, "status": {"$in": statuses}}
-        return await self._collection.count_documents(query)
+        return await self._collection.count_documents(query, limit=up_to)
 
     async def save(self, order: Order, cause: Envelope | None = None) -> None:
         """Store the order's new state, the events it recorded and the event that caused

@@ -98,8 +98,9 @@ async def place_order(
         Bucket("customer", customer_id, settings.orders_per_customer),
         Bucket("address", address, settings.orders_per_address),
     ])  # fmt: skip
-    open_orders = await deps.orders.count_open(customer_id, OPEN_STATUSES)
-    if open_orders >= settings.max_open_orders_per_customer:
+    cap = settings.max_open_orders_per_customer
+    open_orders = await deps.orders.count_open(customer_id, OPEN_STATUSES, up_to=cap)
+    if open_orders >= cap:
         message = f"{open_orders} orders are still open; wait for some to end"
         raise ApiError(429, "too_many_open_orders", message, {"Retry-After": "5"})
     try:
