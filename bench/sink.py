@@ -20,6 +20,7 @@ import httpx
 from pymongo import AsyncMongoClient
 
 from bench.load import ProgressBar
+from infra.devstack.services import LOCAL_INTERNAL_TOKEN
 
 POLL_S = 0.5
 TERMINAL_KINDS = {
@@ -101,7 +102,9 @@ class HttpSink:
         async with self._limit:
             try:
                 response = await self._http.get(
-                    f"{self._url}/notifications", params={"order_id": order_id}
+                    f"{self._url}/notifications",
+                    params={"order_id": order_id},
+                    headers={"Authorization": f"Bearer {LOCAL_INTERNAL_TOKEN}"},
                 )
             except httpx.HTTPError:
                 return None

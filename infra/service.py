@@ -10,10 +10,19 @@ import signal
 
 import uvicorn
 from fastapi import FastAPI
+from pydantic_settings import BaseSettings
 
 from infra.observability.logging import configure_logging
 from infra.observability.tracing import configure_tracing
 from infra.settings import RuntimeSettings
+
+
+class ProxySettings(BaseSettings):
+    # Peers (comma-separated addresses or CIDRs, or "*") whose X-Forwarded-For/-Proto headers
+    # are believed: a load balancer in front. Empty (the default): none, so the client address
+    # is the TCP peer's and a client cannot choose the rate-limit bucket it is counted in.
+    # Passed to uvicorn explicitly: its own default trusts 127.0.0.1.
+    forwarded_allow_ips: str = ""
 
 
 def serve(app: FastAPI, settings: RuntimeSettings) -> None:
@@ -25,8 +34,11 @@ def serve(app: FastAPI, settings: RuntimeSettings) -> None:
     # ends the process with exit code 0 instead of dying by the signal.
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, lambda *_: None)
+    proxies = ProxySettings().forwarded_allow_ips.strip()
     uvicorn.run(
         app,
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or [],
         host=settings.http.host,
         port=settings.http.port,
         log_config=None,

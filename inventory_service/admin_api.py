@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from infra.http_errors import ApiError, error_responses
 from infra.messaging.errors import RetryLater
+from infra.observability.audit import audit
 from inventory_service import handlers
 from inventory_service.api import SKU_PATTERN, Deps, SkuPath, StockLevel
 from inventory_service.handlers import SkuExists
@@ -63,6 +64,7 @@ async def add_sku(body: NewSku, deps: Deps) -> StockLevel:
         item = await handlers.add_sku(deps.store, body.sku, body.name, body.price_cents, body.stock)
     except SkuExists:
         raise ApiError(409, "sku_exists", f"SKU {body.sku} exists") from None
+    audit("sku_added", sku=item.sku, stock=item.available)
     return StockLevel.of(item)
 
 
@@ -75,4 +77,5 @@ async def restock(sku: SkuPath, body: Restock, deps: Deps) -> Restocked:
         raise ApiError(503, "busy", "the SKU changed concurrently; retry", _RETRY) from None
     if item is None:
         raise ApiError(404, "unknown_sku", f"no SKU {sku}")
+    audit("restocked", sku=item.sku, quantity=body.quantity, available=item.available)
     return Restocked(sku=item.sku, available=item.available, version=item.version)

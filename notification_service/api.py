@@ -1,18 +1,38 @@
-"""Notification HTTP API: what the customer was told about an order, and how."""
+"""Notification HTTP API: what the customer was told about an order, and how.
+
+Only for the customer who placed the order (their session token from the order service, read
+from the same Redis) or an internal caller with NOTIFICATION_INTERNAL_TOKEN. Another
+customer's order looks like one without notifications, so order ids cannot be probed.
+"""
 
 from __future__ import annotations
 
+import hmac
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, Query, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, SecretStr
 
-from infra.http_errors import error_responses
+from infra.http_errors import ApiError, error_responses
+from infra.persistence.sessions import SessionReader
 from notification_service.adapters.store import MongoNotificationStore
 from notification_service.domain.model import Notification, NotificationStatus
 
 router = APIRouter(tags=["notifications"])
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+_bearer = HTTPBearer(
+    auto_error=False, description="a session token from the order service's POST /sessions"
+)
+
+
+@dataclass(frozen=True)
+class ApiDeps:
+    store: MongoNotificationStore
+    sessions: SessionReader
+    internal_token: SecretStr | None
 
 
 class NotificationOut(BaseModel):
@@ -41,16 +61,41 @@ class NotificationOut(BaseModel):
         )
 
 
-def get_store(request: Request) -> MongoNotificationStore:
-    store: MongoNotificationStore = request.app.state.deps
-    return store
+def get_deps(request: Request) -> ApiDeps:
+    deps: ApiDeps = request.app.state.deps
+    return deps
 
 
-@router.get("/notifications", responses=error_responses(422, 503))
+Deps = Annotated[ApiDeps, Depends(get_deps)]
+
+
+async def caller(
+    deps: Deps,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+) -> str | None:
+    """The calling customer's id, or None for an internal caller; 401 for anyone else."""
+    token = credentials.credentials.strip() if credentials is not None else ""
+    if not token:
+        raise ApiError(401, "unauthenticated", "missing bearer token", _CHALLENGE)
+    internal = deps.internal_token
+    if internal is not None and hmac.compare_digest(
+        token.encode(), internal.get_secret_value().encode()
+    ):
+        return None
+    customer_id = await deps.sessions.customer_for(token)
+    if customer_id is None:
+        raise ApiError(401, "session_expired", "unknown or expired session", _CHALLENGE)
+    return customer_id
+
+
+@router.get("/notifications", responses=error_responses(401, 422, 503))
 async def notifications(
-    store: Annotated[MongoNotificationStore, Depends(get_store)],
+    deps: Deps,
+    customer_id: Annotated[str | None, Depends(caller)],
     order_id: Annotated[str, Query(min_length=1, max_length=64)],
 ) -> list[NotificationOut]:
-    """The notifications recorded for an order, oldest first. `pending` ones are being sent
-    (or retried); `channel` is the one chosen, and once `sent` the one used."""
-    return [NotificationOut.of(n) for n in await store.for_order(order_id)]
+    """The notifications recorded for one of the caller's orders, oldest first. `pending`
+    ones are being sent (or retried); `channel` is the one chosen, and once `sent` the one
+    used."""
+    found = await deps.store.for_order(order_id, customer_id)
+    return [NotificationOut.of(n) for n in found]

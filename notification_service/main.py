@@ -22,8 +22,10 @@ from contracts.events import (
     StockReplenished,
 )
 from contracts.topology import NOTIFICATION, SUBSCRIPTIONS
+from contracts.webhook_urls import parse_networks
 from infra.http import create_http_app
 from infra.messaging.consumer import Handler
+from infra.persistence.sessions import SessionReader
 from infra.runtime import open_runtime
 from infra.service import serve
 from infra.settings import RuntimeSettings
@@ -34,7 +36,7 @@ from notification_service.adapters.email import EmailChannel
 from notification_service.adapters.metrics import MeteredChannel
 from notification_service.adapters.store import MongoNotificationStore
 from notification_service.adapters.webhook import WebhookChannel
-from notification_service.api import router
+from notification_service.api import ApiDeps, router
 from notification_service.handlers import Channel, ContactStore, Delivery
 from notification_service.settings import NotificationSettings
 
@@ -51,7 +53,8 @@ def build_channels(settings: NotificationSettings, http: httpx.AsyncClient) -> d
     else:
         log.warning("NOTIFICATION_SMTP_HOST is not set: email notifications go to the log")
         email = logged
-    webhook = MeteredChannel(WebhookChannel(http, settings.webhook_timeout_s))
+    allowed = parse_networks(settings.webhook_allowed_cidrs)
+    webhook = MeteredChannel(WebhookChannel(http, settings.webhook_timeout_s, allowed))
     return {"log": logged, "email": email, "webhook": webhook}
 
 
@@ -72,13 +75,20 @@ def create_app(runtime_settings: RuntimeSettings, settings: NotificationSettings
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The HTTP client is closed after the runtime, which lets in-flight sends finish.
+        # No kept-alive connections: webhook requests go to a checked address with the
+        # customer's host name as TLS server name, and a pooled connection (keyed by address)
+        # must not carry one customer's request over a TLS session verified for another name.
+        no_reuse = httpx.Limits(max_keepalive_connections=0)
         async with (
-            httpx.AsyncClient(follow_redirects=False) as http,
+            httpx.AsyncClient(follow_redirects=False, limits=no_reuse) as http,
             open_runtime(runtime_settings) as runtime,
         ):
             notifications = MongoNotificationStore(runtime.db["notifications"])
             await notifications.create_indexes()
-            app.state.deps = notifications
+            # Sessions are read, never renewed here: they slide with use of the order API.
+            app.state.deps = ApiDeps(
+                notifications, SessionReader(runtime.redis), settings.internal_token
+            )
             channels = build_channels(settings, http)
             delivery = Delivery(notifications, channels, settings.send_lease_s)
             by_type = build_handlers(MongoContactStore(runtime.db["contacts"]), delivery)
@@ -98,4 +108,6 @@ def run() -> None:
     runtime_settings = RuntimeSettings.from_env(
         NOTIFICATION, default_port=8003, default_database="notifications"
     )
-    serve(create_app(runtime_settings, NotificationSettings()), runtime_settings)
+    settings = NotificationSettings()
+    settings.refuse_unsafe(runtime_settings.environment)
+    serve(create_app(runtime_settings, settings), runtime_settings)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contracts.webhook_urls import parse_networks
+
+MIN_TOKEN_CHARS = 32
 
 
 class NotificationSettings(BaseSettings):
@@ -20,9 +24,39 @@ class NotificationSettings(BaseSettings):
     # Per blocking SMTP operation (connect, each command), and for a whole webhook request.
     smtp_timeout_s: float = Field(default=10.0, gt=0)
     webhook_timeout_s: float = Field(default=5.0, gt=0)
+    # Networks webhooks may reach although they are not public (loopback, private ...), as
+    # CIDRs in JSON: '["127.0.0.1/32"]'. Empty (the default): public addresses only. For
+    # development and tests; cloud metadata addresses stay refused whatever it says. One
+    # variable, WEBHOOK_ALLOWED_CIDRS, shared with the order service's input check.
+    webhook_allowed_cidrs: list[str] = Field(
+        default=[],
+        validation_alias=AliasChoices("WEBHOOK_ALLOWED_CIDRS", "webhook_allowed_cidrs"),
+    )
     # How long one delivery may hold a notification before another may send it: longer
     # than a send can take (an SMTP conversation is several operations), so two copies of
     # an event never both send; shorter than the retry tiers, so a claim left by a crashed
     # process expires before the last retry, even with every retry's delay jittered to its
     # shortest (1 + 5 + 30 + 120 s at 0.7: 109 s; a test keeps the two defaults apart).
     send_lease_s: float = Field(default=60.0, gt=0)
+
+    # A bearer token for internal callers (operators, tools) that may read any order's
+    # notifications; customers use their session token. None: customers only.
+    internal_token: SecretStr | None = None
+
+    @field_validator("webhook_allowed_cidrs")
+    @classmethod
+    def _valid_networks(cls, cidrs: list[str]) -> list[str]:
+        parse_networks(cidrs)  # raises on an entry that is not a network
+        return cidrs
+
+    def refuse_unsafe(self, environment: str) -> None:
+        """Production fails closed: an internal token, if set, must be long and random."""
+        token = self.internal_token
+        if (
+            environment == "production"
+            and token is not None
+            and (len(token.get_secret_value()) < MIN_TOKEN_CHARS)
+        ):
+            raise ValueError(
+                f"NOTIFICATION_INTERNAL_TOKEN must be at least {MIN_TOKEN_CHARS} characters"
+            )

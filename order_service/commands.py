@@ -26,11 +26,13 @@ async def place_order(
     payment_method: str,
     idempotency_key: str | None = None,
     now: Clock = utc_now,
+    *,
+    id_secret: bytes,
     deadline_s: float = DEFAULT_DEADLINE_S,
 ) -> tuple[Order, bool]:
     """Returns (order, created). A repeated key with the same request returns the order it
     created first; with another request it raises IdempotencyConflict."""
-    order_id = order_id_for(customer_id, idempotency_key)
+    order_id = order_id_for(customer_id, idempotency_key, id_secret)
     order = Order.place(order_id, customer_id, lines, payment_method, now(), deadline_s)
     order.request_fingerprint = fingerprint(lines, payment_method)
     try:

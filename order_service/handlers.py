@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import uuid
@@ -23,8 +24,6 @@ from infra.observability.metrics import EVENTS_IGNORED, ORDERS_ENDED
 from order_service.domain.model import Order, OrderStatus
 
 log = logging.getLogger(__name__)
-# Namespace of order ids derived from (customer, Idempotency-Key).
-_IDEMPOTENT_ORDERS = uuid.UUID("0f1d6c2e-8a8b-4b7e-9d6f-1c2b3a4d5e6f")
 
 
 class OrderRepository(Protocol):
@@ -64,11 +63,16 @@ def fingerprint(lines: list[OrderLine], payment_method: str) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def order_id_for(customer_id: str, idempotency_key: str | None) -> str:
-    """A fresh id, or the one id this customer's key always maps to."""
+def order_id_for(customer_id: str, idempotency_key: str | None, secret: bytes) -> str:
+    """A fresh id, or the one id this customer's key always maps to: an HMAC under a server
+    secret, so nobody can compute another customer's order id from a guessed key. Shaped as
+    a version-4 UUID, like the random ids, which it is indistinguishable from without the
+    secret."""
     if idempotency_key is None:
         return str(uuid.uuid4())
-    return str(uuid.uuid5(_IDEMPOTENT_ORDERS, f"{customer_id}\n{idempotency_key}"))
+    message = f"{customer_id}\n{idempotency_key}".encode()
+    digest = hmac.new(secret, message, hashlib.sha256).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=4))
 
 
 async def on_stock_reserved(

@@ -7,36 +7,24 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.events import PaymentFailed, PaymentSucceeded, StockReservationFailed, StockReserved
 from contracts.topology import ORDER
 from infra.http import create_http_app
+from infra.persistence.rate_limits import RedisRateLimiter
+from infra.persistence.sessions import RedisSessionStore
 from infra.runtime import Runtime, open_runtime
 from infra.service import serve
 from infra.settings import RuntimeSettings
 from order_service import handlers
 from order_service.adapters.customers import MongoCustomerStore
+from order_service.adapters.passwords import Passwords
 from order_service.adapters.repository import MongoOrderRepository
-from order_service.adapters.sessions import RedisLoginGuard, RedisSessionStore
+from order_service.adapters.sessions import RedisLoginGuard
 from order_service.api import router
 from order_service.deadlines import DeadlineSweeper
-from order_service.domain.model import DEFAULT_DEADLINE_S
+from order_service.settings import OrderSettings
 from order_service.wiring import OrderServiceDeps
-
-
-class OrderSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ORDER_")
-    session_ttl_s: int = Field(default=3600, ge=60)
-    # Failed logins allowed per window, per email and per client address.
-    login_failures_per_email: int = Field(default=5, ge=1)
-    login_failures_per_address: int = Field(default=50, ge=1)
-    login_window_s: int = Field(default=300, ge=1)
-    # ORDER_DEADLINE_S: an order not ended this long after it was placed is cancelled
-    # (reason `deadline`); ORDER_DEADLINE_SWEEP_S: how often each replica looks for them.
-    deadline_s: float = Field(default=DEFAULT_DEADLINE_S, gt=0)
-    deadline_sweep_s: float = Field(default=5.0, gt=0)
 
 
 async def build(runtime: Runtime, settings: OrderSettings) -> OrderServiceDeps:
@@ -49,9 +37,14 @@ async def build(runtime: Runtime, settings: OrderSettings) -> OrderServiceDeps:
         settings.login_failures_per_email,
         settings.login_failures_per_address,
         settings.login_window_s,
+        settings.login_max_lockout_s,
     )
-    sessions = RedisSessionStore(runtime.redis, settings.session_ttl_s)
-    return OrderServiceDeps(orders, customers, sessions, guard, settings.deadline_s)
+    sessions = RedisSessionStore(runtime.redis, settings.session_ttl_s, settings.session_max_age_s)
+    passwords = Passwords(
+        settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism
+    )
+    limiter = RedisRateLimiter(runtime.redis, settings.rate_window_s)
+    return OrderServiceDeps(orders, customers, sessions, guard, passwords, limiter, settings)
 
 
 def create_app(runtime_settings: RuntimeSettings, settings: OrderSettings) -> FastAPI:
@@ -85,4 +78,6 @@ def create_app(runtime_settings: RuntimeSettings, settings: OrderSettings) -> Fa
 
 def run() -> None:
     runtime_settings = RuntimeSettings.from_env(ORDER, default_port=8000, default_database="orders")
-    serve(create_app(runtime_settings, OrderSettings()), runtime_settings)
+    settings = OrderSettings()
+    settings.refuse_unsafe(runtime_settings.environment)
+    serve(create_app(runtime_settings, settings), runtime_settings)

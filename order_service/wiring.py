@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from infra.persistence.rate_limits import RedisRateLimiter
+from infra.persistence.sessions import RedisSessionStore
 from order_service.adapters.customers import MongoCustomerStore
+from order_service.adapters.passwords import Passwords
 from order_service.adapters.repository import MongoOrderRepository
-from order_service.adapters.sessions import RedisLoginGuard, RedisSessionStore
-from order_service.domain.model import DEFAULT_DEADLINE_S
+from order_service.adapters.sessions import RedisLoginGuard
+from order_service.settings import OrderSettings
 
 
 @dataclass(frozen=True)
@@ -16,5 +19,6 @@ class OrderServiceDeps:
     customers: MongoCustomerStore
     sessions: RedisSessionStore
     login_guard: RedisLoginGuard
-    # ORDER_DEADLINE_S: every order placed gets this long to end.
-    order_deadline_s: float = DEFAULT_DEADLINE_S
+    passwords: Passwords
+    limiter: RedisRateLimiter
+    settings: OrderSettings

@@ -26,12 +26,29 @@ DATABASES = {
 }
 
 
+# The internal token of the notification API in local stacks (tests, the bench read any
+# order's notifications with it). Public, so only ever used with ENVIRONMENT=test.
+LOCAL_INTERNAL_TOKEN = "local-stack-internal-token-not-for-production"
+# Local stacks deliver webhooks to receivers on 127.0.0.1 and drive load from one address with
+# a few customers (chaos suite, bench): loopback is allow-listed and the per-customer and
+# per-address limits are far above what they send. Tests of the limits set their own.
+LOCAL_STACK_SETTINGS = {
+    "WEBHOOK_ALLOWED_CIDRS": '["127.0.0.0/8", "::1/128"]',
+    "NOTIFICATION_INTERNAL_TOKEN": LOCAL_INTERNAL_TOKEN,
+    "ORDER_ORDERS_PER_CUSTOMER": "100000",
+    "ORDER_ORDERS_PER_ADDRESS": "100000",
+    "ORDER_REGISTRATIONS_PER_ADDRESS": "10000",
+    "ORDER_MAX_OPEN_ORDERS_PER_CUSTOMER": "100000",
+}
+
+
 def service_env(
     *, amqp_url: str, mongo_url: str, database: str, redis_url: str, http_port: int
 ) -> dict[str, str]:
     """This process's environment plus what wires a service to the stack's servers."""
     return {
         **os.environ,
+        **LOCAL_STACK_SETTINGS,
         "ENVIRONMENT": "test",
         "AMQP_URL": amqp_url,
         "MONGO_URL": mongo_url,

@@ -38,6 +38,8 @@ class JsonFormatter(logging.Formatter):
         }
         line.update(message_context.get() or {})
         line.update(current_ids())
+        # Structured fields of the line itself (audit lines: `extra={"fields": {...}}`).
+        line.update(getattr(record, "fields", None) or {})
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)

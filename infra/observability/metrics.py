@@ -88,3 +88,13 @@ MONGO_CLIENT = Info(
     "MongoDB driver options in force in this process, read back from the client "
     "(retry_writes, retry_reads, write_concern, read_preference).",
 )
+PASSWORD_VERIFICATIONS = Counter(
+    "password_verifications_total",
+    "Password hashes verified at login, by outcome (ok, wrong); refused attempts are not.",
+    ["outcome"],
+)
+RATE_LIMITED = Counter(
+    "http_rate_limited_total",
+    "Requests refused with 429 by a rate limit or the login limiter, by action.",
+    ["action"],
+)

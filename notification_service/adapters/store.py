@@ -76,8 +76,12 @@ class MongoNotificationStore:
         document = await self._collection.find_one({"_id": key})
         return None if document is None else _from_document(document)
 
-    async def for_order(self, order_id: str) -> list[Notification]:
-        cursor = self._collection.find({"order_id": order_id}, sort=[("created_at", 1)])
+    async def for_order(self, order_id: str, customer_id: str | None = None) -> list[Notification]:
+        """The order's notifications; only the customer's own when `customer_id` is given."""
+        query: Document = {"order_id": order_id}
+        if customer_id is not None:
+            query["customer_id"] = customer_id
+        cursor = self._collection.find(query, sort=[("created_at", 1)])
         return [_from_document(d) async for d in cursor]
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal, get_args
-from urllib.parse import urlsplit
 
 from contracts.events import NotificationPreferenceChanged
+from contracts.webhook_urls import UnsafeWebhookUrl, check_webhook_syntax
 
 ChannelName = Literal["log", "email", "webhook"]
 CHANNELS: tuple[ChannelName, ...] = get_args(ChannelName)
@@ -35,9 +35,12 @@ class Preference:
     def from_event(cls, event: NotificationPreferenceChanged, at: datetime) -> Preference:
         if event.channel != "webhook":
             return cls(event.channel, None, at)
-        url = urlsplit(event.webhook_url or "")
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise InvalidPreference(f"webhook needs an http(s) URL, got {event.webhook_url!r}")
+        # The send checks where the host leads (it resolves it); this refuses what no
+        # resolution can make safe. The reason never repeats the URL: it may carry a secret.
+        try:
+            check_webhook_syntax(event.webhook_url or "")
+        except UnsafeWebhookUrl as error:
+            raise InvalidPreference(f"webhook URL refused: {error}") from None
         return cls("webhook", event.webhook_url, at)
 
 

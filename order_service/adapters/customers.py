@@ -65,15 +65,26 @@ class MongoCustomerStore:
     async def by_email(self, email: str) -> Document | None:
         return await self._collection.find_one({"email": email.lower()}, {"outbox": 0})
 
+    async def set_password_hash(self, customer_id: str, password_hash: str) -> None:
+        await self._collection.update_one(
+            {"_id": customer_id}, {"$set": {"password_hash": password_hash}}
+        )
+
     async def set_notification_preference(
         self, customer_id: str, channel: str, webhook_url: str | None
     ) -> None:
+        """Record the preference and its event. The outbox stays bounded (the registration and
+        this preference): earlier preference events are pulled first, sent or not, since this
+        one supersedes them (each carries the whole preference, and the newest wins)."""
         changed = NotificationPreferenceChanged(
             customer_id=customer_id,
             channel=channel,  # validated by the API model
             webhook_url=webhook_url,
         )
         envelopes = wrap_events([changed], self._producer, None)
+        await self._collection.update_one(
+            {"_id": customer_id}, {"$pull": {"outbox": {"event_type": changed.event_type}}}
+        )
         update = merge_updates(
             {"$set": {"notification_channel": channel, "webhook_url": webhook_url}},
             outbox_append(envelopes),

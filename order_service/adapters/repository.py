@@ -53,6 +53,9 @@ class MongoOrderRepository:
 
     async def create_indexes(self) -> None:
         await self._collection.create_index([("customer_id", 1), ("created_at", DESCENDING)])
+        # The open-orders cap counts a customer's orders by status at every placement: with
+        # the customer's whole history behind the index above, that count grew with it.
+        await self._collection.create_index([("customer_id", 1), ("status", 1)])
         # The audit trail, by time: what was published and what was consumed.
         await self._collection.create_index("outbox.occurred_at")
         await self._collection.create_index("inbox.occurred_at")
@@ -116,6 +119,12 @@ class MongoOrderRepository:
             limit=limit,
         )
         return [to_order(d) async for d in cursor]
+
+    async def count_open(self, customer_id: str, statuses: list[str], up_to: int) -> int:
+        """Orders of the customer in one of `statuses`, counted up to `up_to` at most (the
+        index on customer_id and status serves it)."""
+        query = {"customer_id": customer_id, "status": {"$in": statuses}}
+        return await self._collection.count_documents(query, limit=up_to)
 
     async def save(self, order: Order, cause: Envelope | None = None) -> None:
         """Store the order's new state, the events it recorded and the event that caused

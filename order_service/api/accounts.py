@@ -5,22 +5,26 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, HttpUrl, model_validator
 
+from contracts.webhook_urls import UnsafeWebhookUrl, check_webhook_url, parse_networks
 from infra.http_errors import ApiError, error_responses
+from infra.observability.audit import audit
+from infra.observability.metrics import PASSWORD_VERIFICATIONS, RATE_LIMITED
+from infra.persistence.rate_limits import Bucket
 from order_service.adapters.customers import EmailTaken
-from order_service.adapters.passwords import hash_password, verify_password
-from order_service.api.deps import CustomerId, Deps, Token
+from order_service.api.deps import ClientAddress, CustomerId, Deps, Token, within_limits
 
 router = APIRouter(tags=["accounts"])
+MIN_PASSWORD_CHARS = 12
 
 
 class RegisterCustomer(BaseModel):
     model_config = ConfigDict(extra="forbid")
     email: EmailStr
     name: str = Field(min_length=1, max_length=200)
-    password: str = Field(min_length=8, max_length=200)
+    password: str = Field(min_length=MIN_PASSWORD_CHARS, max_length=200)
 
 
 class CustomerCreated(BaseModel):
@@ -50,46 +54,83 @@ class NotificationPreference(BaseModel):
         return self
 
 
-@router.post("/customers", status_code=201, responses=error_responses(400, 409, 413, 422))
-async def register(body: RegisterCustomer, deps: Deps) -> CustomerCreated:
-    password_hash = await hash_password(body.password)
+@router.post("/customers", status_code=201, responses=error_responses(400, 409, 413, 422, 429))
+async def register(body: RegisterCustomer, deps: Deps, address: ClientAddress) -> CustomerCreated:
+    # Before the hash: each registration costs an argon2 hash (64 MiB by default).
+    await within_limits(
+        deps, "registration", [Bucket("address", address, deps.settings.registrations_per_address)]
+    )
+    password_hash = await deps.passwords.hash(body.password)
     try:
         customer_id = await deps.customers.add(body.email, body.name, password_hash)
     except EmailTaken:
         raise ApiError(409, "email_taken", "a customer with this email exists") from None
+    audit("customer_registered", customer_id=customer_id, address=address)
     return CustomerCreated(customer_id=customer_id)
 
 
 @router.post("/sessions", status_code=201, responses=error_responses(400, 401, 413, 422, 429))
-async def login(body: Login, deps: Deps, request: Request) -> SessionCreated:
-    address = request.client.host if request.client else "unknown"
-    wait = await deps.login_guard.retry_after(body.email, address)
-    if wait is not None:
+async def login(body: Login, deps: Deps, address: ClientAddress) -> SessionCreated:
+    # Counted before the password is verified, atomically: concurrent guesses past the limit
+    # are refused without reaching the verification.
+    attempt = await deps.login_guard.attempt(body.email, address)
+    if attempt.wait:
+        RATE_LIMITED.labels("login").inc()
         raise ApiError(429, "too_many_failed_logins", "too many failed logins; wait and retry",
-                       {"Retry-After": str(wait)})  # fmt: skip
+                       {"Retry-After": str(attempt.wait)})  # fmt: skip
+    if attempt.locked_s:
+        audit("login_locked", email=body.email, address=address, seconds=attempt.locked_s)
     customer = await deps.customers.by_email(body.email)
     password_hash = None if customer is None else customer["password_hash"]
-    if customer is None or not await verify_password(password_hash, body.password):
-        await deps.login_guard.failed(body.email, address)
+    verified = await deps.passwords.verify(password_hash, body.password)
+    PASSWORD_VERIFICATIONS.labels("ok" if verified else "wrong").inc()
+    if customer is None or not verified:
+        audit("login_failed", email=body.email, address=address)
         raise ApiError(401, "bad_credentials", "unknown email or wrong password")
     await deps.login_guard.succeeded(body.email)
+    if deps.passwords.needs_rehash(customer["password_hash"]):
+        await deps.customers.set_password_hash(
+            customer["_id"], await deps.passwords.hash(body.password)
+        )
+        audit("password_rehashed", customer_id=customer["_id"])
     token, expires_at = await deps.sessions.create(customer["_id"])
+    audit("login", customer_id=customer["_id"], address=address)
     return SessionCreated(token=token, expires_at=expires_at)
 
 
 @router.delete("/sessions/current", status_code=204, responses=error_responses(401))
 async def logout(customer_id: CustomerId, token: Token, deps: Deps) -> Response:
-    await deps.sessions.end(token)
+    await deps.sessions.end(token, customer_id)
+    return Response(status_code=204)
+
+
+@router.delete("/sessions", status_code=204, responses=error_responses(401))
+async def logout_everywhere(
+    customer_id: CustomerId, deps: Deps, address: ClientAddress
+) -> Response:
+    """End every session of the caller, this one included (a lost device, a leaked token)."""
+    ended = await deps.sessions.end_all(customer_id)
+    audit("logged_out_everywhere", customer_id=customer_id, address=address, sessions=ended)
     return Response(status_code=204)
 
 
 @router.put(
     "/customers/me/notification-preference",
-    responses=error_responses(400, 401, 413, 422),
+    responses=error_responses(400, 401, 413, 422, 429),
 )
 async def set_notification_preference(
-    body: NotificationPreference, customer_id: CustomerId, deps: Deps
+    body: NotificationPreference, customer_id: CustomerId, deps: Deps, address: ClientAddress
 ) -> NotificationPreference:
+    settings = deps.settings
     url = None if body.webhook_url is None else str(body.webhook_url)
+    if url is not None:
+        try:
+            check_webhook_url(url, parse_networks(settings.webhook_allowed_cidrs))
+        except UnsafeWebhookUrl as error:
+            raise ApiError(422, "unsafe_webhook_url", str(error)) from None
+    await within_limits(deps, "preference", [
+        Bucket("customer", customer_id, settings.preference_changes_per_customer),
+        Bucket("address", address, settings.preference_changes_per_address),
+    ])  # fmt: skip
     await deps.customers.set_notification_preference(customer_id, body.channel, url)
     return body

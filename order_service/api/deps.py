@@ -8,6 +8,8 @@ from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from infra.http_errors import ApiError
+from infra.observability.metrics import RATE_LIMITED
+from infra.persistence.rate_limits import Bucket
 from order_service.wiring import OrderServiceDeps
 
 
@@ -44,3 +46,24 @@ async def current_customer(deps: Deps, token: Token) -> str:
 
 
 CustomerId = Annotated[str, Depends(current_customer)]
+
+
+def client_address(request: Request) -> str:
+    """The peer's address. uvicorn replaces it with X-Forwarded-For's only when the peer is a
+    proxy listed in FORWARDED_ALLOW_IPS (none by default: infra.service), so a client cannot
+    pick the bucket it is counted in."""
+    return request.client.host if request.client else "unknown"
+
+
+ClientAddress = Annotated[str, Depends(client_address)]
+
+
+async def within_limits(deps: OrderServiceDeps, action: str, buckets: list[Bucket]) -> None:
+    """Count the request in its rate-limit buckets, or refuse it with 429 and Retry-After."""
+    wait = await deps.limiter.hit(action, buckets)
+    if wait is not None:
+        RATE_LIMITED.labels(action).inc()
+        raise ApiError(
+            429, "rate_limited", f"too many {action} requests; retry later",
+            {"Retry-After": str(wait)},
+        )  # fmt: skip

@@ -13,13 +13,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from contracts.events import OrderLine
 from infra.http_errors import ApiError, error_responses
+from infra.persistence.rate_limits import Bucket
 from order_service import commands
-from order_service.api.deps import CustomerId, Deps
+from order_service.api.deps import ClientAddress, CustomerId, Deps, within_limits
 from order_service.domain.model import CannotCancel, Order, OrderStatus
 from order_service.handlers import IdempotencyConflict
 
 router = APIRouter(tags=["orders"])
 OrderIdPath = Annotated[str, Path(min_length=1, max_length=64)]
+# Orders not ended yet, which the per-customer cap counts.
+OPEN_STATUSES = [OrderStatus.PENDING.value, OrderStatus.RESERVED.value, OrderStatus.PAID.value]
 
 
 class PlaceOrderRequest(BaseModel):
@@ -78,7 +81,7 @@ class EventView(BaseModel):
     "/orders",
     status_code=202,
     responses={
-        **error_responses(400, 401, 409, 413, 422),
+        **error_responses(400, 401, 409, 413, 422, 429),
         200: {"model": OrderAccepted, "description": "a repeated Idempotency-Key"},
     },
 )
@@ -87,14 +90,26 @@ async def place_order(
     customer_id: CustomerId,
     deps: Deps,
     response: Response,
+    address: ClientAddress,
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
     ] = None,
 ) -> OrderAccepted:
+    settings = deps.settings
+    await within_limits(deps, "order", [
+        Bucket("customer", customer_id, settings.orders_per_customer),
+        Bucket("address", address, settings.orders_per_address),
+    ])  # fmt: skip
+    cap = settings.max_open_orders_per_customer
+    open_orders = await deps.orders.count_open(customer_id, OPEN_STATUSES, up_to=cap)
+    if open_orders >= cap:
+        message = f"{open_orders} orders are still open; wait for some to end"
+        raise ApiError(429, "too_many_open_orders", message, {"Retry-After": "5"})
     try:
         order, created = await commands.place_order(
             deps.orders, customer_id, body.items, body.payment_method, idempotency_key,
-            deadline_s=deps.order_deadline_s,
+            id_secret=settings.order_id_secret.get_secret_value().encode(),
+            deadline_s=settings.deadline_s,
         )  # fmt: skip
     except ValidationError as error:  # e.g. two lines of one SKU adding up past the limit
         raise ApiError(422, "invalid_order", str(error.errors()[0]["msg"])) from None

@@ -79,7 +79,7 @@ async def test_customers_see_only_their_own_orders(
 
 async def test_registration_and_login_errors(http: httpx.AsyncClient, pipeline: Pipeline) -> None:
     base = pipeline.url("order")
-    account = {"email": "dup@example.com", "name": "D", "password": "long enough"}
+    account = {"email": "dup@example.com", "name": "D", "password": "long enough password"}
     assert (await http.post(f"{base}/customers", json=account)).status_code in (201, 409)
     again = await http.post(f"{base}/customers", json=account)
     assert again.status_code == 409

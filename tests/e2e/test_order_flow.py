@@ -10,6 +10,7 @@ import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
+from infra.devstack.services import LOCAL_INTERNAL_TOKEN
 from tests.e2e.conftest import INITIAL_STOCK
 from tests.e2e.pipeline import Pipeline
 from tests.integration.waiting import eventually
@@ -64,7 +65,9 @@ class Shop:
 
         kinds: list[str] = await eventually(recorded)
         api = await self.http.get(
-            f"{self.pipeline.url('notification')}/notifications", params={"order_id": order_id}
+            f"{self.pipeline.url('notification')}/notifications",
+            params={"order_id": order_id},
+            headers={"Authorization": f"Bearer {LOCAL_INTERNAL_TOKEN}"},
         )
         assert sorted(n["kind"] for n in api.json()) == sorted(kinds)
         return kinds

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -24,6 +25,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts.events import NotificationPreferenceChanged, OrderConfirmed
+from contracts.webhook_urls import parse_networks
 from infra.devstack import free_port
 from infra.messaging.errors import PermanentFailure, RetryLater
 from notification_service.adapters.contacts import MongoContactStore
@@ -86,13 +88,15 @@ class WebhookReceiver:
     """A real HTTP server on 127.0.0.1 answering POSTs by plan: `plans[path]` lists the
     statuses of the 1st, 2nd, ... request to that path; the last one repeats."""
 
-    def __init__(self, plans: dict[str, list[int]]) -> None:
+    def __init__(self, plans: dict[str, list[int]], host: str = "127.0.0.1") -> None:
         self.plans = plans
         self.requests: list[Received] = []
         self.released = threading.Event()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        server_class = _Ipv6Server if ":" in host else ThreadingHTTPServer
+        self._server = server_class((host, 0), _handler_for(self))
+        self.port = int(self._server.server_address[1])
+        self.url = f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
 
     def __enter__(self) -> WebhookReceiver:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
@@ -114,6 +118,10 @@ class WebhookReceiver:
         if status == HANG:
             self.released.wait(timeout=60)
         return status
+
+
+class _Ipv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
 
 
 def _handler_for(receiver: WebhookReceiver) -> type[BaseHTTPRequestHandler]:
@@ -187,7 +195,8 @@ async def test_smtp_failures_are_classified(smtp: SmtpSink) -> None:
 async def test_webhook_posts_json_and_classifies_answers(http: httpx.AsyncClient) -> None:
     plans = {"/ok": [200], "/busy": [503], "/bad": [400], "/limited": [429], "/slow": [HANG]}
     with WebhookReceiver(plans) as receiver:
-        channel = WebhookChannel(http, timeout_s=0.5)
+        # The receiver is on loopback, which only an operator's allow-list opens.
+        channel = WebhookChannel(http, timeout_s=0.5, allowed=parse_networks(["127.0.0.1/32"]))
         notification = order_notification()
         await channel.send(notification, webhook_contact(f"{receiver.url}/ok"))
         [received] = receiver.at("/ok")

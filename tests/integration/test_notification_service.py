@@ -28,6 +28,7 @@ from contracts.events import (
 )
 from infra import devstack
 from infra.devstack import RabbitVhost
+from infra.devstack.services import LOCAL_INTERNAL_TOKEN
 from infra.messaging.broker import Broker
 from tests.e2e.pipeline import Pipeline
 from tests.integration.test_notification_channels import SmtpSink, WebhookReceiver
@@ -159,7 +160,9 @@ async def test_a_confirmed_order_is_emailed_once_even_when_published_twice(
     assert record is not None
     assert (record["channel"], record["attempts"]) == ("email", 1)
     response = await service.http.get(
-        f"{service.pipeline.url('notification')}/notifications", params={"order_id": order_id}
+        f"{service.pipeline.url('notification')}/notifications",
+        params={"order_id": order_id},
+        headers={"Authorization": f"Bearer {LOCAL_INTERNAL_TOKEN}"},
     )
     [item] = response.json()
     assert (item["kind"], item["status"], item["channel"]) == ("order_confirmed", "sent", "email")

@@ -58,7 +58,7 @@ def reserved(order_id: str) -> StockReserved:
 async def test_order_handlers_walk_an_order_to_confirmed_once() -> None:
     repo = FakeOrderRepository()
     order, _ = await commands.place_order(
-        repo, "c-1", [OrderLine(sku="SKU-1", quantity=2)], "tok_ok"
+        repo, "c-1", [OrderLine(sku="SKU-1", quantity=2)], "tok_ok", id_secret=b"s"
     )
     reservation = reserved(order.order_id)
     success = PaymentSucceeded(
@@ -74,7 +74,7 @@ async def test_order_handlers_walk_an_order_to_confirmed_once() -> None:
 async def test_a_payment_result_that_overtakes_the_reservation_is_not_lost() -> None:
     repo = FakeOrderRepository()
     order, _ = await commands.place_order(
-        repo, "c-1", [OrderLine(sku="SKU-1", quantity=2)], "tok_decline"
+        repo, "c-1", [OrderLine(sku="SKU-1", quantity=2)], "tok_decline", id_secret=b"s"
     )
     failed = PaymentFailed(order_id=order.order_id, amount_cents=200, reason="declined")
     await orders.on_payment_failed(env(failed), failed, repo)
