@@ -7,6 +7,9 @@ Commands exit 0 on success and 1 otherwise, so the bash scripts can branch on th
   docker-available  does a Docker engine (not just the client) answer?
   wait-mongo URL    wait until URL answers ping
   wait-http URL     wait until GET URL returns 200 (used for each service's /ready)
+  prometheus-config DIR SERVICE=HOST:PORT...
+                    write infra/deploy/prometheus's config and rules, rewritten for these
+                    local targets, into DIR; print the `prometheus` command line to run
 The wait commands take --timeout SECONDS and --pid PID (give up early if that process died).
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +35,7 @@ from infra.devstack import (
     mongo_reachable,
     wait_until,
 )
+from infra.devstack.prometheus import prometheus_command, write_local_files
 from infra.devstack.tools import ensure_deploy_tools
 
 
@@ -78,6 +83,13 @@ def _wait(check: Callable[[], bool], args: argparse.Namespace, what: str) -> Non
     wait_until(ready, args.timeout, what)
 
 
+def _prometheus_config(args: argparse.Namespace) -> int:
+    targets = dict(target.split("=", 1) for target in args.targets)
+    config = write_local_files(args.workdir, targets, args.interval)
+    print(shlex.join(prometheus_command(config, args.workdir / "data", args.port)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m infra.devstack",
@@ -105,6 +117,12 @@ def main(argv: list[str] | None = None) -> int:
         wait.add_argument("--timeout", type=float, default=60.0)
         wait.add_argument("--pid", type=int, help="fail as soon as this process is gone")
 
+    local = sub.add_parser("prometheus-config", help="local Prometheus config and command")
+    local.add_argument("workdir", type=Path)
+    local.add_argument("targets", nargs="+", help="service=host:port, one per service")
+    local.add_argument("--port", type=int, default=9090)
+    local.add_argument("--interval", default="5s")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "ensure":
@@ -113,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if mongo_reachable(args.url) else 1
         if args.command == "docker-available":
             return 0 if docker_engine_available() else 1
+        if args.command == "prometheus-config":
+            return _prometheus_config(args)
         if args.command == "wait-mongo":
             _wait(lambda: mongo_reachable(args.url, 500), args, args.url)
         else:
