@@ -2,7 +2,7 @@
 
 Commands exit 0 on success and 1 otherwise, so the bash scripts can branch on them:
   ensure            RabbitMQ (+ management/shovel/prometheus plugins) and Redis for
-                    AMQP_URL/REDIS_URL; with --deploy-tools also promtool, prometheus, kubectl
+                    AMQP_URL/REDIS_URL; with --test-tools also promtool, prometheus, kubectl
   mongo-reachable   does MONGO_URL (or the given URL) answer ping?
   docker-available  does a Docker engine (not just the client) answer?
   wait-mongo URL    wait until URL answers ping
@@ -36,7 +36,7 @@ from infra.devstack import (
     wait_until,
 )
 from infra.devstack.prometheus import prometheus_command, write_local_files
-from infra.devstack.tools import ensure_deploy_tools
+from infra.devstack.tools import ensure_test_tools
 
 
 def _ensure(args: argparse.Namespace) -> int:
@@ -49,8 +49,8 @@ def _ensure(args: argparse.Namespace) -> int:
         print(f"{name}: {outcome}", flush=True)
         if outcome != "running":
             started.append(name)
-    if args.deploy_tools:
-        print(f"deploy tools: {ensure_deploy_tools()}", flush=True)
+    if args.test_tools:
+        print(f"test tools: {ensure_test_tools()}", flush=True)
     # `up` reads this to tell the user, on exit, which servers it left running.
     if args.started_file:
         Path(args.started_file).write_text("".join(f"{name}\n" for name in started))
@@ -102,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     ensure.add_argument("--amqp-url", default=os.environ.get("AMQP_URL", DEFAULT_AMQP_URL))
     ensure.add_argument("--redis-url", default=os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))
     ensure.add_argument(
-        "--deploy-tools", action="store_true", help="install promtool/prometheus/kubectl if missing"
+        "--test-tools",
+        action="store_true",
+        help="install the tools of the deploy, ops and browser tests if missing",
     )
     ensure.add_argument("--started-file", help="write the names of servers we started here")
 
