@@ -6,9 +6,11 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from importlib import metadata
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -20,7 +22,16 @@ Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
 def create_http_app(service: str, lifespan: Lifespan, description: str = "") -> FastAPI:
-    app = FastAPI(title=f"{service} service", description=description, lifespan=lifespan)
+    app = FastAPI(
+        title=f"{service} service",
+        description=description,
+        lifespan=lifespan,
+        # The API version is the package's: one release, one version, in every document.
+        version=metadata.version("order-pipeline"),
+        # Operation ids are the handlers' names (`place_order`), short and stable across path
+        # changes, rather than FastAPI's name+path+method default.
+        generate_unique_id_function=_operation_id,
+    )
 
     @app.get("/health", tags=["operations"])
     async def health() -> dict[str, str]:
@@ -71,6 +82,10 @@ def create_http_app(service: str, lifespan: Lifespan, description: str = "") -> 
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit)
     return app
+
+
+def _operation_id(route: APIRoute) -> str:
+    return route.name
 
 
 def _route_template(request: Request) -> str:
