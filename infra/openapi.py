@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts.compat import breaking_changes as schema_breaking_changes
+from infra.cli import prog_name
 from infra.devstack.services import SERVICES
 
 OPENAPI_DIR = "docs/openapi"
@@ -149,7 +150,7 @@ def stale(root: Path) -> dict[str, list[str]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="order-pipeline-openapi",
+        prog=prog_name("infra.openapi"),
         description="Write docs/openapi/<service>.json from the services' code.",
     )
     parser.add_argument("--check", action="store_true", help="exit 1 if a document is stale")
