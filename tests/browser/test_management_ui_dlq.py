@@ -103,6 +103,10 @@ def _section(driver: WebDriver, title: str) -> WebElement:
     return section
 
 
+def _interactable(element: WebElement) -> WebElement | None:
+    return element if element.is_displayed() and element.is_enabled() else None
+
+
 def _header_values(page_text: str) -> dict[str, str]:
     """`name: value` rows of the message's headers table, as the page shows them."""
     values: dict[str, str] = {}
@@ -159,6 +163,12 @@ async def test_operator_reads_the_dead_letter_and_moves_it_back_in_the_ui(
         _shot(browser, "1-login")
         browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
         _wait(browser).until(expected_conditions.presence_of_element_located((By.ID, "logout")))
+        # The page re-renders itself every 5 s by default, replacing the forms being filled in
+        # (a click then meets a detached element); an operator at work turns that off too.
+        refresh = _wait(browser).until(
+            expected_conditions.element_to_be_clickable((By.ID, "update-every"))
+        )
+        Select(refresh).select_by_value("")
 
         # 2. Queues -> the DLQ of this run's vhost.
         browser.get(f"{management.url}/#/queues/{quote(vhost, safe='')}/{quote(DLQ, safe='')}")
@@ -188,7 +198,10 @@ async def test_operator_reads_the_dead_letter_and_moves_it_back_in_the_ui(
 
         # 4. Move messages back to the work queue (a shovel the UI creates).
         move = _section(browser, "Move messages")
-        destination = move.find_element(By.NAME, "dest-queue")
+        destination = _wait(browser).until(
+            lambda _: _interactable(move.find_element(By.NAME, "dest-queue"))
+        )
+        assert destination is not None
         destination.clear()
         destination.send_keys(WORK_QUEUE)
         _shot(browser, "4-move-messages")
