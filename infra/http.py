@@ -1,6 +1,6 @@
 """The HTTP app every service starts from: /health, /ready, /metrics, request metrics and a
-SERVER span per request (opentelemetry-instrumentation-fastapi, continuing an incoming W3C
-`traceparent`, echoed in the response)."""
+SERVER span per request (infra.observability.http_tracing: opentelemetry-instrumentation-fastapi
+when spans are recorded), continuing an incoming W3C `traceparent`, echoed in the response."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from infra.http_errors import BodySizeLimit, install_error_handlers
 from infra.observability import tracing
+from infra.observability.http_tracing import instrument_http
 from infra.observability.metrics import HTTP_DURATION, HTTP_REQUESTS
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -58,8 +59,8 @@ def create_http_app(service: str, lifespan: Lifespan, description: str = "") -> 
     async def count_request(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        # Prometheus metrics under the names the dashboard and alerts query; the span is the
-        # instrumentation's (instrument_http below), current here.
+        # Prometheus metrics under the names the dashboard and alerts query; the request's
+        # SERVER span (instrument_http below) is current here.
         started = time.perf_counter()
         status = 500
         try:
@@ -74,7 +75,7 @@ def create_http_app(service: str, lifespan: Lifespan, description: str = "") -> 
 
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit)
-    tracing.instrument_http(app)
+    instrument_http(app)
     return app
 
 

@@ -83,18 +83,6 @@ def uninstrument_clients() -> None:
     RedisInstrumentor().uninstrument()
 
 
-def instrument_http(app: Any) -> None:
-    """A SERVER span per request (opentelemetry-instrumentation-fastapi), continuing an incoming
-    `traceparent`. Always on, sampled or not: the handler runs under it, so the outbox entries
-    it writes carry the request's trace. No spans around each ASGI receive/send message: they
-    would be per-request work the unsampled path does not need."""
-    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-
-    FastAPIInstrumentor.instrument_app(
-        app, tracer_provider=FOLLOWING_PROVIDER, exclude_spans=["receive", "send"]
-    )
-
-
 def build_provider(service: str, settings: TracingSettings) -> TracerProvider:
     """A provider naming `service`; it exports over OTLP/HTTP only if an endpoint is set.
     Without an exporter its spans are unsampled: valid ids, nothing recorded."""

@@ -13,8 +13,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind, StatusCode
 
 from contracts.envelope import Envelope
@@ -135,3 +136,26 @@ async def test_a_handler_exception_is_recorded_on_the_span(
     assert event.name == "exception"
     assert event.attributes is not None
     assert event.attributes["exception.type"] == "RuntimeError"
+
+
+async def test_unsampled_a_request_still_continues_the_callers_trace(
+    client: httpx.AsyncClient,
+) -> None:
+    """Without a recording provider the bare path runs: no attributes, no spans recorded,
+    but the handler (and so its outbox entries) is in the caller's trace all the same."""
+    unsampled = TracerProvider(sampler=ALWAYS_OFF, shutdown_on_exit=False)
+    previous = tracing.use_tracer_provider(unsampled)
+    try:
+        assert not tracing.recording()
+        order_id = str(uuid.uuid4())
+        response = await client.post(
+            f"/orders/{order_id}/confirm", headers={"traceparent": TRACEPARENT}
+        )
+    finally:
+        tracing.use_tracer_provider(previous)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["trace_id"] == TRACE_ID
+    assert body["span_id"] != CALLER_SPAN_ID  # a span of this server, child of the caller's
+    assert body["traceparent"] == response.headers["traceparent"]
+    assert response.headers["traceparent"].startswith(f"00-{TRACE_ID}-{body['span_id']}-")
