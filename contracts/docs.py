@@ -160,9 +160,16 @@ def _explain(relative: str, current: str, expected: str) -> str:
     return "differs:\n" + "\n".join(shown)
 
 
+def _prog_name() -> str:
+    # As infra.cli.prog_name (contracts import nothing of infra): the console script's name,
+    # or `python -m contracts.docs`.
+    invoked = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return "python -m contracts.docs" if not invoked or invoked.endswith(".py") else invoked
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m contracts.docs",
+        prog=_prog_name(),
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

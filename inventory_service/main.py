@@ -84,6 +84,11 @@ def create_app(settings: RuntimeSettings, inventory: InventorySettings) -> FastA
     return app
 
 
+def openapi_app() -> FastAPI:
+    """The app as documented (docs/openapi/inventory.json); nothing is connected."""
+    return create_app(runtime_settings(), InventorySettings())
+
+
 def run() -> None:
     settings = runtime_settings()
     serve(create_app(settings, InventorySettings()), settings)

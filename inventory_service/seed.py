@@ -11,6 +11,7 @@ from typing import Any
 
 from pymongo import UpdateOne
 
+from infra.cli import prog_name
 from infra.persistence.mongo import create_mongo_client
 from inventory_service.main import runtime_settings
 
@@ -49,7 +50,7 @@ async def seed(count: int = 60, stock: int = 100, reset: bool = False) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog=prog_name("inventory_service.seed"), description=__doc__)
     parser.add_argument("--count", type=int, default=60)
     parser.add_argument("--stock", type=int, default=100)
     parser.add_argument("--reset", action="store_true", help="reset stock of existing SKUs")

@@ -104,6 +104,14 @@ def create_app(runtime_settings: RuntimeSettings, settings: NotificationSettings
     return app
 
 
+def openapi_app() -> FastAPI:
+    """The app as documented (docs/openapi/notification.json); nothing is connected."""
+    runtime_settings = RuntimeSettings.from_env(
+        NOTIFICATION, default_port=8003, default_database="notifications"
+    )
+    return create_app(runtime_settings, NotificationSettings())
+
+
 def run() -> None:
     runtime_settings = RuntimeSettings.from_env(
         NOTIFICATION, default_port=8003, default_database="notifications"

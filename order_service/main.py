@@ -76,6 +76,12 @@ def create_app(runtime_settings: RuntimeSettings, settings: OrderSettings) -> Fa
     return app
 
 
+def openapi_app() -> FastAPI:
+    """The app as documented (docs/openapi/order.json); nothing is connected."""
+    runtime_settings = RuntimeSettings.from_env(ORDER, default_port=8000, default_database="orders")
+    return create_app(runtime_settings, OrderSettings())
+
+
 def run() -> None:
     runtime_settings = RuntimeSettings.from_env(ORDER, default_port=8000, default_database="orders")
     settings = OrderSettings()

@@ -2,6 +2,7 @@
 
     python -m order_service.rebuild            rewrite every order's state from its events
     python -m order_service.rebuild --check    only compare; exit 1 if any order differs
+    (or the console script: order-pipeline-rebuild [--check] [--progress | --no-progress])
 
 The events are the ones each order document keeps: `outbox` (published, OrderPlaced first) and
 `inbox` (consumed, with the time they were applied). Orders whose events were pruned by the
@@ -13,11 +14,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from contracts.events import EVENT_SCHEMAS, OrderPlaced
 from contracts.versions import upcast
+from infra.cli import ProgressBar, prog_name
 from infra.persistence.mongo import create_mongo_client
 from infra.settings import RuntimeSettings
 from order_service.adapters.repository import to_state
@@ -58,13 +61,16 @@ def differences(document: Document, rebuilt: Order) -> list[str]:
     return [name for name in COMPARED if document.get(name) != state[name]]
 
 
-async def rebuild_all(settings: RuntimeSettings, check: bool) -> Summary:
+async def rebuild_all(settings: RuntimeSettings, check: bool, progress: bool = False) -> Summary:
     client = create_mongo_client(settings.mongo, "order-rebuild")
     summary = Summary()
     try:
         orders = client[settings.mongo.database]["orders"]
+        # An estimate is enough for a bar (and costs no scan); the loop counts exactly.
+        bar = ProgressBar(await orders.estimated_document_count(), progress)
         async for document in orders.find({}):
             summary.orders += 1
+            bar.update(summary.orders, f"orders, {summary.differing} differ")
             rebuilt = rebuild_order(document)
             if rebuilt is None:
                 summary.skipped += 1
@@ -72,7 +78,7 @@ async def rebuild_all(settings: RuntimeSettings, check: bool) -> Summary:
             differing = differences(document, rebuilt)
             if differing:
                 summary.differing += 1
-                print(f"order {document['_id']}: {', '.join(differing)} differ", file=sys.stderr)
+                bar.say(f"order {document['_id']}: {', '.join(differing)} differ")
                 if not check:
                     state = {k: v for k, v in to_state(rebuilt).items() if k in COMPARED}
                     # A new version, so a running service's remembered copy cannot pass for
@@ -80,6 +86,7 @@ async def rebuild_all(settings: RuntimeSettings, check: bool) -> Summary:
                     await orders.update_one(
                         {"_id": document["_id"]}, {"$set": state, "$inc": {"version": 1}}
                     )
+        bar.close(summary.orders, f"orders, {summary.differing} differ")
     finally:
         await client.close()
     return summary
@@ -92,14 +99,23 @@ def _step(entry: Document, at: Any) -> Step:
     return Step(at=at, event=schema.model_validate(payload), event_id=entry["event_id"])
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+        prog=prog_name("order_service.rebuild"),
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
     )
     parser.add_argument("--check", action="store_true", help="compare only; exit 1 on differences")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: when stderr is a terminal)",
+    )
+    args = parser.parse_args(argv)
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
     settings = RuntimeSettings.from_env("order", default_port=8000, default_database="orders")
-    summary = asyncio.run(rebuild_all(settings, args.check))
+    summary = asyncio.run(rebuild_all(settings, args.check, progress))
     verb = "differ" if args.check else "rewritten"
     print(f"orders={summary.orders} {verb}={summary.differing} skipped={summary.skipped}")
     sys.exit(1 if args.check and summary.differing else 0)

@@ -61,6 +61,13 @@ def create_app(settings: RuntimeSettings, payment: PaymentSettings | None = None
     return create_http_app(PAYMENT, lifespan, "Charges reserved orders.")
 
 
+def openapi_app() -> FastAPI:
+    """The app as documented (docs/openapi/payment.json); nothing is connected."""
+    return create_app(
+        RuntimeSettings.from_env(PAYMENT, default_port=8002, default_database="payments")
+    )
+
+
 def run() -> None:
     settings = RuntimeSettings.from_env(PAYMENT, default_port=8002, default_database="payments")
     serve(create_app(settings, PaymentSettings()), settings)

@@ -6,8 +6,11 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
-# Reinstall only when pyproject.toml changes: a no-op `pip install` still costs seconds.
-STAMP="$VENV/.pyproject.sha256"
+# The pinned, hashed dependencies of development and CI (infra/bin/lock writes them).
+LOCK="$ROOT/requirements/dev.txt"
+# Reinstall only when the lock or pyproject.toml (entry points) changes: a no-op
+# `pip install` still costs seconds.
+STAMP="$VENV/.lock.sha256"
 
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -39,10 +42,13 @@ ensure_venv() {
         fi
     fi
     local want
-    want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+    want="$(cat "$LOCK" pyproject.toml | sha256sum | cut -d' ' -f1)"
     if [[ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]]; then
-        say "installing the project with dev dependencies (pyproject.toml changed)"
-        "$PY" -m pip install --quiet -e '.[dev]'
+        say "installing the locked dev dependencies (requirements/dev.txt or pyproject.toml changed)"
+        # Exactly the pinned versions, each checked against its hash; then the project itself
+        # without resolving anything (its dependencies are all in the lock).
+        "$PY" -m pip install --quiet --require-hashes -r "$LOCK"
+        "$PY" -m pip install --quiet --no-deps -e .
         printf '%s\n' "$want" >"$STAMP"
     fi
 }

@@ -1,12 +1,16 @@
 """Shell entry point: `python -m infra.devstack <command>`.
 
 Commands exit 0 on success and 1 otherwise, so the bash scripts can branch on them:
-  ensure            RabbitMQ (+ management/shovel plugins) and Redis for AMQP_URL/REDIS_URL
+  ensure            RabbitMQ (+ management/shovel/prometheus plugins) and Redis for
+                    AMQP_URL/REDIS_URL; with --test-tools also promtool, prometheus, kubectl
   mongo-reachable   does MONGO_URL (or the given URL) answer ping?
   docker-available  does a Docker engine (not just the client) answer?
   secantus-url PORT the URL for a SecantusDB we start on PORT (retryable writes off: see mongo.py)
   wait-mongo URL    wait until URL answers ping
   wait-http URL     wait until GET URL returns 200 (used for each service's /ready)
+  prometheus-config DIR SERVICE=HOST:PORT...
+                    write infra/deploy/prometheus's config and rules, rewritten for these
+                    local targets, into DIR; print the `prometheus` command line to run
 The wait commands take --timeout SECONDS and --pid PID (give up early if that process died).
 """
 
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +37,8 @@ from infra.devstack import (
     secantus_url,
     wait_until,
 )
+from infra.devstack.prometheus import prometheus_command, write_local_files
+from infra.devstack.tools import ensure_test_tools
 
 
 def _ensure(args: argparse.Namespace) -> int:
@@ -44,6 +51,8 @@ def _ensure(args: argparse.Namespace) -> int:
         print(f"{name}: {outcome}", flush=True)
         if outcome != "running":
             started.append(name)
+    if args.test_tools:
+        print(f"test tools: {ensure_test_tools()}", flush=True)
     # `up` reads this to tell the user, on exit, which servers it left running.
     if args.started_file:
         Path(args.started_file).write_text("".join(f"{name}\n" for name in started))
@@ -76,6 +85,13 @@ def _wait(check: Callable[[], bool], args: argparse.Namespace, what: str) -> Non
     wait_until(ready, args.timeout, what)
 
 
+def _prometheus_config(args: argparse.Namespace) -> int:
+    targets = dict(target.split("=", 1) for target in args.targets)
+    config = write_local_files(args.workdir, targets, args.interval)
+    print(shlex.join(prometheus_command(config, args.workdir / "data", args.port)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m infra.devstack",
@@ -87,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     ensure = sub.add_parser("ensure", help="ensure RabbitMQ and Redis are up")
     ensure.add_argument("--amqp-url", default=os.environ.get("AMQP_URL", DEFAULT_AMQP_URL))
     ensure.add_argument("--redis-url", default=os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))
+    ensure.add_argument(
+        "--test-tools",
+        action="store_true",
+        help="install the tools of the deploy, ops and browser tests if missing",
+    )
     ensure.add_argument("--started-file", help="write the names of servers we started here")
 
     reach = sub.add_parser("mongo-reachable", help="exit 0 if MongoDB answers ping")
@@ -103,6 +124,12 @@ def main(argv: list[str] | None = None) -> int:
         wait.add_argument("--timeout", type=float, default=60.0)
         wait.add_argument("--pid", type=int, help="fail as soon as this process is gone")
 
+    local = sub.add_parser("prometheus-config", help="local Prometheus config and command")
+    local.add_argument("workdir", type=Path)
+    local.add_argument("targets", nargs="+", help="service=host:port, one per service")
+    local.add_argument("--port", type=int, default=9090)
+    local.add_argument("--interval", default="5s")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "ensure":
@@ -114,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "secantus-url":
             print(secantus_url(args.port))
             return 0
+        if args.command == "prometheus-config":
+            return _prometheus_config(args)
         if args.command == "wait-mongo":
             _wait(lambda: mongo_reachable(args.url, 500), args, args.url)
         else:

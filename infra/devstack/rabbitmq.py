@@ -26,7 +26,15 @@ from infra.devstack._util import (
     wait_until,
 )
 
-PLUGINS = ("rabbitmq_management", "rabbitmq_shovel", "rabbitmq_shovel_management")
+# rabbitmq_prometheus: the broker's own metrics (queue depth, consumers) the alert rules need,
+# on PROMETHEUS_PORT; /metrics/per-object gives them per queue without a config change.
+PLUGINS = (
+    "rabbitmq_management",
+    "rabbitmq_shovel",
+    "rabbitmq_shovel_management",
+    "rabbitmq_prometheus",
+)
+PROMETHEUS_PORT = 15692
 START_TIMEOUT = 60.0
 
 Outcome = Literal["running", "started", "installed"]
@@ -102,13 +110,19 @@ def ensure_rabbitmq(amqp_url: str, mgmt: Management | None = None) -> Outcome:
         if has_cli:
             # The port can be open while the node is still booting; give it the same bound.
             wait_until(_ping, START_TIMEOUT, "`rabbitmq-diagnostics -q ping` on this machine")
-        if not mgmt.answering():
+        if not (mgmt.answering() and tcp_open(host, PROMETHEUS_PORT)):
             if not has_cli:
                 log(f"management API at {mgmt.url} not answering and not ours to configure")
                 return "running"
-            log("enabling management and shovel plugins")
+            # `enable` on a running node starts the plugins in place: no restart.
+            log(f"enabling plugins {', '.join(PLUGINS)}")
             _enable_plugins()
             wait_until(mgmt.answering, START_TIMEOUT, f"RabbitMQ management API at {mgmt.url}")
+            wait_until(
+                lambda: tcp_open(host, PROMETHEUS_PORT),
+                START_TIMEOUT,
+                f"RabbitMQ Prometheus metrics on {host}:{PROMETHEUS_PORT}",
+            )
         log(f"RabbitMQ already running at {host}:{port}")
         return "running"
 

@@ -11,11 +11,15 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from infra.cli import prog_name
 from infra.dlq import commands
 from infra.dlq.connection import DEFAULT_AMQP_URL, DEFAULT_MANAGEMENT_URL, DlqError, Target
 from infra.dlq.letters import SHORTCUTS, Filter
 
 EPILOG = """\
+passwords: RABBITMQ_MANAGEMENT_PASSWORD (else a prompt; guest's for the default user) and the
+one in AMQP_URL; never on the command line.
+
 examples:
   python -m infra.dlq list
   python -m infra.dlq show inventory.order-placed.dlq --limit 5
@@ -52,21 +56,24 @@ def _connection_options() -> argparse.ArgumentParser:
         f" (env RABBITMQ_MANAGEMENT_URL, else {DEFAULT_MANAGEMENT_URL})",
     )
     group.add_argument("--user", help="management API user (env RABBITMQ_MANAGEMENT_USER, guest)")
-    group.add_argument(
-        "--password", help="management API password (env RABBITMQ_MANAGEMENT_PASSWORD, guest)"
-    )
+    # No --password: a flag shows in `ps` and in shell history. The environment, else a
+    # prompt (guest's default password only for the default user).
     group.add_argument("--vhost", default="/", help="virtual host (default: /)")
     group.add_argument(
         "--amqp-url",
-        help=f"AMQP URL for replay and purge (env AMQP_URL, else {DEFAULT_AMQP_URL});"
-        " its vhost is replaced by --vhost",
+        help=f"AMQP URL for replay and purge, without a password (env AMQP_URL, else"
+        f" {DEFAULT_AMQP_URL}); its vhost is replaced by --vhost, its login is the management"
+        " user's unless it names one",
+    )
+    options.add_argument(
+        "--json", action="store_true", help="machine-readable output on stdout (JSON)"
     )
     return options
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m infra.dlq",
+        prog=prog_name("infra.dlq"),
         description="Inspect, replay and purge the dead-letter queues (<queue>.dlq).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -80,7 +87,6 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", parents=common, help="look at messages without removing them")
     show.add_argument("queue", metavar="QUEUE")
     show.add_argument("--limit", type=_positive, default=50, help="how many (default 50)")
-    show.add_argument("--json", action="store_true", help="full details, headers and bodies")
 
     replay = sub.add_parser(
         "replay",
@@ -122,17 +128,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     # aiormq logs connection failures itself; every failure is reported here as one sentence.
     for name in ("aiormq", "aio_pika"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
-    target = Target.build(args.management_url, args.user, args.password, args.vhost, args.amqp_url)
     try:
+        target = Target.build(args.management_url, args.user, args.vhost, args.amqp_url)
         if args.command == "list":
-            return commands.list_queues(target, args.all)
+            return commands.list_queues(target, args.all, args.json)
         if args.command == "show":
             return commands.show(target, args.queue, args.limit, args.json)
         if args.command == "replay":
             return commands.replay_messages(
-                target, args.queue, args.filters, args.limit, args.dry_run, args.to, args.progress
+                target,
+                args.queue,
+                args.filters,
+                args.limit,
+                args.dry_run,
+                args.to,
+                args.progress,
+                args.json,
             )
-        return commands.purge_queue(target, args.queue, args.yes, args.force)
+        return commands.purge_queue(target, args.queue, args.yes, args.force, args.json)
     except DlqError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -6,6 +6,7 @@ import asyncio
 import json
 import sys
 from collections import Counter
+from dataclasses import asdict
 from datetime import UTC, datetime
 
 from infra.dlq import render
@@ -19,12 +20,19 @@ from infra.dlq.replay import purge, replay
 STATS_NOTE = " (management statistics, refreshed every few seconds)"
 
 
-def list_queues(target: Target, include_empty: bool) -> int:
+def _print_json(document: object) -> None:
+    print(json.dumps(document, indent=2, default=str))
+
+
+def list_queues(target: Target, include_empty: bool, as_json: bool = False) -> int:
     with Management(target) as api:
         dlqs = sorted(
             (q for q in api.queues() if q.name.endswith(DLQ_SUFFIX)), key=lambda q: q.name
         )
     shown = dlqs if include_empty else [q for q in dlqs if q.messages]
+    if as_json:
+        _print_json({"vhost": target.vhost, "queues": [asdict(q) for q in shown]})
+        return 0
     if not shown:
         hint = f" ({len(dlqs)} empty; --all lists them)" if dlqs else " (no .dlq queues)"
         print(f"no dead letters in vhost {target.vhost!r}{hint}{STATS_NOTE}")
@@ -60,7 +68,7 @@ def show(target: Target, queue: str, limit: int, as_json: bool) -> int:
             "read": len(letters),
             "messages": [letter.summary(queue, now) for letter in shown],
         }
-        print(json.dumps(document, indent=2, default=str))
+        _print_json(document)
         return 0
     rows = [
         [
@@ -88,15 +96,20 @@ def replay_messages(
     dry_run: bool,
     to: str | None,
     progress: bool | None,
+    as_json: bool = False,
 ) -> int:
     with Management(target) as api:
         api.queue(queue)  # clear "no such queue / vhost / credentials" before anything moves
         if to is not None:
             api.queue(to)
         if dry_run:
-            return _dry_run(api, queue, filters, limit, to)
+            return _dry_run(api, queue, filters, limit, to, as_json)
     show_bar = sys.stderr.isatty() if progress is None else progress
     result = asyncio.run(replay(target.amqp_url, queue, filters, limit, to, show_bar))
+    if as_json:
+        moved = [asdict(m) for m in result.moved]
+        _print_json({"queue": queue, "dry_run": False, "moved": moved, "left": result.left})
+        return 0
     if result.moved:
         rows = [[m.event_id, m.event_type, m.target] for m in result.moved]
         print(render.table(["EVENT ID", "EVENT TYPE", "MOVED TO"], rows))
@@ -109,12 +122,29 @@ def replay_messages(
 
 
 def _dry_run(
-    api: Management, queue: str, filters: list[Filter], limit: int | None, to: str | None
+    api: Management,
+    queue: str,
+    filters: list[Filter],
+    limit: int | None,
+    to: str | None,
+    as_json: bool,
 ) -> int:
     # Read through the management API (everything requeued, in order), then apply exactly
     # the selection a real replay would: the first `limit` letters that match, in order.
     letters = _peek(api, queue, limit or WHOLE_READ_LIMIT)
     chosen = [letter for letter in letters if letter.matches(filters)][:limit]
+    if as_json:
+        would = [
+            {
+                "event_id": letter.event_id,
+                "event_type": letter.event_type,
+                "target": to or letter.target(queue),
+                "reason": letter.reason,
+            }
+            for letter in chosen
+        ]
+        _print_json({"queue": queue, "dry_run": True, "read": len(letters), "would_move": would})
+        return 0
     rows = [
         [
             letter.event_id,
@@ -133,7 +163,7 @@ def _dry_run(
     return 0
 
 
-def purge_queue(target: Target, queue: str, yes: bool, force: bool) -> int:
+def purge_queue(target: Target, queue: str, yes: bool, force: bool, as_json: bool = False) -> int:
     if not queue.endswith(DLQ_SUFFIX) and not force:
         raise DlqError(
             f"{queue!r} is not a dead-letter queue (its name does not end in {DLQ_SUFFIX});"
@@ -147,6 +177,9 @@ def purge_queue(target: Target, queue: str, yes: bool, force: bool) -> int:
     with Management(target) as api:
         api.queue(queue)
     count = asyncio.run(purge(target.amqp_url, queue))
+    if as_json:
+        _print_json({"queue": queue, "purged": count})
+        return 0
     print(f"purged {count} message(s) from {queue}")
     return 0
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import getpass
 import os
+import sys
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -27,24 +29,48 @@ class Target:
         cls,
         management_url: str | None,
         user: str | None,
-        password: str | None,
         vhost: str,
         amqp_url: str | None,
     ) -> Target:
         # Flags win over the environment, which wins over the local-development defaults:
-        # the same variables the services and the test fixtures read.
+        # the same variables the services and the test fixtures read. Passwords never come
+        # from a flag (`ps` and shell history would show them): the environment, else a prompt.
         env = os.environ
+        user = user or env.get("RABBITMQ_MANAGEMENT_USER")
+        password = env.get("RABBITMQ_MANAGEMENT_PASSWORD")
+        if password is None:
+            password = "guest" if user in (None, "guest") else _prompt(f"password of {user}: ")
+        if amqp_url is not None and urlsplit(amqp_url).password is not None:
+            raise DlqError(
+                "--amqp-url must not carry a password (it would show in `ps` and shell"
+                " history); put the URL in AMQP_URL or leave the login to the management user"
+            )
+        url = amqp_url or env.get("AMQP_URL") or DEFAULT_AMQP_URL
         return cls(
             management_url=(
                 management_url or env.get("RABBITMQ_MANAGEMENT_URL") or DEFAULT_MANAGEMENT_URL
             ).rstrip("/"),
-            user=user or env.get("RABBITMQ_MANAGEMENT_USER") or "guest",
-            password=password
-            if password is not None
-            else env.get("RABBITMQ_MANAGEMENT_PASSWORD", "guest"),
+            user=user or "guest",
+            password=password,
             vhost=vhost,
-            amqp_url=with_vhost(amqp_url or env.get("AMQP_URL") or DEFAULT_AMQP_URL, vhost),
+            amqp_url=with_vhost(_with_login(url, user or "guest", password), vhost),
         )
+
+
+def _prompt(text: str) -> str:
+    if not sys.stdin.isatty():
+        raise DlqError("set RABBITMQ_MANAGEMENT_PASSWORD (no terminal to ask for the password)")
+    return getpass.getpass(text)
+
+
+def _with_login(amqp_url: str, user: str, password: str) -> str:
+    """The URL's own login if it has a password, else the management user's."""
+    parts = urlsplit(amqp_url)
+    if parts.password is not None:
+        return amqp_url
+    login = quote(parts.username or user, safe="") + ":" + quote(password, safe="")
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{login}@{host}"))
 
 
 def with_vhost(amqp_url: str, vhost: str) -> str:

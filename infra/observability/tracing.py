@@ -52,11 +52,35 @@ _tracer: trace.Tracer = trace.get_tracer(INSTRUMENTATION)
 
 
 def configure_tracing(service: str, settings: TracingSettings) -> TracerProvider:
-    """Install this process's TracerProvider (once: the global one cannot be replaced)."""
+    """Install this process's TracerProvider (once: the global one cannot be replaced), and
+    the MongoDB and Redis instrumentations when spans are recorded: a span per database round
+    trip is worth its cost only when something reads it, and those leaf spans carry no context
+    anywhere, so without an exporter they are not even created."""
     provider = build_provider(service, settings)
     trace.set_tracer_provider(provider)
     use_tracer_provider(provider)
+    if recording():
+        instrument_clients()
     return provider
+
+
+def instrument_clients() -> None:
+    """A CLIENT span per MongoDB command (PyMongo's command listener: clients created from now
+    on) and per Redis command or pipeline, from the pipeline's current provider."""
+    # Imported here: only processes that record spans load them.
+    from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+    PymongoInstrumentor().instrument(tracer_provider=FOLLOWING_PROVIDER)
+    RedisInstrumentor().instrument(tracer_provider=FOLLOWING_PROVIDER)
+
+
+def uninstrument_clients() -> None:
+    from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+    PymongoInstrumentor().uninstrument()
+    RedisInstrumentor().uninstrument()
 
 
 def build_provider(service: str, settings: TracingSettings) -> TracerProvider:
@@ -132,6 +156,48 @@ def activated(parent: Context) -> Iterator[None]:
 
 def has_span(context: Context | None = None) -> bool:
     return trace.get_current_span(context).get_span_context().is_valid
+
+
+class _FollowingTracer(trace.Tracer):
+    """A tracer of whichever provider `use_tracer_provider` set last, looked up at each span.
+
+    Instrumentations take their tracer once, when they are installed; tests install an
+    in-memory provider later and remove it again. Following the current provider keeps both
+    the pipeline's own spans and the instrumentations' on the same one."""
+
+    def __init__(self, name: str, version: str | None, schema_url: str | None) -> None:
+        self._scope = (name, version, schema_url)
+        self._cached: tuple[ApiTracerProvider | None, trace.Tracer] | None = None
+
+    def _current(self) -> trace.Tracer:
+        cached = self._cached
+        if cached is None or cached[0] is not _provider:
+            name, version, schema_url = self._scope
+            found = trace.get_tracer(name, version, _provider, schema_url)
+            self._cached = cached = (_provider, found)
+        return cached[1]
+
+    def start_span(self, *args: Any, **kwargs: Any) -> Span:
+        return self._current().start_span(*args, **kwargs)
+
+    def start_as_current_span(self, *args: Any, **kwargs: Any) -> Any:
+        return self._current().start_as_current_span(*args, **kwargs)
+
+
+class _FollowingProvider(ApiTracerProvider):
+    def get_tracer(
+        self,
+        instrumenting_module_name: str,
+        instrumenting_library_version: str | None = None,
+        schema_url: str | None = None,
+        attributes: Attributes | None = None,
+    ) -> trace.Tracer:
+        return _FollowingTracer(
+            instrumenting_module_name, instrumenting_library_version, schema_url
+        )
+
+
+FOLLOWING_PROVIDER = _FollowingProvider()
 
 
 class Writable(Protocol):

@@ -189,6 +189,8 @@ def test_grafana_and_prometheus_mount_their_provisioning() -> None:
     )
 
 
+# Skips where there is no Compose v2 plugin. Debian bookworm packages none; its
+# `docker-compose` 1.29 (v1) is no substitute: it rejects the Compose Spec's top-level `name`.
 @pytest.mark.skipif(
     shutil.which("docker") is None
     or subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0,

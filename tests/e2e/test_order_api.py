@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 import uuid
@@ -167,9 +168,12 @@ async def test_the_read_model_rebuilds_from_events_alone(
     await orders.update_one(
         {"_id": mixed[0]}, {"$set": {"status": "PENDING", "history": [], "total_cents": None}}
     )
-    checked = rebuild(pipeline, "--check")
+    checked = rebuild(pipeline, "--check", "--progress")
     assert checked.returncode == 1
     assert "differ=1" in checked.stdout
+    # The bar, on stderr, full at the end (however many orders the other tests placed).
+    assert re.search(r"\[#{30}\] (\d+)/\1 orders, 1 differ", checked.stderr), checked.stderr
+    assert "differ=1" not in checked.stderr
     assert rebuild(pipeline).returncode == 0
     restored = await orders.find_one({"_id": mixed[0]})
     for field in ("status", "history", "total_cents", "lines", "priced_lines", "created_at"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import sys
 import uuid
@@ -45,7 +46,13 @@ class Ran:
     err: str
 
 
-def _argv(rabbit: RabbitVhost, *args: str, **options: str) -> list[str]:
+# Passwords reach the CLI only through the environment, never a flag.
+THROUGH_ENV = {"password": "RABBITMQ_MANAGEMENT_PASSWORD", "amqp_url": "AMQP_URL"}
+
+
+def _invocation(
+    rabbit: RabbitVhost, *args: str, **options: str
+) -> tuple[list[str], dict[str, str]]:
     settings = {
         "management_url": rabbit.management.url,
         "user": rabbit.management.user,
@@ -55,16 +62,22 @@ def _argv(rabbit: RabbitVhost, *args: str, **options: str) -> list[str]:
         **options,
     }
     argv = [sys.executable, "-m", "infra.dlq", *args]
+    env = {k: v for k, v in os.environ.items() if k not in THROUGH_ENV.values()}
     for name, value in settings.items():
-        argv += [f"--{name.replace('_', '-')}", value]
-    return argv
+        if name in THROUGH_ENV:
+            env[THROUGH_ENV[name]] = value
+        else:
+            argv += [f"--{name.replace('_', '-')}", value]
+    return argv, env
 
 
 async def cli(rabbit: RabbitVhost, *args: str, **options: str) -> Ran:
     """Run the CLI with this run's broker and vhost; `options` override, e.g. password=..."""
+    argv, env = _invocation(rabbit, *args, **options)
     process = await asyncio.create_subprocess_exec(
-        *_argv(rabbit, *args, **options),
+        *argv,
         cwd=REPO,
+        env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -139,6 +152,11 @@ async def test_an_operator_inspects_fixes_and_replays_dead_letters(
         listing = await eventually(listed_with_four, timeout_s=STATS_TIMEOUT_S, interval_s=0.5)
         assert listing.code == 0
         assert not any(line.split()[:1] == [work] for line in listing.out.splitlines())
+        listed = json.loads((await cli(rabbit, "list", "--json")).out)
+        assert listed["vhost"] == rabbit.vhost
+        assert {"name": dlq, "messages": 4, "ready": 4, "unacked": 0} in [
+            {k: q[k] for k in ("name", "messages", "ready", "unacked")} for q in listed["queues"]
+        ]
 
         # show: reasons, ids and origin; nothing removed, nothing reordered, even by a
         # partial read (a quorum queue requeues at its end).
@@ -171,13 +189,24 @@ async def test_an_operator_inspects_fixes_and_replays_dead_letters(
         assert ran.code == 0, ran.err
         assert "would move 3 of 4" in ran.out
         assert "not-json" not in ran.out
+        ran = await cli(
+            rabbit, "replay", dlq, "--filter", "event_type=OrderPlaced", "--dry-run", "--json"
+        )
+        would = json.loads(ran.out)
+        assert would["dry_run"] is True
+        assert sorted(m["event_id"] for m in would["would_move"]) == valid_ids
+        assert {m["target"] for m in would["would_move"]} == {work}
         assert await depth(channel, dlq) == 4
 
         # The cause is fixed; one message first, then the rest of the OrderPlaced ones.
         broken = False
-        ran = await cli(rabbit, "replay", dlq, "--filter", "event_type=OrderPlaced", "--limit", "1")
+        ran = await cli(
+            rabbit, "replay", dlq, "--filter", "event_type=OrderPlaced", "--limit", "1", "--json"
+        )
         assert ran.code == 0, ran.err
-        assert f"moved 1 message(s) from {dlq}: 1 to {work}" in ran.out
+        [moved] = json.loads(ran.out)["moved"]
+        assert moved["target"] == work
+        assert moved["event_type"] == "OrderPlaced"
         await eventually(lambda: len(handled) == 1)
         assert handled[0] in valid_ids
         assert await depth(channel, dlq) == 3
@@ -200,9 +229,9 @@ async def test_an_operator_inspects_fixes_and_replays_dead_letters(
         assert ran.code == 2
         assert "not a dead-letter queue" in ran.err
         assert await depth(channel, dlq) == 1
-        ran = await cli(rabbit, "purge", dlq, "--yes")
+        ran = await cli(rabbit, "purge", dlq, "--yes", "--json")
         assert ran.code == 0, ran.err
-        assert f"purged 1 message(s) from {dlq}" in ran.out
+        assert json.loads(ran.out) == {"queue": dlq, "purged": 1}
         assert await depth(channel, dlq) == 0
         assert sorted(handled) == valid_ids  # each handled exactly once, nothing else
     finally:
@@ -276,9 +305,11 @@ async def test_a_replay_killed_midway_loses_nothing(
     await eventually(lambda: _depth_is(channel, dlq, MIDWAY_LETTERS), timeout_s=60)
     await consumer.stop()  # the work queue now only collects what the replay moves
 
+    argv, env = _invocation(rabbit, "replay", dlq, "--progress")
     process = await asyncio.create_subprocess_exec(
-        *_argv(rabbit, "replay", dlq, "--progress"),
+        *argv,
         cwd=REPO,
+        env=env,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -345,3 +376,34 @@ async def test_operator_mistakes_end_with_a_clear_message_and_exit_code_2(
         assert ran.err.count("\n") == 1  # one line
         assert "wrong" not in ran.err  # no password in messages
     await forget(channel, dlq)
+
+
+async def test_passwords_never_come_from_a_flag(rabbitmq_vhost: RabbitVhost) -> None:
+    rabbit = rabbitmq_vhost
+    ran = await cli(rabbit, "list", "--password", "secret")
+    assert ran.code == 2
+    assert "unrecognized arguments: --password" in ran.err
+    with_password = rabbit.url.replace("guest:guest@", "guest:secret@", 1)
+    argv, env = _invocation(rabbit, "list", "--amqp-url", with_password)
+    done = await asyncio.create_subprocess_exec(
+        *argv, env=env, cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(done.communicate(), CLI_TIMEOUT_S)
+    assert done.returncode == 2
+    assert "must not carry a password" in err.decode()
+    assert "secret" not in err.decode()
+    # Another user and no password in the environment: a prompt, and without a terminal a
+    # clear error rather than a guess.
+    argv, env = _invocation(rabbit, "list", user="operator")
+    env.pop("RABBITMQ_MANAGEMENT_PASSWORD")
+    done = await asyncio.create_subprocess_exec(
+        *argv,
+        env=env,
+        cwd=REPO,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(done.communicate(), CLI_TIMEOUT_S)
+    assert done.returncode == 2
+    assert "set RABBITMQ_MANAGEMENT_PASSWORD" in err.decode()

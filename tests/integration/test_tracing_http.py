@@ -1,4 +1,6 @@
-"""The HTTP middleware's SERVER span, driven in process through httpx's ASGI transport."""
+"""The SERVER span of every request (opentelemetry-instrumentation-fastapi, named and
+attributed by the HTTP semantic conventions), driven in process through httpx's ASGI
+transport."""
 
 from __future__ import annotations
 
@@ -11,8 +13,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind, StatusCode
 
 from contracts.envelope import Envelope
@@ -79,7 +82,7 @@ async def test_a_request_continues_the_callers_trace_and_echoes_its_span(
     assert response.status_code == 200
     span = server_span(spans)
     trace_id, span_id = ids(span)
-    assert span.name == "HTTP POST /orders/{order_id}/confirm"
+    assert span.name == "POST /orders/{order_id}/confirm"
     assert trace_id == TRACE_ID
     assert span.parent is not None
     assert span.parent.is_remote
@@ -101,7 +104,7 @@ async def test_a_request_without_traceparent_starts_a_trace(
 
     span = server_span(spans)
     assert span.parent is None
-    assert span.name == "HTTP GET /health"
+    assert span.name == "GET /health"
     trace_id, span_id = ids(span)
     assert response.headers["traceparent"].startswith(f"00-{trace_id}-{span_id}-")
 
@@ -113,7 +116,7 @@ async def test_an_unmatched_route_keeps_a_bounded_span_name(
 
     assert response.status_code == 404
     span = server_span(spans)
-    assert span.name == "HTTP GET unmatched"
+    assert span.name == "GET"  # no route: the method alone, never the raw path
     assert span.status.status_code is StatusCode.UNSET  # a 4xx is not a server error
     assert ids(span)[0] == TRACE_ID
 
@@ -125,7 +128,7 @@ async def test_a_handler_exception_is_recorded_on_the_span(
 
     assert response.status_code == 500
     span = server_span(spans)
-    assert span.name == "HTTP GET /boom"
+    assert span.name == "GET /boom"
     assert span.status.status_code is StatusCode.ERROR
     assert span.attributes is not None
     assert span.attributes["http.status_code"] == 500
@@ -133,3 +136,26 @@ async def test_a_handler_exception_is_recorded_on_the_span(
     assert event.name == "exception"
     assert event.attributes is not None
     assert event.attributes["exception.type"] == "RuntimeError"
+
+
+async def test_unsampled_a_request_still_continues_the_callers_trace(
+    client: httpx.AsyncClient,
+) -> None:
+    """Without a recording provider the bare path runs: no attributes, no spans recorded,
+    but the handler (and so its outbox entries) is in the caller's trace all the same."""
+    unsampled = TracerProvider(sampler=ALWAYS_OFF, shutdown_on_exit=False)
+    previous = tracing.use_tracer_provider(unsampled)
+    try:
+        assert not tracing.recording()
+        order_id = str(uuid.uuid4())
+        response = await client.post(
+            f"/orders/{order_id}/confirm", headers={"traceparent": TRACEPARENT}
+        )
+    finally:
+        tracing.use_tracer_provider(previous)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["trace_id"] == TRACE_ID
+    assert body["span_id"] != CALLER_SPAN_ID  # a span of this server, child of the caller's
+    assert body["traceparent"] == response.headers["traceparent"]
+    assert response.headers["traceparent"].startswith(f"00-{TRACE_ID}-{body['span_id']}-")
