@@ -12,6 +12,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
+from infra.messaging import codec
 from tests.deploy.manifests import (
     COMPOSE_FILE,
     DEFINITIONS_FILE,
@@ -175,6 +176,8 @@ def test_rabbitmq_loads_our_definitions_and_exports_per_queue_metrics() -> None:
             conf[key.strip()] = value.strip()
     assert conf["management.load_definitions"] == definitions_target
     assert conf["prometheus.return_per_object_metrics"] == "true"
+    # The broker refuses what every consumer would dead-letter as too big, nothing less.
+    assert int(conf["max_message_size"]) == codec.MAX_BODY_BYTES
 
 
 def test_grafana_and_prometheus_mount_their_provisioning() -> None:
