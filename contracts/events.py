@@ -17,6 +17,10 @@ Cents = Annotated[int, Field(ge=0)]
 Reason = Annotated[str, Field(min_length=1, max_length=500)]
 OrderId = Annotated[str, Field(min_length=1, max_length=64)]
 CURRENCY = "EUR"
+# The longest webhook URL, as the order API accepts it (after normalisation) and as
+# NotificationPreferenceChanged carries it: one number, so the API never accepts what the
+# event then refuses (URLs of 2001-2083 characters once passed the API and failed with a 500).
+WEBHOOK_URL_MAX_LENGTH = 2000
 
 
 class Event(BaseModel):
@@ -138,7 +142,7 @@ class NotificationPreferenceChanged(Event):
     event_type: ClassVar[str] = "NotificationPreferenceChanged"
     customer_id: str
     channel: Literal["log", "email", "webhook"]
-    webhook_url: str | None = Field(default=None, max_length=2000)
+    webhook_url: str | None = Field(default=None, max_length=WEBHOOK_URL_MAX_LENGTH)
 
     @property
     def aggregate_id(self) -> str:

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from infra.http_errors import BodySizeLimit, install_error_handlers
+from infra.http_errors import BodySizeLimit, document_problems, install_error_handlers
 from infra.observability import tracing
 from infra.observability.metrics import HTTP_DURATION, HTTP_REQUESTS
 
@@ -69,6 +69,7 @@ def create_http_app(service: str, lifespan: Lifespan, description: str = "") -> 
                 HTTP_DURATION.labels(route, request.method).observe(time.perf_counter() - started)
 
     install_error_handlers(app)
+    document_problems(app)
     app.add_middleware(BodySizeLimit)
     return app
 

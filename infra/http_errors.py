@@ -1,16 +1,21 @@
-"""One error shape for every service: `{"error": {"code", "message", "details"?}}`.
+"""One error shape for every service: RFC 9457 problem details, `application/problem+json`.
 
-`code` is machine-readable and stable; `message` is for humans. Validation errors, unknown
-routes, oversized bodies and backing-service outages all come out in this shape.
+    {"type": "urn:order-pipeline:problem:<code>", "title": "Conflict", "status": 409,
+     "detail": "...", "code": "<code>", "errors"?: [{"loc", "msg", "type"}]}
+
+`code` (an extension member) is machine-readable and stable, and `type` is the same code as an
+absolute URI; `title` is the status's phrase, `detail` is for humans. Validation errors, unknown
+routes, oversized bodies, backing-service outages and unhandled exceptions all come out in this
+shape; an unhandled exception logs its traceback and tells the client nothing of it.
 """
 
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -21,6 +26,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_TYPE_PREFIX = "urn:order-pipeline:problem:"
 
 _CODES = {
     400: "bad_request",
@@ -28,23 +35,26 @@ _CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "invalid_request",
     429: "too_many_requests",
+    500: "internal_error",
     503: "unavailable",
 }
 
 
-class ErrorDetail(BaseModel):
+class Problem(BaseModel):
+    """An RFC 9457 problem details object, with this project's `code` extension member."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
     code: str
-    message: str
-    details: list[dict[str, Any]] | None = None
-
-
-class ErrorBody(BaseModel):
-    error: ErrorDetail
+    errors: list[dict[str, Any]] | None = None
 
 
 class ApiError(HTTPException):
@@ -56,15 +66,60 @@ class ApiError(HTTPException):
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` entries documenting the error shape for these statuses."""
-    return {s: {"model": ErrorBody, "description": _CODES.get(s, "error")} for s in statuses}
+    """OpenAPI `responses=` entries for these statuses; `document_problems` gives every error
+    response its problem+json content."""
+    return {s: {"description": _CODES.get(s, "error")} for s in statuses}
+
+
+def document_problems(app: FastAPI) -> None:
+    """Make the app's OpenAPI document say what the handlers do: every 4xx/5xx response of
+    every operation (FastAPI's automatic 422 included) is `application/problem+json`."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        problem = {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                for status, response in operation.get("responses", {}).items():
+                    if status[:1] in {"4", "5"}:
+                        response["content"] = problem
+        # FastAPI's own validation-error schemas describe a body this API never sends.
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(unused, None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def error_response(
     status: int, code: str, message: str, details: list[dict[str, Any]] | None = None
 ) -> JSONResponse:
-    body = ErrorBody(error=ErrorDetail(code=code, message=message, details=details))
-    return JSONResponse(jsonable_encoder(body, exclude_none=True), status_code=status)
+    problem = Problem(
+        type=PROBLEM_TYPE_PREFIX + code,
+        title=_title(status),
+        status=status,
+        detail=message,
+        code=code,
+        errors=details,
+    )
+    return JSONResponse(
+        problem.model_dump(mode="json", exclude_none=True),
+        status_code=status,
+        media_type=PROBLEM_CONTENT_TYPE,
+    )
+
+
+def _title(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -97,6 +152,20 @@ def install_error_handlers(app: FastAPI) -> None:
         response = error_response(503, "unavailable", "a backing service is unavailable; retry")
         response.headers["Retry-After"] = "1"
         return response
+
+    @app.exception_handler(Exception)
+    async def unhandled(request: Request, error: Exception) -> JSONResponse:
+        # Starlette's ServerErrorMiddleware calls this for anything no other handler took, then
+        # re-raises (uvicorn logs it once more). The traceback goes to the log; the client gets
+        # the shape and no internals.
+        log.error(
+            "unhandled %s on %s %s",
+            type(error).__name__,
+            request.method,
+            request.url.path,
+            exc_info=error,
+        )
+        return error_response(500, "internal_error", "internal error; the cause was logged")
 
 
 class BodySizeLimit:
