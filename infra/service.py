@@ -7,13 +7,28 @@ runs the app's lifespan exit, which stops the consumers and flushes the outbox (
 from __future__ import annotations
 
 import signal
+import sys
+from collections.abc import Callable
 
 import uvicorn
 from fastapi import FastAPI
 
 from infra.observability.logging import configure_logging
 from infra.observability.tracing import configure_tracing
-from infra.settings import RuntimeSettings
+from infra.settings import RuntimeSettings, SettingsRefused
+
+# Exit code of a process that refused its settings (not 1, which is any crash).
+REFUSED_EXIT_CODE = 78  # EX_CONFIG in sysexits.h
+
+
+def main(run: Callable[[], None]) -> None:
+    """Entry point of a service process: refused settings end it with one clear line on
+    stderr and exit code 78, not a traceback."""
+    try:
+        run()
+    except SettingsRefused as refused:
+        print(f"refusing to start: {refused}", file=sys.stderr)
+        sys.exit(REFUSED_EXIT_CODE)
 
 
 def serve(app: FastAPI, settings: RuntimeSettings) -> None:

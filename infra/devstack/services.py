@@ -32,6 +32,7 @@ def service_env(
     """This process's environment plus what wires a service to the stack's servers."""
     return {
         **os.environ,
+        # Explicit: unset means production, which refuses the local servers' defaults.
         "ENVIRONMENT": "test",
         "AMQP_URL": amqp_url,
         "MONGO_URL": mongo_url,
