@@ -11,6 +11,7 @@ shape; an unhandled exception logs its traceback and tells the client nothing of
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from http import HTTPStatus
 from typing import Any
@@ -26,6 +27,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
+# A body (at most MAX_BODY_BYTES) must arrive within this many seconds of the request head:
+# 3.2 KiB/s at worst, far below any real client.
+BODY_TIMEOUT_S = 20.0
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "urn:order-pipeline:problem:"
 
@@ -170,12 +174,18 @@ def install_error_handlers(app: FastAPI) -> None:
 
 class BodySizeLimit:
     """Refuse request bodies over `limit` bytes with 413, whether or not Content-Length is
-    sent. The body is read (up to the limit) before the app runs and replayed to it: bodies
-    here are small, and the app never sees a half-read request."""
+    sent, and bodies not received within `read_timeout_s` with 408 (a client sending a byte
+    every few seconds would otherwise hold the connection and this read forever). The body is
+    read before the app runs and replayed to it: bodies here are small, and the app never sees
+    a half-read request. A client that disconnects mid-body is dropped without running the app.
+    """
 
-    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: int = MAX_BODY_BYTES, read_timeout_s: float = BODY_TIMEOUT_S
+    ) -> None:
         self._app = app
         self._limit = limit
+        self._read_timeout_s = read_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -183,8 +193,27 @@ class BodySizeLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self._limit:
-            await self._refuse(scope, receive, send)
+            await self._refuse(scope, receive, send, 413, "payload_too_large")
             return
+        try:
+            async with asyncio.timeout(self._read_timeout_s):
+                messages = await self._read_body(receive)
+        except TimeoutError:
+            await self._refuse(scope, receive, send, 408, "request_timeout")
+            return
+        if messages is None:
+            await self._refuse(scope, receive, send, 413, "payload_too_large")
+            return
+        if messages and messages[-1]["type"] == "http.disconnect":
+            return  # nobody left to answer
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self._app(scope, replay, send)
+
+    async def _read_body(self, receive: Receive) -> list[Message] | None:
+        """The request's messages up to the end of its body; None past the limit."""
         messages: list[Message] = []
         size, more = 0, True
         while more:
@@ -195,14 +224,21 @@ class BodySizeLimit:
             size += len(message.get("body", b""))
             more = message.get("more_body", False)
             if size > self._limit:
-                await self._refuse(scope, receive, send)
-                return
+                return None
+        return messages
 
-        async def replay() -> Message:
-            return messages.pop(0) if messages else await receive()
-
-        await self._app(scope, replay, send)
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        message = f"request body over {self._limit} bytes"
-        await error_response(413, "payload_too_large", message)(scope, receive, send)
+    async def _refuse(
+        self, scope: Scope, receive: Receive, send: Send, status: int, code: str
+    ) -> None:
+        detail = (
+            f"request body over {self._limit} bytes"
+            if status == 413
+            else f"request body not received within {self._read_timeout_s:g} s"
+        )
+        response = error_response(status, code, detail)
+        if status == 408:
+            # A client this slow gets no more time. After a 413 the server reads and drops the
+            # rest of the body instead (closing mid-upload would cut the answer off); the
+            # head deadline of the connection's next request bounds that (infra.http_server).
+            response.headers["Connection"] = "close"
+        await response(scope, receive, send)

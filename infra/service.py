@@ -13,6 +13,7 @@ from collections.abc import Callable
 import uvicorn
 from fastapi import FastAPI
 
+from infra.http_server import server_config
 from infra.observability.logging import configure_logging
 from infra.observability.tracing import configure_tracing
 from infra.settings import RuntimeSettings, SettingsRefused
@@ -40,11 +41,7 @@ def serve(app: FastAPI, settings: RuntimeSettings) -> None:
     # ends the process with exit code 0 instead of dying by the signal.
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, lambda *_: None)
-    uvicorn.run(
-        app,
-        host=settings.http.host,
-        port=settings.http.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
+    config = server_config(
+        app, settings.http, log_config=None, access_log=False, timeout_graceful_shutdown=10
     )
+    uvicorn.Server(config).run()

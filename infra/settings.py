@@ -62,6 +62,14 @@ class HttpSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=0, ge=0, le=65535)
+    # Slow clients (infra.http_server): a request head must arrive within header_timeout_s of
+    # the connection opening or of its first byte (else 408 and close); an idle keep-alive
+    # connection is closed after keep_alive_s; past max_connections a new connection gets 503.
+    header_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    keep_alive_s: int = Field(default=5, ge=1, le=300)
+    max_connections: int = Field(default=1000, ge=1)
+    # Request line plus headers (h11's buffer for an incomplete head); larger gets 400.
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
 
 
 class OutboxSettings(BaseSettings):

@@ -4,6 +4,7 @@ is a problem+json 500 that names no internals, and its traceback is logged."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +16,8 @@ from fastapi import FastAPI
 
 from infra.devstack import free_port
 from infra.http import create_http_app
+from infra.http_server import server_config
+from infra.settings import HttpSettings
 from tests.integration.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.security]
@@ -35,7 +38,9 @@ async def failing_app_url() -> AsyncIterator[str]:
         raise RuntimeError(f"cannot reach {SECRET}")
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
+    # The services' own server configuration, with limits small enough to reach in a test.
+    limits = HttpSettings(port=port, header_timeout_s=2, max_connections=3)
+    server = uvicorn.Server(server_config(app, limits, log_config=None))
     serving = asyncio.create_task(server.serve())
     await eventually(lambda: server.started, timeout_s=10)
     yield f"http://127.0.0.1:{port}"
@@ -63,3 +68,51 @@ async def test_an_unhandled_exception_is_a_problem_500_without_internals(
     [record] = [r for r in caplog.records if r.name == "infra.http_errors"]
     assert record.exc_info is not None
     assert SECRET in str(record.exc_info[1])
+
+
+async def _exchange(port: int, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(65536), timeout=10)
+    writer.close()
+    return answer
+
+
+async def test_a_request_that_is_not_http_gets_a_400_problem(failing_app_url: str) -> None:
+    port = int(failing_app_url.rsplit(":", 1)[1])
+    answer = await _exchange(port, b"GET / HTTP/1.1\r\nBad Header Line\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400")
+    assert b"application/problem+json" in head
+    assert json.loads(body)["code"] == "bad_request"
+
+
+async def test_past_the_connection_cap_a_new_connection_gets_a_503_problem(
+    failing_app_url: str,
+) -> None:
+    port = int(failing_app_url.rsplit(":", 1)[1])
+    held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+    try:
+        answer = await _exchange(port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503")
+        assert json.loads(body)["code"] == "too_many_connections"
+    finally:
+        for _, writer in held:
+            writer.close()
+    # The held connections sent no request head: each is closed at its deadline, and the
+    # cap frees up again.
+    async with httpx.AsyncClient(timeout=10) as client:
+        response = await eventually(
+            lambda: _status_of(client, f"{failing_app_url}/health"), timeout_s=10
+        )
+    assert response == 200
+
+
+async def _status_of(client: httpx.AsyncClient, url: str) -> int | None:
+    try:
+        status = (await client.get(url)).status_code
+    except httpx.HTTPError:
+        return None
+    return status if status == 200 else None
