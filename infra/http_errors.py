@@ -102,8 +102,13 @@ def document_problems(app: FastAPI) -> None:
 
 
 def error_response(
-    status: int, code: str, message: str, details: list[dict[str, Any]] | None = None
+    status: int,
+    code: str,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    extensions: dict[str, Any] | None = None,
 ) -> JSONResponse:
+    """A problem response; `extensions` adds members of its own (RFC 9457 section 3.2)."""
     problem = Problem(
         type=PROBLEM_TYPE_PREFIX + code,
         title=_title(status),
@@ -112,11 +117,8 @@ def error_response(
         code=code,
         errors=details,
     )
-    return JSONResponse(
-        problem.model_dump(mode="json", exclude_none=True),
-        status_code=status,
-        media_type=PROBLEM_CONTENT_TYPE,
-    )
+    body = {**(extensions or {}), **problem.model_dump(mode="json", exclude_none=True)}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_CONTENT_TYPE)
 
 
 def _title(status: int) -> str:
