@@ -135,6 +135,44 @@ async def test_an_event_of_another_type_on_a_queue_is_dead_lettered_never_handle
     await consumer.stop()
 
 
+class _Unprintable(Exception):
+    """A handler's bug of the kind nobody anticipates: an exception whose str() fails."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("__str__ of the handler's exception failed")
+
+
+async def test_a_failure_outside_the_ack_policy_is_dead_lettered_by_the_catch_all(
+    broker: Broker,
+) -> None:
+    """The retry path itself fails (str() of the error, for the failure headers): before, the
+    delivery stayed neither acked nor rejected, and a prefetch window of them stalled the
+    queue."""
+    handled: list[str] = []
+    poisoned = {order_placed().correlation_id for _ in range(PREFETCH)}
+
+    async def handler(envelope: Envelope, event: OrderPlaced) -> None:
+        if event.order_id in poisoned:
+            raise _Unprintable()
+        handled.append(event.order_id)
+
+    settings = AmqpSettings(prefetch=PREFETCH, retry_delays_ms=[60_000])
+    consumer = Consumer(broker, broker.service, settings)
+    queue = await consumer.subscribe(OrderPlaced, handler)
+    for order_id in poisoned:
+        await broker.publish(order_placed(order_id))
+    good = order_placed()
+    await broker.publish(good)
+
+    await eventually(lambda: handled == [good.correlation_id], timeout_s=20)
+    letters = await dead_letters(broker, queue, PREFETCH)
+    for letter in letters:
+        assert letter.headers["x-dead-letter-reason"] == "consumer error"
+        assert letter.headers["x-exception-class"] == "RuntimeError"
+        assert "__str__" in letter.headers["x-exception-message"]
+    await consumer.stop()
+
+
 async def test_a_service_cannot_subscribe_outside_the_topology(broker: Broker) -> None:
     consumer = Consumer(broker, ORDER, AmqpSettings())
 
