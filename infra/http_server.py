@@ -9,6 +9,9 @@ cancels the keep-alive timer). `GuardedH11Protocol` adds, per connection:
 - a connection cap: past `max_connections` open connections, a new one gets a 503 problem
   and is closed at once (uvicorn's own `limit_concurrency` answers in plain text);
 - a 400 problem for a request h11 cannot parse (uvicorn's answers in plain text).
+`RequestsInFlightLimit` caps the requests being handled at once (503 problem past it): a client
+that disconnects does not stop its request, so open connections alone do not bound the work
+(an argon2 hash at 64 MiB per login, say).
 The body has its own deadline in the ASGI layer (infra.http_errors.BodySizeLimit), which is
 where the body is read; the head size is bounded by h11 (`max_header_bytes`).
 """
@@ -22,9 +25,10 @@ from http import HTTPStatus
 from typing import Any
 
 import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from infra.http_errors import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX
+from infra.http_errors import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX, error_response
 from infra.settings import HttpSettings
 
 log = logging.getLogger(__name__)
@@ -108,6 +112,30 @@ def _raw_problem(status: int, code: str, detail: str) -> bytes:
     return head.encode() + body
 
 
+class RequestsInFlightLimit:
+    """At most `limit` HTTP requests handled at once; past it, 503 with Retry-After."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self._app = app
+        self._limit = limit
+        self._in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        if self._in_flight >= self._limit:
+            response = error_response(503, "overloaded", "too many requests in flight; retry")
+            response.headers["Retry-After"] = "1"
+            await response(scope, receive, send)
+            return
+        self._in_flight += 1
+        try:
+            await self._app(scope, receive, send)
+        finally:
+            self._in_flight -= 1
+
+
 def guarded_protocol(settings: HttpSettings) -> type[GuardedH11Protocol]:
     attributes = {
         "header_timeout_s": settings.header_timeout_s,
@@ -119,7 +147,7 @@ def guarded_protocol(settings: HttpSettings) -> type[GuardedH11Protocol]:
 def server_config(app: Any, settings: HttpSettings, **options: Any) -> uvicorn.Config:
     """The uvicorn configuration of every service: its HTTP limits, from HttpSettings."""
     return uvicorn.Config(
-        app,
+        RequestsInFlightLimit(app, settings.max_requests_in_flight),
         host=settings.host,
         port=settings.port,
         http=guarded_protocol(settings),

@@ -68,6 +68,8 @@ class HttpSettings(BaseSettings):
     header_timeout_s: float = Field(default=10.0, gt=0, le=300)
     keep_alive_s: int = Field(default=5, ge=1, le=300)
     max_connections: int = Field(default=1000, ge=1)
+    # Requests handled at once (more get 503): a disconnected client's request keeps running.
+    max_requests_in_flight: int = Field(default=256, ge=1)
     # Request line plus headers (h11's buffer for an incomplete head); larger gets 400.
     max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
 

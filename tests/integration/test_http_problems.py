@@ -1,5 +1,7 @@
-"""The catch-all error handler of the shared HTTP app, over real HTTP: an unhandled exception
-is a problem+json 500 that names no internals, and its traceback is logged."""
+"""The shared HTTP app and server configuration over real HTTP, with limits small enough to
+reach: an unhandled exception is a problem+json 500 that names no internals (its traceback is
+logged); an unparseable request, too many connections and too many requests in flight get
+problems too."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from tests.integration.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.security]
 SECRET = "mongodb://admin:hunter2@db.internal"
+IN_FLIGHT = 2
 
 
 @asynccontextmanager
@@ -30,16 +33,38 @@ async def _no_runtime(app: FastAPI) -> AsyncIterator[None]:
 
 
 @pytest.fixture
-async def failing_app_url() -> AsyncIterator[str]:
+def release() -> asyncio.Event:
+    return asyncio.Event()
+
+
+@pytest.fixture
+def holding() -> list[str]:
+    """The /hold requests the app is handling right now."""
+    return []
+
+
+@pytest.fixture
+async def failing_app_url(release: asyncio.Event, holding: list[str]) -> AsyncIterator[str]:
     app = create_http_app("itest", _no_runtime)
 
     @app.get("/boom")
     async def boom() -> dict[str, str]:
         raise RuntimeError(f"cannot reach {SECRET}")
 
+    @app.get("/hold")
+    async def hold() -> dict[str, str]:
+        holding.append("request")
+        try:
+            await asyncio.wait_for(release.wait(), timeout=20)
+        finally:
+            holding.remove("request")
+        return {"held": "released"}
+
     port = free_port()
     # The services' own server configuration, with limits small enough to reach in a test.
-    limits = HttpSettings(port=port, header_timeout_s=2, max_connections=3)
+    limits = HttpSettings(
+        port=port, header_timeout_s=2, max_connections=5, max_requests_in_flight=IN_FLIGHT
+    )
     server = uvicorn.Server(server_config(app, limits, log_config=None))
     serving = asyncio.create_task(server.serve())
     await eventually(lambda: server.started, timeout_s=10)
@@ -92,7 +117,7 @@ async def test_past_the_connection_cap_a_new_connection_gets_a_503_problem(
     failing_app_url: str,
 ) -> None:
     port = int(failing_app_url.rsplit(":", 1)[1])
-    held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+    held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(5)]
     try:
         answer = await _exchange(port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         head, _, body = answer.partition(b"\r\n\r\n")
@@ -116,3 +141,19 @@ async def _status_of(client: httpx.AsyncClient, url: str) -> int | None:
     except httpx.HTTPError:
         return None
     return status if status == 200 else None
+
+
+async def test_past_the_requests_in_flight_limit_a_request_gets_a_503_problem(
+    failing_app_url: str, release: asyncio.Event, holding: list[str]
+) -> None:
+    async with httpx.AsyncClient(timeout=20) as client:
+        held = [asyncio.create_task(client.get(f"{failing_app_url}/hold")) for _ in range(2)]
+        await eventually(lambda: len(holding) == IN_FLIGHT, timeout_s=10)
+        refused = await client.get(f"{failing_app_url}/health")
+        assert refused.status_code == 503
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.headers["retry-after"] == "1"
+        assert refused.json()["code"] == "overloaded"
+        release.set()
+        assert [(await task).status_code for task in held] == [200] * IN_FLIGHT
+        assert (await client.get(f"{failing_app_url}/health")).status_code == 200
