@@ -146,8 +146,6 @@ class Consumer:
         """The one place a delivery ends: acked, retried, dead-lettered or handed back."""
         try:
             outcome = await self._apply(subscription, message)
-            await message.ack()
-            return outcome
         except PublishFailed:
             # Could not park the message in a retry tier or DLQ: hand it back to the queue.
             log.warning("requeueing %s: retry/dead-letter publish failed", message.message_id)
@@ -156,14 +154,16 @@ class Consumer:
         except Exception as error:
             log.exception("unexpected failure consuming %s", message.message_id)
             return await self._dead_letter_unexpected(subscription.queue, message, error)
+        # Outside the catch-all: a delivery that was handled is never dead-lettered because its
+        # ack failed (the broker redelivers it, and handlers are idempotent).
+        await _ack_quietly(message)
+        return outcome
 
     async def _dead_letter_unexpected(
         self, queue: str, message: AbstractIncomingMessage, error: Exception
     ) -> str:
         try:
             await self._dead_letter(queue, message, error, 1, "consumer error")
-            await message.ack()
-            return "dead_lettered"
         except Exception:
             # Not even the dead letter went out: reject it, and the work queue's own
             # dead-letter exchange takes it (with RabbitMQ's x-death instead of our story).
@@ -173,6 +173,8 @@ class Consumer:
             except Exception:  # channel gone: the broker requeues unacked deliveries itself
                 log.debug("reject failed", exc_info=True)
             return "rejected"
+        await _ack_quietly(message)
+        return "dead_lettered"
 
     async def _apply(self, subscription: _Subscription, message: AbstractIncomingMessage) -> str:
         queue = subscription.queue
@@ -288,6 +290,13 @@ class Consumer:
         await self._broker.send(
             copy_of(message, headers), DEAD_LETTER_EXCHANGE, queue, message.type or ""
         )
+
+
+async def _ack_quietly(message: AbstractIncomingMessage) -> None:
+    try:
+        await message.ack()
+    except Exception:  # channel gone: the broker redelivers; the effect is stored already
+        log.warning("ack of %s failed; it will be redelivered", message.message_id, exc_info=True)
 
 
 async def _nack_quietly(message: AbstractIncomingMessage) -> None:
