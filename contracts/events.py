@@ -20,6 +20,10 @@ CURRENCY = "EUR"
 # OrderCancelled reasons other services tell apart (to label refunds); other reasons are free text.
 DEADLINE_REASON = "deadline"
 CUSTOMER_CANCEL_REASON = "cancelled by the customer"
+# The longest webhook URL, as the order API accepts it (after normalisation) and as
+# NotificationPreferenceChanged carries it: one number, so the API never accepts what the
+# event then refuses (URLs of 2001-2083 characters once passed the API and failed with a 500).
+WEBHOOK_URL_MAX_LENGTH = 2000
 
 
 class Event(BaseModel):
@@ -156,7 +160,7 @@ class NotificationPreferenceChanged(Event):
     event_type: ClassVar[str] = "NotificationPreferenceChanged"
     customer_id: str
     channel: Literal["log", "email", "webhook"]
-    webhook_url: str | None = Field(default=None, max_length=2000)
+    webhook_url: str | None = Field(default=None, max_length=WEBHOOK_URL_MAX_LENGTH)
 
     @property
     def aggregate_id(self) -> str:

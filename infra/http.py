@@ -14,7 +14,12 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from infra.http_errors import BodySizeLimit, install_error_handlers
+from infra.http_errors import (
+    BodySizeLimit,
+    document_problems,
+    error_response,
+    install_error_handlers,
+)
 from infra.observability import tracing
 from infra.observability.http_tracing import instrument_http
 from infra.observability.metrics import HTTP_DURATION, HTTP_REQUESTS
@@ -44,11 +49,11 @@ def create_http_app(service: str, lifespan: Lifespan, description: str = "") -> 
         """Broker, MongoDB and Redis are reachable from this process."""
         runtime = getattr(request.app.state, "runtime", None)
         checks = await runtime.readiness() if runtime is not None else {"started": False}
-        ok = all(checks.values())
-        return JSONResponse(
-            {"status": "ready" if ok else "not ready", "checks": checks},
-            status_code=200 if ok else 503,
-        )
+        if all(checks.values()):
+            return JSONResponse({"status": "ready", "checks": checks})
+        # Not ready is an error response like any other: a problem, with the checks in it.
+        failing = ", ".join(name for name, ok in checks.items() if not ok)
+        return error_response(503, "not_ready", f"not ready: {failing}", None, {"checks": checks})
 
     @app.get("/metrics", tags=["operations"], response_class=Response)
     async def metrics() -> Response:
@@ -74,6 +79,7 @@ def create_http_app(service: str, lifespan: Lifespan, description: str = "") -> 
             HTTP_DURATION.labels(route, request.method).observe(time.perf_counter() - started)
 
     install_error_handlers(app)
+    document_problems(app)
     app.add_middleware(BodySizeLimit)
     instrument_http(app)
     return app

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,7 +36,17 @@ METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 
 
 def document(service: str) -> dict[str, Any]:
-    app = importlib.import_module(f"{service}_service.main").openapi_app()
+    # A document describes the code, not a deployment: the app is built with development
+    # settings whatever ENVIRONMENT says (production's guardrails refuse the local defaults).
+    saved = os.environ.get("ENVIRONMENT")
+    os.environ["ENVIRONMENT"] = "development"
+    try:
+        app = importlib.import_module(f"{service}_service.main").openapi_app()
+    finally:
+        if saved is None:
+            del os.environ["ENVIRONMENT"]
+        else:
+            os.environ["ENVIRONMENT"] = saved
     doc: dict[str, Any] = app.openapi()
     return doc
 

@@ -7,14 +7,30 @@ runs the app's lifespan exit, which stops the consumers and flushes the outbox (
 from __future__ import annotations
 
 import signal
+import sys
+from collections.abc import Callable
 
 import uvicorn
 from fastapi import FastAPI
 from pydantic_settings import BaseSettings
 
+from infra.http_server import server_config
 from infra.observability.logging import configure_logging
 from infra.observability.tracing import configure_tracing
-from infra.settings import RuntimeSettings
+from infra.settings import RuntimeSettings, SettingsRefused
+
+# Exit code of a process that refused its settings (not 1, which is any crash).
+REFUSED_EXIT_CODE = 78  # EX_CONFIG in sysexits.h
+
+
+def main(run: Callable[[], None]) -> None:
+    """Entry point of a service process: refused settings end it with one clear line on
+    stderr and exit code 78, not a traceback."""
+    try:
+        run()
+    except SettingsRefused as refused:
+        print(f"refusing to start: {refused}", file=sys.stderr)
+        sys.exit(REFUSED_EXIT_CODE)
 
 
 class ProxySettings(BaseSettings):
@@ -35,16 +51,15 @@ def serve(app: FastAPI, settings: RuntimeSettings) -> None:
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, lambda *_: None)
     proxies = ProxySettings().forwarded_allow_ips.strip()
-    uvicorn.run(
+    config = server_config(
         app,
+        settings.http,
         proxy_headers=bool(proxies),
         forwarded_allow_ips=proxies or [],
-        host=settings.http.host,
-        port=settings.http.port,
         log_config=None,
         access_log=False,
         # Named, not "auto": a missing install fails at start instead of silently costing CPU.
         loop="uvloop",
-        http="httptools",
         timeout_graceful_shutdown=10,
     )
+    uvicorn.Server(config).run()

@@ -1,17 +1,28 @@
 """Settings read from the environment, one model per backing service.
 
 Built in each service's composition root, never at import time, so tests and tools can set the
-environment first. Defaults are for local development; outside it, unsafe defaults are refused.
+environment first. `ENVIRONMENT` unset means production: the defaults below are for local
+development, so the tools that run a development or test stack (infra/bin/up, infra/devstack,
+bench, tests) say so explicitly, and a deployment that forgot it fails closed. In production
+one validator (`RuntimeSettings._refuse_unsafe_settings`, rules in infra.guardrails) refuses
+the guest broker account, backing services without credentials, placeholders and weak secrets.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from infra.guardrails import production_problems
+
 Environment = Literal["development", "test", "production"]
+
+
+class SettingsRefused(ValueError):
+    """The settings are unsafe (or invalid) for the environment; the message says why and never
+    contains a secret."""
 
 
 class AmqpSettings(BaseSettings):
@@ -51,6 +62,16 @@ class HttpSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=0, ge=0, le=65535)
+    # Slow clients (infra.http_server): a request head must arrive within header_timeout_s of
+    # the connection opening or of its first byte (else 408 and close); an idle keep-alive
+    # connection is closed after keep_alive_s; past max_connections a new connection gets 503.
+    header_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    keep_alive_s: int = Field(default=5, ge=1, le=300)
+    max_connections: int = Field(default=1000, ge=1)
+    # Requests handled at once (more get 503): a disconnected client's request keeps running.
+    max_requests_in_flight: int = Field(default=256, ge=1)
+    # Request line plus headers (h11's buffer for an incomplete head); larger gets 400.
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
 
 
 class OutboxSettings(BaseSettings):
@@ -106,12 +127,39 @@ class RuntimeSettings(BaseModel):
     outbox: OutboxSettings
     log_level: str
     tracing: TracingSettings = Field(default_factory=TracingSettings)
+    # The service's own secrets (variable name -> value), held to the same rules in production.
+    secrets: dict[str, SecretStr] = Field(default_factory=dict)
 
     @classmethod
-    def from_env(cls, service: str, *, default_port: int, default_database: str) -> RuntimeSettings:
+    def from_env(
+        cls,
+        service: str,
+        *,
+        default_port: int,
+        default_database: str,
+        secrets: dict[str, SecretStr] | None = None,
+    ) -> RuntimeSettings:
         env = _EnvSettings()
         mongo = MongoSettings()
         http = HttpSettings()
+        try:
+            return cls._build(service, env, mongo, http, default_database, default_port, secrets)
+        except ValidationError as error:
+            # Only the reasons: pydantic's own message would echo the input (URLs, secrets).
+            reasons = [str(e["msg"]).removeprefix("Value error, ") for e in error.errors()]
+            raise SettingsRefused(f"{service}: " + "; ".join(reasons)) from None
+
+    @classmethod
+    def _build(
+        cls,
+        service: str,
+        env: _EnvSettings,
+        mongo: MongoSettings,
+        http: HttpSettings,
+        default_database: str,
+        default_port: int,
+        secrets: dict[str, SecretStr] | None,
+    ) -> RuntimeSettings:
         return cls(
             service=service,
             environment=env.environment,
@@ -122,15 +170,28 @@ class RuntimeSettings(BaseModel):
             outbox=OutboxSettings(),
             log_level=env.log_level,
             tracing=TracingSettings(),
+            secrets=secrets or {},
         )
 
     @model_validator(mode="after")
-    def _refuse_unsafe_defaults(self) -> RuntimeSettings:
-        if self.environment == "production" and "guest:guest@" in self.amqp.url:
-            raise ValueError("AMQP_URL uses the guest account; set a real user in production")
+    def _refuse_unsafe_settings(self) -> RuntimeSettings:
+        if self.environment != "production":
+            return self
+        problems = production_problems(
+            amqp_url=self.amqp.url,
+            mongo_url=self.mongo.url,
+            redis_url=self.redis.url,
+            secrets={k: v.get_secret_value() for k, v in self.secrets.items()},
+        )
+        if problems:
+            raise ValueError(
+                "unsafe settings for ENVIRONMENT=production (set ENVIRONMENT=development for "
+                "a local stack): " + "; ".join(problems)
+            )
         return self
 
 
 class _EnvSettings(BaseSettings):
-    environment: Environment = "development"
+    # Unset means production: forgetting it must not switch the guardrails off.
+    environment: Environment = "production"
     log_level: str = "INFO"

@@ -15,7 +15,7 @@ from contracts.topology import INVENTORY
 from infra.http import create_http_app
 from infra.runtime import open_runtime
 from infra.service import serve
-from infra.settings import Environment, RuntimeSettings
+from infra.settings import RuntimeSettings
 from inventory_service import admin_api, handlers
 from inventory_service.adapters.cache import RedisStockCache
 from inventory_service.adapters.store import MongoInventoryStore
@@ -32,22 +32,22 @@ class InventorySettings(BaseSettings):
     # cache_breaker_s and reads go to MongoDB.
     cache_timeout_s: float = Field(default=0.5, gt=0)
     cache_breaker_s: float = Field(default=1.0, ge=0)
-    # Bearer token of the /admin endpoints. The default is for development only.
+    # Bearer token of the /admin endpoints. The default is for development only: production
+    # refuses it (and any weak token) with the other secrets, in RuntimeSettings.
     admin_token: SecretStr = Field(default=SecretStr(DEV_ADMIN_TOKEN), min_length=1)
 
-    def check_for(self, environment: Environment) -> None:
-        if environment == "production" and self.admin_token.get_secret_value() == DEV_ADMIN_TOKEN:
-            raise ValueError(
-                "INVENTORY_ADMIN_TOKEN is the development default; set a secret in production"
-            )
 
-
-def runtime_settings() -> RuntimeSettings:
-    return RuntimeSettings.from_env(INVENTORY, default_port=8001, default_database="inventory")
+def runtime_settings(inventory: InventorySettings | None = None) -> RuntimeSettings:
+    token = (inventory or InventorySettings()).admin_token
+    return RuntimeSettings.from_env(
+        INVENTORY,
+        default_port=8001,
+        default_database="inventory",
+        secrets={"INVENTORY_ADMIN_TOKEN": token},
+    )
 
 
 def create_app(settings: RuntimeSettings, inventory: InventorySettings) -> FastAPI:
-    inventory.check_for(settings.environment)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -90,5 +90,6 @@ def openapi_app() -> FastAPI:
 
 
 def run() -> None:
-    settings = runtime_settings()
-    serve(create_app(settings, InventorySettings()), settings)
+    inventory = InventorySettings()
+    settings = runtime_settings(inventory)
+    serve(create_app(settings, inventory), settings)

@@ -1,3 +1,4 @@
+from infra.service import main
 from notification_service.main import run
 
-run()
+main(run)

@@ -1,3 +1,4 @@
+from infra.service import main
 from order_service.main import run
 
-run()
+main(run)

@@ -26,6 +26,10 @@ from infra.devstack import Management, MongoServer, RabbitVhost
 from infra.devstack.rabbitmq import PLUGINS
 from infra.observability import tracing
 
+# Unset, ENVIRONMENT means production, which refuses these local servers' defaults (guest,
+# no credentials). Tests about production set it themselves (monkeypatch, a process env).
+os.environ["ENVIRONMENT"] = "test"
+
 LOCAL_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672"
 # TEST_REDIS_URL (DB 15 of another local port, say) lets two test runs share a machine: each
 # run flushes its DB at start. A local port that does not answer gets a server of its own.

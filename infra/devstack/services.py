@@ -49,6 +49,7 @@ def service_env(
     return {
         **os.environ,
         **LOCAL_STACK_SETTINGS,
+        # Explicit: unset means production, which refuses the local servers' defaults.
         "ENVIRONMENT": "test",
         "AMQP_URL": amqp_url,
         "MONGO_URL": mongo_url,

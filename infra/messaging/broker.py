@@ -24,7 +24,7 @@ from infra.messaging import codec
 from infra.messaging.errors import PublishFailed
 from infra.messaging.topology import declare_event_exchange
 from infra.observability import tracing
-from infra.observability.metrics import MESSAGES_PUBLISHED, PUBLISH_FAILURES
+from infra.observability.metrics import MESSAGES_PUBLISHED, PUBLISH_FAILURES, event_type_label
 
 log = logging.getLogger(__name__)
 
@@ -144,12 +144,12 @@ class Broker:
         try:
             await exchange.publish(message, routing_key, mandatory=True, timeout=PUBLISH_TIMEOUT_S)
         except aiormq.exceptions.PublishError as error:
-            PUBLISH_FAILURES.labels(event_type, "returned").inc()
+            PUBLISH_FAILURES.labels(event_type_label(event_type), "returned").inc()
             raise PublishFailed(
                 f"unroutable: exchange {exchange.name!r} key {routing_key!r}", event_type
             ) from error
         except aiormq.exceptions.DeliveryError as error:
-            PUBLISH_FAILURES.labels(event_type, "nacked").inc()
+            PUBLISH_FAILURES.labels(event_type_label(event_type), "nacked").inc()
             raise PublishFailed(f"broker refused the message: {error}", event_type) from error
         except (
             TimeoutError,
@@ -158,9 +158,9 @@ class Broker:
             aiormq.exceptions.ChannelInvalidStateError,
             ConnectionError,
         ) as error:
-            PUBLISH_FAILURES.labels(event_type, "connection").inc()
+            PUBLISH_FAILURES.labels(event_type_label(event_type), "connection").inc()
             raise PublishFailed(f"no confirm: {error!r}", event_type) from error
-        MESSAGES_PUBLISHED.labels(event_type).inc()
+        MESSAGES_PUBLISHED.labels(event_type_label(event_type)).inc()
 
 
 def _carry_current_trace(message: aio_pika.Message) -> None:

@@ -32,11 +32,25 @@ def encode(envelope: Envelope, headers: dict[str, Any] | None = None) -> aio_pik
 
 
 def decode(body: bytes) -> tuple[Envelope, Event]:
-    """Raise InvalidMessage with a reason an operator can act on.
+    """Raise InvalidMessage with a reason an operator can act on, and only InvalidMessage.
 
     An older schema version with an upcaster path is brought to the current version first; the
     returned envelope then carries the current version and the upcast payload.
     """
+    try:
+        return _decode(body)
+    except InvalidMessage:
+        raise
+    except RecursionError as error:
+        raise InvalidMessage("body nested too deeply to decode") from error
+    except Exception as error:
+        # Decoding is a pure function of the bytes: whatever it raises (an integer literal
+        # over Python's digit limit, an upcaster's KeyError...) will be raised again on
+        # every retry, so it is a permanent failure, never a transient one.
+        raise InvalidMessage(f"undecodable body: {type(error).__name__}: {error}"[:500]) from error
+
+
+def _decode(body: bytes) -> tuple[Envelope, Event]:
     if len(body) > MAX_BODY_BYTES:
         raise InvalidMessage(f"body of {len(body)} bytes exceeds {MAX_BODY_BYTES}")
     try:

@@ -3,12 +3,15 @@
 decode + validate -> handler -> ack. A handler's effect is stored before the ack, so a crash
 means redelivery, never loss; handlers are idempotent, so redelivery never means a double effect.
 Failures never sleep in the consumer and never block the queue:
-- InvalidMessage / PermanentFailure / unknown type: dead-lettered at once, with the reason.
+- InvalidMessage / PermanentFailure / unknown type / an event type the queue does not subscribe
+  to / a header that fails validation / RecursionError: dead-lettered at once, with the reason.
 - anything else: republished to the next delay tier (a TTL queue that dead-letters back to the
   work queue; one of the tier's jittered variants, at random), with the attempt count in a
   header; after the last tier, dead-lettered.
 The republish is confirmed before the original is acked, so the message exists somewhere at
-every instant.
+every instant. Whatever else goes wrong while handling a delivery (a bug outside the handler,
+something nobody anticipated) is caught once, around everything, and dead-letters the delivery:
+none is ever left neither acked nor rejected, holding a prefetch slot until the queue stalls.
 
 Each delivery is a CONSUMER span, child of the publish that sent it (the `traceparent` header);
 a retry or dead-letter republish is a child of that span, so every attempt is in one trace.
@@ -20,37 +23,47 @@ import asyncio
 import logging
 import random
 import time
-import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from contracts.envelope import Envelope
 from contracts.events import Event
-from contracts.topology import DEAD_LETTER_EXCHANGE, jittered_delays, retry_tier_name
+from contracts.topology import (
+    DEAD_LETTER_EXCHANGE,
+    SUBSCRIPTIONS,
+    jittered_delays,
+    retry_tier_name,
+)
 from infra.messaging import codec
 from infra.messaging.broker import Broker
-from infra.messaging.errors import PermanentFailure, PublishFailed
+from infra.messaging.copies import copy_of, failure_headers
+from infra.messaging.errors import InvalidMessage, PermanentFailure, PublishFailed
+from infra.messaging.headers import ATTEMPT_HEADER, attempt_of
 from infra.messaging.topology import declare_retry_tier, declare_subscription
 from infra.observability import tracing
 from infra.observability.logging import bind_message
-from infra.observability.metrics import CONSUMER_IN_FLIGHT, HANDLER_DURATION, MESSAGES_CONSUMED
+from infra.observability.metrics import (
+    CONSUMER_IN_FLIGHT,
+    HANDLER_DURATION,
+    MESSAGES_CONSUMED,
+    event_type_label,
+)
 from infra.settings import AmqpSettings
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Envelope, Any], Awaitable[None]]
-ATTEMPT_HEADER = "x-attempt"
 
 
 @dataclass(frozen=True)
 class _Subscription:
     queue: str
+    # The one event type this queue carries; anything else is dead-lettered, never handled.
+    event_type: str
     handler: Handler
     # Per attempt, the delay variants (jitter) of its tier; one is picked at random.
     retry_tiers: tuple[tuple[int, ...], ...]
@@ -76,6 +89,9 @@ class Consumer:
     ) -> str:
         """Declare this service's queue for `event_type` (with its own delay tiers if given)
         and start consuming it."""
+        subscribed = SUBSCRIPTIONS.get(self._service)
+        if subscribed is not None and event_type not in subscribed:
+            raise ValueError(f"{self._service} does not subscribe to {event_type.event_type}")
         settings = self._settings
         if retry_delays_ms is not None:
             settings = settings.model_copy(update={"retry_delays_ms": retry_delays_ms})
@@ -87,7 +103,7 @@ class Consumer:
             # On this channel, which (being robust) declares it again after a reconnect.
             await declare_retry_tier(channel, self._service, delay_ms)
             self._declared_tiers.add(delay_ms)
-        subscription = _Subscription(queue.name, handler, tiers)
+        subscription = _Subscription(queue.name, event_type.event_type, handler, tiers)
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             task = asyncio.current_task()
@@ -117,23 +133,56 @@ class Consumer:
     async def _handle(self, subscription: _Subscription, message: AbstractIncomingMessage) -> None:
         queue = subscription.queue
         started = time.perf_counter()
-        event_type = message.type or "unknown"
         CONSUMER_IN_FLIGHT.labels(queue).inc()
         try:
-            outcome = await self._apply(subscription, message)
-            await message.ack()
-            MESSAGES_CONSUMED.labels(queue, event_type, outcome).inc()
-        except PublishFailed:
-            # Could not park the message in a retry tier or DLQ: hand it back to the queue.
-            log.warning("requeueing %s: retry/dead-letter publish failed", message.message_id)
-            await _nack_quietly(message)
+            outcome = await self._settle(subscription, message)
+            # The type property is the sender's word: only known types become label values.
+            MESSAGES_CONSUMED.labels(queue, event_type_label(message.type), outcome).inc()
         finally:
             CONSUMER_IN_FLIGHT.labels(queue).dec()
             HANDLER_DURATION.labels(queue).observe(time.perf_counter() - started)
 
+    async def _settle(self, subscription: _Subscription, message: AbstractIncomingMessage) -> str:
+        """The one place a delivery ends: acked, retried, dead-lettered or handed back."""
+        try:
+            outcome = await self._apply(subscription, message)
+        except PublishFailed:
+            # Could not park the message in a retry tier or DLQ: hand it back to the queue.
+            log.warning("requeueing %s: retry/dead-letter publish failed", message.message_id)
+            await _nack_quietly(message)
+            return "requeued"
+        except Exception as error:
+            log.exception("unexpected failure consuming %s", message.message_id)
+            return await self._dead_letter_unexpected(subscription.queue, message, error)
+        # Outside the catch-all: a delivery that was handled is never dead-lettered because its
+        # ack failed (the broker redelivers it, and handlers are idempotent).
+        await _ack_quietly(message)
+        return outcome
+
+    async def _dead_letter_unexpected(
+        self, queue: str, message: AbstractIncomingMessage, error: Exception
+    ) -> str:
+        try:
+            await self._dead_letter(queue, message, error, 1, "consumer error")
+        except Exception:
+            # Not even the dead letter went out: reject it, and the work queue's own
+            # dead-letter exchange takes it (with RabbitMQ's x-death instead of our story).
+            log.exception("rejecting %s: dead-letter publish failed", message.message_id)
+            try:
+                await message.reject(requeue=False)
+            except Exception:  # channel gone: the broker requeues unacked deliveries itself
+                log.debug("reject failed", exc_info=True)
+            return "rejected"
+        await _ack_quietly(message)
+        return "dead_lettered"
+
     async def _apply(self, subscription: _Subscription, message: AbstractIncomingMessage) -> str:
         queue = subscription.queue
-        attempt = _int_header(message, ATTEMPT_HEADER, default=1)
+        try:
+            attempt = attempt_of(message.headers)
+        except InvalidMessage as error:
+            await self._dead_letter(queue, message, error, 1, "permanent failure")
+            return "dead_lettered"
         bind_message(
             queue=queue,
             event_id=message.message_id,
@@ -170,6 +219,12 @@ class Consumer:
         queue, tiers = subscription.queue, subscription.retry_tiers
         try:
             envelope, event = codec.decode(message.body)
+            if envelope.event_type != subscription.event_type:
+                # A wrong replay target or shovel: handling it would apply the wrong event.
+                raise InvalidMessage(
+                    f"{envelope.event_type} delivered to {queue}, which carries "
+                    f"{subscription.event_type} only"
+                )
             bind_message(causation_id=envelope.causation_id)
             span.set_attribute("messaging.causation_id", envelope.causation_id or "")
             await subscription.handler(envelope, event)
@@ -178,7 +233,8 @@ class Consumer:
             # Handled here (retry or dead letter), so the span would not see it otherwise.
             span.record_exception(error)
             span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"[:500]))
-            if isinstance(error, PermanentFailure):
+            # A RecursionError (a payload nested too deep for some code path) fails again.
+            if isinstance(error, PermanentFailure | RecursionError):
                 await self._dead_letter(queue, message, error, attempt, "permanent failure")
                 return "dead_lettered"
             if attempt > len(tiers):
@@ -205,9 +261,9 @@ class Consumer:
             error,
             delay_ms,
         )
-        headers = _failure_headers(message, error, self._service, queue)
+        headers = failure_headers(message, error, self._service, queue)
         headers[ATTEMPT_HEADER] = attempt + 1
-        retry = _copy(message, headers)
+        retry = copy_of(message, headers)
         # The routing key is the work queue: the tier dead-letters the copy back under it.
         await self._broker.send(
             retry, retry_tier_name(self._service, delay_ms), queue, message.type or ""
@@ -229,57 +285,18 @@ class Consumer:
             type(error).__name__,
             error,
         )
-        headers = _failure_headers(message, error, self._service, queue)
+        headers = failure_headers(message, error, self._service, queue)
         headers.update({"x-dead-letter-reason": why, "x-attempts": attempt})
         await self._broker.send(
-            _copy(message, headers), DEAD_LETTER_EXCHANGE, queue, message.type or ""
+            copy_of(message, headers), DEAD_LETTER_EXCHANGE, queue, message.type or ""
         )
 
 
-def _failure_headers(
-    message: AbstractIncomingMessage, error: Exception, service: str, queue: str
-) -> dict[str, Any]:
-    """Keep the story of a failing message in its headers, readable in the management UI."""
-    now = datetime.now(UTC).isoformat()
-    headers = dict(message.headers or {})
-    short_trace = "".join(traceback.format_exception(error, limit=4))[-2000:]
-    headers.update(
-        {
-            "x-exception-class": type(error).__name__,
-            "x-exception-message": str(error)[:1000],
-            "x-traceback": short_trace,
-            "x-service": service,
-            "x-original-queue": queue,
-            "x-last-failure-at": now,
-            "x-event-id": message.message_id or "",
-            "x-event-type": message.type or "",
-        }
-    )
-    headers.setdefault("x-original-exchange", message.exchange or "")
-    headers.setdefault("x-first-failure-at", now)
-    return headers
-
-
-def _copy(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
-    return aio_pika.Message(
-        body=message.body,
-        headers=headers,
-        content_type=message.content_type,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        message_id=message.message_id,
-        correlation_id=message.correlation_id,
-        type=message.type,
-        app_id=message.app_id,
-        timestamp=message.timestamp,
-    )
-
-
-def _int_header(message: AbstractIncomingMessage, name: str, default: int) -> int:
-    value = (message.headers or {}).get(name, default)
+async def _ack_quietly(message: AbstractIncomingMessage) -> None:
     try:
-        return max(1, int(value))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return default
+        await message.ack()
+    except Exception:  # channel gone: the broker redelivers; the effect is stored already
+        log.warning("ack of %s failed; it will be redelivered", message.message_id, exc_info=True)
 
 
 async def _nack_quietly(message: AbstractIncomingMessage) -> None:

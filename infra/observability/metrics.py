@@ -6,6 +6,19 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram, Info
 
+from contracts.events import EVENT_SCHEMAS
+
+KNOWN_EVENT_TYPES = frozenset(event_type for event_type, _version in EVENT_SCHEMAS)
+UNKNOWN_EVENT_TYPE = "unknown"
+
+
+def event_type_label(event_type: str | None) -> str:
+    """A label value for an event type: the type itself if the contracts know it, else one
+    fixed value. A message's type comes from whoever published it; one label per invented
+    type would let them grow the metrics without bound."""
+    return event_type if event_type in KNOWN_EVENT_TYPES else UNKNOWN_EVENT_TYPE
+
+
 MESSAGES_PUBLISHED = Counter(
     "messages_published_total",
     "Messages the broker confirmed, by event type.",

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Response
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, HttpUrl, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    HttpUrl,
+    model_validator,
+)
 
+from contracts.events import WEBHOOK_URL_MAX_LENGTH
 from contracts.webhook_urls import UnsafeWebhookUrl, check_webhook_url, parse_networks
 from infra.http_errors import ApiError, error_responses
 from infra.observability.audit import audit
@@ -42,10 +51,17 @@ class SessionCreated(BaseModel):
     expires_at: datetime
 
 
+def _within_event_limit(url: HttpUrl) -> HttpUrl:
+    # Measured as normalised (punycode, a trailing slash): that is the string the event carries.
+    if len(str(url)) > WEBHOOK_URL_MAX_LENGTH:
+        raise ValueError(f"webhook_url is longer than {WEBHOOK_URL_MAX_LENGTH} characters")
+    return url
+
+
 class NotificationPreference(BaseModel):
     model_config = ConfigDict(extra="forbid")
     channel: Literal["log", "email", "webhook"]
-    webhook_url: HttpUrl | None = None
+    webhook_url: Annotated[HttpUrl, AfterValidator(_within_event_limit)] | None = None
 
     @model_validator(mode="after")
     def _webhook_needs_url(self) -> NotificationPreference:

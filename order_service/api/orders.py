@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Response
@@ -17,7 +17,7 @@ from infra.persistence.rate_limits import Bucket
 from order_service import commands
 from order_service.api.deps import ClientAddress, CustomerId, Deps, within_limits
 from order_service.domain.model import CannotCancel, Order, OrderStatus
-from order_service.handlers import IdempotencyConflict
+from order_service.handlers import ConcurrentUpdate, IdempotencyConflict
 
 router = APIRouter(tags=["orders"])
 OrderIdPath = Annotated[str, Path(min_length=1, max_length=64)]
@@ -123,7 +123,7 @@ async def place_order(
     return OrderAccepted(order_id=order.order_id, status=OrderStatus.PENDING)
 
 
-@router.get("/orders", responses=error_responses(401, 422))
+@router.get("/orders", responses=error_responses(400, 401, 422))
 async def list_orders(
     customer_id: CustomerId,
     deps: Deps,
@@ -157,6 +157,10 @@ async def cancel_order(order_id: OrderIdPath, customer_id: CustomerId, deps: Dep
         order = await commands.cancel_order(deps.orders, customer_id, order_id)
     except CannotCancel as error:
         raise ApiError(409, "cannot_cancel", f"cannot cancel: {error}") from None
+    except ConcurrentUpdate:
+        # Consumed events kept changing the order through every retry: the client may retry.
+        message = "the order changed while it was being cancelled; retry"
+        raise ApiError(409, "order_changed", message, {"Retry-After": "1"}) from None
     if order is None:
         raise ApiError(404, "order_not_found", "no such order")
     return _view(order)
@@ -209,11 +213,16 @@ def _encode(created_at: datetime, order_id: str) -> str:
 
 
 def _decode(cursor: str | None) -> tuple[datetime, str] | None:
+    """The cursor is the client's input: a timezone-aware moment that is a valid date in UTC
+    (MongoDB stores UTC; 9999-12-31T23:59:59-14:00 is year 10000 there) and a string id."""
     if cursor is None:
         return None
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created_at, order_id = json.loads(raw)
-        return datetime.fromisoformat(created_at), str(order_id)
-    except (ValueError, TypeError, binascii.Error):
-        raise ApiError(422, "invalid_cursor", "cursor is not one this API returned") from None
+        moment = datetime.fromisoformat(created_at)
+        if moment.tzinfo is None or not isinstance(order_id, str) or len(order_id) > 64:
+            raise ValueError("not a cursor")
+        return moment.astimezone(UTC), order_id
+    except (ValueError, TypeError, OverflowError, binascii.Error):
+        raise ApiError(400, "invalid_cursor", "cursor is not one this API returned") from None

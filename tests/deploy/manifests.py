@@ -10,6 +10,7 @@ import importlib
 import json
 import os
 import re
+import secrets
 import shutil
 import sys
 from collections.abc import Iterator
@@ -110,6 +111,20 @@ def service_environment(service: Yaml) -> dict[str, str]:
     if isinstance(environment, list):
         environment = dict(item.split("=", 1) for item in environment)
     return {str(k): _interpolated(str(v)) for k, v in environment.items()}
+
+
+PLACEHOLDER = re.compile(r"CHANGE-ME[\w-]*")
+
+
+def with_real_secrets(environment: dict[str, str]) -> dict[str, str]:
+    """`environment` as an operator deploys it: each CHANGE-ME placeholder replaced by a
+    generated 32-byte secret (the same placeholder, the same secret)."""
+    generated: dict[str, str] = {}
+
+    def secret(match: re.Match[str]) -> str:
+        return generated.setdefault(match.group(0), secrets.token_hex(32))
+
+    return {name: PLACEHOLDER.sub(secret, value) for name, value in environment.items()}
 
 
 def definitions() -> dict[str, Any]:
@@ -215,7 +230,7 @@ def settings_for(service: str, environment: dict[str, str]) -> RuntimeSettings:
 @cache
 def default_http_port(service: str) -> int:
     """The port the service listens on when HTTP_PORT is unset."""
-    return settings_for(service, {}).http.port
+    return settings_for(service, {"ENVIRONMENT": "development"}).http.port
 
 
 # --- the broker topology of each service ---------------------------------------------------

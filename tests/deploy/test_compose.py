@@ -4,6 +4,7 @@ code (settings classes, default ports) and against the RabbitMQ definitions."""
 from __future__ import annotations
 
 import re
+import secrets
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,6 +13,8 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
+from infra.messaging import codec
+from infra.settings import SettingsRefused
 from tests.deploy.manifests import (
     COMPOSE_FILE,
     DEFINITIONS_FILE,
@@ -27,6 +30,7 @@ from tests.deploy.manifests import (
     service_environment,
     settings_env_vars,
     settings_for,
+    with_real_secrets,
 )
 
 pytestmark = pytest.mark.deploy
@@ -73,10 +77,26 @@ def test_service_runs_its_module_with_settings_it_reads(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", SERVICES)
-def test_service_accepts_its_compose_environment_in_production(name: str) -> None:
-    """The service's own settings validation (e.g. no development secret in production)
-    passes on exactly the environment compose gives it."""
-    environment = _environment(BUILT[name])
+def test_production_refuses_the_compose_placeholders(name: str) -> None:
+    """As checked in, the compose environment does not start in production: its passwords
+    are placeholders and its MongoDB has no user."""
+    with pytest.raises(SettingsRefused) as refused:
+        settings_for(name, _environment(BUILT[name]))
+    message = str(refused.value)
+    assert "AMQP_URL password is a placeholder" in message
+    assert "REDIS_URL password is a placeholder" in message
+    assert "MONGO_URL has no credentials" in message
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_service_accepts_its_compose_environment_with_real_secrets_in_production(
+    name: str,
+) -> None:
+    """The service's own settings validation passes on the environment compose gives it once
+    the placeholders are replaced and MONGO_URL names a user, as its header comment says."""
+    password = secrets.token_hex(32)
+    environment = with_real_secrets(_environment(BUILT[name]))
+    environment["MONGO_URL"] = f"mongodb://pipeline:{password}@mongo:27017/?authSource=admin"
     settings = settings_for(name, environment)
     assert settings.environment == "production"
     assert settings.http.port == int(environment["HTTP_PORT"])
@@ -175,6 +195,8 @@ def test_rabbitmq_loads_our_definitions_and_exports_per_queue_metrics() -> None:
             conf[key.strip()] = value.strip()
     assert conf["management.load_definitions"] == definitions_target
     assert conf["prometheus.return_per_object_metrics"] == "true"
+    # The broker refuses what every consumer would dead-letter as too big, nothing less.
+    assert int(conf["max_message_size"]) == codec.MAX_BODY_BYTES
 
 
 def test_grafana_and_prometheus_mount_their_provisioning() -> None:

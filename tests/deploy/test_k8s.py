@@ -11,6 +11,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import yaml
 
+from infra.settings import SettingsRefused
 from tests.deploy.manifests import (
     K8S,
     SERVICES,
@@ -24,6 +25,7 @@ from tests.deploy.manifests import (
     module_of,
     settings_env_vars,
     settings_for,
+    with_real_secrets,
 )
 
 pytestmark = pytest.mark.deploy
@@ -176,8 +178,16 @@ def _resolved_environment(service: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_service_accepts_its_kubernetes_environment_in_production(service: str) -> None:
-    environment = _resolved_environment(service)
+def test_production_refuses_the_kubernetes_placeholder_secrets(service: str) -> None:
+    with pytest.raises(SettingsRefused) as refused:
+        settings_for(service, _resolved_environment(service))
+    for variable in ("AMQP_URL", "MONGO_URL", "REDIS_URL"):
+        assert f"the {variable} password is a placeholder" in str(refused.value)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_service_accepts_its_kubernetes_environment_with_real_secrets(service: str) -> None:
+    environment = with_real_secrets(_resolved_environment(service))
     settings = settings_for(service, environment)
     assert settings.environment == "production"
     assert settings.http.host == "0.0.0.0"

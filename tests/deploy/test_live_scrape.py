@@ -2,7 +2,9 @@
 
 The four services run as OS processes on the real servers, each connected to RabbitMQ as its
 own user with the permissions of definitions.json (imported into a vhost of this run), with
-the rest of its compose environment (ENVIRONMENT=production, ...). One order goes through, a
+the rest of its compose environment (but ENVIRONMENT=test: this run's MongoDB and Redis have no
+credentials, which production refuses; tests/deploy/test_compose.py checks the production
+settings). One order goes through, a
 flaky payment is retried, a poison message is dead-lettered: the least-privilege users are
 enough for every path. Then every service's
 /metrics is scraped, and every metric the dashboard and the alert rules query must be exported
@@ -71,9 +73,12 @@ class BrokerUsers:
     keda: tuple[str, str]
 
 
-# Where the servers are and where to listen differ here from compose; the rest of each
-# service's compose environment (ENVIRONMENT=production, its secrets...) is used as is.
-SITE_SPECIFIC = frozenset({"AMQP_URL", "MONGO_URL", "REDIS_URL", "HTTP_HOST", "HTTP_PORT"})
+# Where the servers are and where to listen differ here from compose, and the local servers
+# have no credentials (ENVIRONMENT=test); the rest of each service's compose environment is
+# used as is.
+SITE_SPECIFIC = frozenset(
+    {"AMQP_URL", "MONGO_URL", "REDIS_URL", "HTTP_HOST", "HTTP_PORT", "ENVIRONMENT"}
+)
 
 
 @dataclass

@@ -34,10 +34,10 @@ async def test_orders_need_a_valid_session(http: httpx.AsyncClient, pipeline: Pi
     body = {"items": [{"sku": "SKU-0001", "quantity": 1}], "payment_method": "tok_ok"}
     missing = await http.post(url, json=body)
     assert missing.status_code == 401
-    assert missing.json()["error"]["code"] == "unauthenticated"
+    assert missing.json()["code"] == "unauthenticated"
     forged = await http.post(url, json=body, headers={"Authorization": "Bearer forged"})
     assert forged.status_code == 401
-    assert forged.json()["error"]["code"] == "session_expired"
+    assert forged.json()["code"] == "session_expired"
 
 
 @pytest.mark.parametrize(
@@ -56,9 +56,12 @@ async def test_malformed_orders_get_422_with_a_reason(
 ) -> None:
     response = await http.post(f"{pipeline.url('order')}/orders", json=body, headers=auth)
     assert response.status_code == 422
-    error = response.json()["error"]
-    assert error["code"] in ("invalid_request", "invalid_order")
-    assert error["message"]
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["code"] in ("invalid_request", "invalid_order")
+    assert problem["type"] == f"urn:order-pipeline:problem:{problem['code']}"
+    assert (problem["status"], problem["title"]) == (422, "Unprocessable Entity")
+    assert problem["detail"]
 
 
 async def test_customers_see_only_their_own_orders(
@@ -74,7 +77,7 @@ async def test_customers_see_only_their_own_orders(
     stranger = await register_and_login(http, pipeline)
     hidden = await http.get(order_url, headers=stranger)
     assert hidden.status_code == 404
-    assert hidden.json()["error"]["code"] == "order_not_found"
+    assert hidden.json()["code"] == "order_not_found"
 
 
 async def test_registration_and_login_errors(http: httpx.AsyncClient, pipeline: Pipeline) -> None:
@@ -83,14 +86,14 @@ async def test_registration_and_login_errors(http: httpx.AsyncClient, pipeline: 
     assert (await http.post(f"{base}/customers", json=account)).status_code in (201, 409)
     again = await http.post(f"{base}/customers", json=account)
     assert again.status_code == 409
-    assert again.json()["error"]["code"] == "email_taken"
+    assert again.json()["code"] == "email_taken"
     short = await http.post(f"{base}/customers", json={**account, "password": "short"})
     assert short.status_code == 422
     wrong = await http.post(
         f"{base}/sessions", json={"email": account["email"], "password": "not the password"}
     )
     assert wrong.status_code == 401
-    assert wrong.json()["error"]["code"] == "bad_credentials"
+    assert wrong.json()["code"] == "bad_credentials"
 
 
 async def test_oversized_bodies_and_unknown_routes_get_the_error_shape(
@@ -99,7 +102,7 @@ async def test_oversized_bodies_and_unknown_routes_get_the_error_shape(
     huge = {"items": [{"sku": "SKU-0001", "quantity": 1}], "payment_method": "x" * 70_000}
     too_large = await http.post(f"{pipeline.url('order')}/orders", json=huge, headers=auth)
     assert too_large.status_code == 413
-    assert too_large.json()["error"]["code"] == "payload_too_large"
+    assert too_large.json()["code"] == "payload_too_large"
 
     async def chunked() -> AsyncIterator[bytes]:  # no Content-Length: counted as it arrives
         for _ in range(70):
@@ -113,4 +116,4 @@ async def test_oversized_bodies_and_unknown_routes_get_the_error_shape(
     assert streamed.status_code == 413
     missing = await http.get(f"{pipeline.url('inventory')}/nowhere")
     assert missing.status_code == 404
-    assert missing.json()["error"]["code"] == "not_found"
+    assert missing.json()["code"] == "not_found"

@@ -56,15 +56,15 @@ async def test_admin_endpoints_need_the_admin_token(
     body = {"sku": unique_sku("AUTH"), "name": "x", "price_cents": 1, "stock": 1}
     missing = await http.post(url, json=body)
     assert missing.status_code == 401
-    assert missing.json()["error"]["code"] == "unauthenticated"
+    assert missing.json()["code"] == "unauthenticated"
     assert missing.headers["WWW-Authenticate"] == "Bearer"
     # Non-ASCII too: compared as bytes, never a 500.
     for wrong in (b"Bearer not-the-token", "Bearer dév-admin".encode("latin-1"), b"Basic eDp5"):
         refused = await http.post(url, json=body, headers={b"Authorization": wrong})
         assert refused.status_code in (401, 403), wrong
-        assert refused.json()["error"]["code"] in ("unauthenticated", "forbidden")
+        assert refused.json()["code"] in ("unauthenticated", "forbidden")
     forbidden = await http.post(url, json=body, headers={"Authorization": "Bearer nope"})
-    assert (forbidden.status_code, forbidden.json()["error"]["code"]) == (403, "forbidden")
+    assert (forbidden.status_code, forbidden.json()["code"]) == (403, "forbidden")
     restock = await http.post(f"{url}/{body['sku']}/restock", json={"quantity": 1})
     assert restock.status_code == 401
     assert (await http.get(f"{pipeline.url('inventory')}/stock/{body['sku']}")).status_code == 404
@@ -86,7 +86,7 @@ async def test_adding_and_restocking_a_sku_is_stored_served_and_announced(
         "version": 1,
     }
     again = await http.post(f"{base}/admin/skus", json=body, headers=ADMIN)
-    assert (again.status_code, again.json()["error"]["code"]) == (409, "sku_exists")
+    assert (again.status_code, again.json()["code"]) == (409, "sku_exists")
 
     restocked = await http.post(
         f"{base}/admin/skus/{sku}/restock", json={"quantity": 20}, headers=ADMIN
@@ -103,7 +103,7 @@ async def test_adding_and_restocking_a_sku_is_stored_served_and_announced(
     unknown = await http.post(
         f"{base}/admin/skus/NOPE-404/restock", json={"quantity": 1}, headers=ADMIN
     )
-    assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "unknown_sku")
+    assert (unknown.status_code, unknown.json()["code"]) == (404, "unknown_sku")
 
 
 @pytest.mark.parametrize(
@@ -125,7 +125,7 @@ async def test_malformed_admin_requests_get_422(
 ) -> None:
     response = await http.post(f"{pipeline.url('inventory')}{path}", json=body, headers=ADMIN)
     assert response.status_code == 422, response.text
-    assert response.json()["error"]["code"] == "invalid_request"
+    assert response.json()["code"] == "invalid_request"
 
 
 async def test_the_openapi_description_covers_the_admin_api(
@@ -138,8 +138,8 @@ async def test_the_openapi_description_covers_the_admin_api(
     assert {"200", "401", "403", "404", "422"} <= set(restock["responses"])
     assert add["security"] == restock["security"] == [{"HTTPBearer": []}]
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
-    error = {"$ref": "#/components/schemas/ErrorBody"}
-    assert add["responses"]["409"]["content"]["application/json"]["schema"] == error
+    problem = {"$ref": "#/components/schemas/Problem"}
+    assert add["responses"]["409"]["content"]["application/problem+json"]["schema"] == problem
     created = add["responses"]["201"]["content"]["application/json"]["schema"]
     assert created == {"$ref": "#/components/schemas/StockLevel"}
     level = spec["paths"]["/stock/{sku}"]["get"]["responses"]["200"]

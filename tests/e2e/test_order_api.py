@@ -40,7 +40,7 @@ async def test_an_idempotency_key_returns_the_first_order(shop: Shop, auth: dict
     assert again.json() == first.json()
     assert again.headers["Location"] == first.headers["Location"]
     assert other.status_code == 409
-    assert other.json()["error"]["code"] == "idempotency_key_reused"
+    assert other.json()["code"] == "idempotency_key_reused"
     stored = await shop.db("order")["orders"].count_documents({"_id": first.json()["order_id"]})
     assert stored == 1
     order = await shop.settled(auth, first.json()["order_id"])
@@ -69,7 +69,7 @@ async def test_listing_filters_by_status_and_pages_with_a_cursor(
     cancelled = (await http.get(url, params={"status": "CANCELLED"}, headers=auth)).json()
     assert [o["order_id"] for o in cancelled["items"]] == [declined]
     bad = await http.get(url, params={"cursor": "not-a-cursor"}, headers=auth)
-    assert bad.status_code == 422
+    assert (bad.status_code, bad.json()["code"]) == (400, "invalid_cursor")
 
 
 async def test_an_unpaid_order_is_cancelled_and_its_stock_comes_back(
@@ -81,7 +81,7 @@ async def test_an_unpaid_order_is_cancelled_and_its_stock_comes_back(
         f"{shop.pipeline.url('order')}/orders/{order_id}/cancel", headers=auth
     )
     if response.status_code == 409:  # it was paid before we asked: the other rule holds
-        assert response.json()["error"]["code"] == "cannot_cancel"
+        assert response.json()["code"] == "cannot_cancel"
         return
     assert response.status_code == 200
     assert response.json()["status"] == "CANCELLED"
@@ -109,7 +109,7 @@ async def test_a_paid_order_cannot_be_cancelled(shop: Shop, auth: dict[str, str]
         f"{shop.pipeline.url('order')}/orders/{order_id}/cancel", headers=auth
     )
     assert response.status_code == 409
-    assert "CONFIRMED" in response.json()["error"]["message"]
+    assert "CONFIRMED" in response.json()["detail"]
 
 
 async def test_the_story_of_an_order_in_time_order(shop: Shop, auth: dict[str, str]) -> None:
@@ -150,7 +150,7 @@ async def test_repeated_failed_logins_are_refused_for_a_while(
     locked = await http.post(f"{base}/sessions", json=account)  # even the right password
     assert locked.status_code == 429
     assert int(locked.headers["Retry-After"]) > 0
-    assert locked.json()["error"]["code"] == "too_many_failed_logins"
+    assert locked.json()["code"] == "too_many_failed_logins"
 
 
 async def test_the_read_model_rebuilds_from_events_alone(

@@ -4,6 +4,8 @@ per operation, a subprocess timeout) and aimed at 127.0.0.1 only."""
 
 from __future__ import annotations
 
+import base64
+import json
 import subprocess
 import sys
 import uuid
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from schemathesis import openapi as schemathesis_openapi
 
 from infra.devstack import RabbitVhost
 from tests.e2e.pipeline import Pipeline, running_pipeline
@@ -84,3 +87,36 @@ def test_order_api_survives_fuzzing_as_a_logged_in_customer(fuzzed_pipeline: Pip
     main, spare = (f"Authorization: Bearer {login(fuzzed_pipeline)}" for _ in range(2))
     schemathesis(fuzzed_pipeline, "order", "-H", main, "--exclude-path", "/sessions/current")
     schemathesis(fuzzed_pipeline, "order", "-H", spare, "--include-path", "/sessions/current")
+
+
+# The inputs that once got a plain-text 500 (issue 11 item 9), sent through schemathesis so its
+# checks (no 5xx, documented status, content type, schema and headers) judge the answers too.
+def _cursor(created_at: str, order_id: str) -> str:
+    raw = json.dumps([created_at, order_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+HOSTILE_CURSORS = [
+    _cursor("9999-12-31T23:59:59-14:00", "x"),  # year 10000 in UTC: outside BSON dates
+    _cursor("0001-01-01T00:00:00+14:00", "x"),
+]
+WEBHOOK_BASE = "https://hooks.example.com/"
+HOSTILE_WEBHOOKS = [WEBHOOK_BASE + "a" * (n - len(WEBHOOK_BASE)) for n in (2001, 2083)]
+
+
+@pytest.mark.security
+def test_the_inputs_that_once_got_a_500_pass_schemathesis_checks(
+    fuzzed_pipeline: Pipeline,
+) -> None:
+    base = fuzzed_pipeline.url("order")
+    auth = {"Authorization": f"Bearer {login(fuzzed_pipeline)}"}
+    schema = schemathesis_openapi.from_url(f"{base}/openapi.json")
+    statuses = []
+    for cursor in HOSTILE_CURSORS:
+        case = schema["/orders"]["GET"].Case(query={"cursor": cursor})
+        statuses.append(case.call_and_validate(base_url=base, headers=auth).status_code)
+    preference = schema["/customers/me/notification-preference"]["PUT"]
+    for url in HOSTILE_WEBHOOKS:
+        case = preference.Case(body={"channel": "webhook", "webhook_url": url})
+        statuses.append(case.call_and_validate(base_url=base, headers=auth).status_code)
+    assert statuses == [400, 400, 422, 422]

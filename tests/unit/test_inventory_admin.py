@@ -1,14 +1,21 @@
 """Adding SKUs and restocking: the domain decisions, the use cases through the fake store, and
 the admin token setting."""
 
+import secrets
+
 import pytest
 
 from contracts.events import StockReplenished
-from infra.settings import RuntimeSettings
+from infra.settings import RuntimeSettings, SettingsRefused
 from inventory_service import handlers as inventory
 from inventory_service.domain.model import StockItem
 from inventory_service.handlers import SkuExists
-from inventory_service.main import DEV_ADMIN_TOKEN, InventorySettings, create_app
+from inventory_service.main import (
+    DEV_ADMIN_TOKEN,
+    InventorySettings,
+    create_app,
+    runtime_settings,
+)
 from tests.unit.fakes import FakeInventory
 
 pytestmark = pytest.mark.unit
@@ -52,21 +59,28 @@ async def test_restocking_an_unknown_sku_changes_nothing() -> None:
     assert fake.published == []
 
 
-def _production(monkeypatch: pytest.MonkeyPatch) -> RuntimeSettings:
+def _production(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ENVIRONMENT", "production")
-    monkeypatch.setenv("AMQP_URL", "amqp://inventory:s3cret@127.0.0.1:5672/")
-    return RuntimeSettings.from_env("inventory", default_port=8001, default_database="inventory")
+    strong = secrets.token_hex(32)
+    monkeypatch.setenv("AMQP_URL", f"amqp://inventory:{strong}@127.0.0.1:5672/")
+    monkeypatch.setenv("MONGO_URL", f"mongodb://inventory:{strong}@127.0.0.1:27017/")
+    monkeypatch.setenv("REDIS_URL", f"redis://:{strong}@127.0.0.1:6379/0")
 
 
 def test_production_refuses_the_development_admin_token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("INVENTORY_ADMIN_TOKEN", raising=False)
-    settings = _production(monkeypatch)
+    _production(monkeypatch)
     assert InventorySettings().admin_token.get_secret_value() == DEV_ADMIN_TOKEN
-    with pytest.raises(ValueError, match="INVENTORY_ADMIN_TOKEN"):
-        create_app(settings, InventorySettings())
+    with pytest.raises(SettingsRefused, match="INVENTORY_ADMIN_TOKEN is a placeholder"):
+        runtime_settings(InventorySettings())
     monkeypatch.setenv("INVENTORY_ADMIN_TOKEN", "a-real-secret-from-the-vault")
+    with pytest.raises(SettingsRefused, match="INVENTORY_ADMIN_TOKEN is too weak"):
+        runtime_settings(InventorySettings())
+    token = secrets.token_urlsafe(32)
+    monkeypatch.setenv("INVENTORY_ADMIN_TOKEN", token)
     inventory_settings = InventorySettings()
-    assert inventory_settings.admin_token.get_secret_value() == "a-real-secret-from-the-vault"
+    assert inventory_settings.admin_token.get_secret_value() == token
+    settings = runtime_settings(inventory_settings)
     create_app(settings, inventory_settings)  # builds; nothing is opened before startup
 
 
