@@ -17,7 +17,10 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
+from typing import Annotated
 from urllib.parse import SplitResult, urlsplit
+
+from pydantic import AfterValidator, AliasChoices, Field
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -177,3 +180,21 @@ def check_webhook_url(url: str, allowed: Iterable[IPNetwork] = ()) -> SplitResul
 def parse_networks(cidrs: Iterable[str]) -> list[IPNetwork]:
     """Operator allow-list entries (`127.0.0.0/8`, `::1/128`, `10.1.2.3`)."""
     return [ipaddress.ip_network(c.strip(), strict=False) for c in cidrs if c.strip()]
+
+
+def _valid_networks(cidrs: list[str]) -> list[str]:
+    parse_networks(cidrs)  # raises on an entry that is not a network
+    return cidrs
+
+
+# WEBHOOK_ALLOWED_CIDRS as both services read it: networks webhooks may reach although they
+# are not public (loopback, private ...), as CIDRs in JSON ('["127.0.0.1/32"]'). Empty: public
+# addresses only. Cloud metadata addresses stay refused whatever it says.
+AllowedNetworks = Annotated[
+    list[str],
+    AfterValidator(_valid_networks),
+    Field(
+        default_factory=list,
+        validation_alias=AliasChoices("WEBHOOK_ALLOWED_CIDRS", "webhook_allowed_cidrs"),
+    ),
+]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from contracts.webhook_urls import parse_networks
+from contracts.webhook_urls import AllowedNetworks
 
 MIN_TOKEN_CHARS = 32
 
@@ -28,10 +28,7 @@ class NotificationSettings(BaseSettings):
     # CIDRs in JSON: '["127.0.0.1/32"]'. Empty (the default): public addresses only. For
     # development and tests; cloud metadata addresses stay refused whatever it says. One
     # variable, WEBHOOK_ALLOWED_CIDRS, shared with the order service's input check.
-    webhook_allowed_cidrs: list[str] = Field(
-        default=[],
-        validation_alias=AliasChoices("WEBHOOK_ALLOWED_CIDRS", "webhook_allowed_cidrs"),
-    )
+    webhook_allowed_cidrs: AllowedNetworks
     # How long one delivery may hold a notification before another may send it: longer
     # than a send can take (an SMTP conversation is several operations), so two copies of
     # an event never both send; shorter than the retry tiers, so a claim left by a crashed
@@ -42,12 +39,6 @@ class NotificationSettings(BaseSettings):
     # A bearer token for internal callers (operators, tools) that may read any order's
     # notifications; customers use their session token. None: customers only.
     internal_token: SecretStr | None = None
-
-    @field_validator("webhook_allowed_cidrs")
-    @classmethod
-    def _valid_networks(cls, cidrs: list[str]) -> list[str]:
-        parse_networks(cidrs)  # raises on an entry that is not a network
-        return cidrs
 
     def refuse_unsafe(self, environment: str) -> None:
         """Production fails closed: an internal token, if set, must be long and random."""

@@ -3,10 +3,10 @@ is shared with the notification service)."""
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from contracts.webhook_urls import parse_networks
+from contracts.webhook_urls import AllowedNetworks
 from order_service.domain.model import DEFAULT_DEADLINE_S
 
 # Order ids derived from an Idempotency-Key are an HMAC under this secret. The default is for
@@ -47,16 +47,7 @@ class OrderSettings(BaseSettings):
     # (reason `deadline`); ORDER_DEADLINE_SWEEP_S: how often each replica looks for them.
     deadline_s: float = Field(default=DEFAULT_DEADLINE_S, gt=0)
     deadline_sweep_s: float = Field(default=5.0, gt=0)
-    webhook_allowed_cidrs: list[str] = Field(
-        default=[],
-        validation_alias=AliasChoices("WEBHOOK_ALLOWED_CIDRS", "webhook_allowed_cidrs"),
-    )
-
-    @field_validator("webhook_allowed_cidrs")
-    @classmethod
-    def _valid_networks(cls, cidrs: list[str]) -> list[str]:
-        parse_networks(cidrs)  # raises on an entry that is not a network
-        return cidrs
+    webhook_allowed_cidrs: AllowedNetworks
 
     def refuse_unsafe(self, environment: str) -> None:
         """Production fails closed: no default or short order-id secret."""

@@ -6,11 +6,8 @@ venv is all there is, and stdout stays clean for pipes while the bar goes to std
 
 from __future__ import annotations
 
-import sys
-import time
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import TextIO
 
 MAX_CELL = 80
 
@@ -47,34 +44,3 @@ def age(delta: timedelta | None) -> str:
     if minutes:
         return f"{minutes}m{seconds:02d}s"
     return f"{seconds}s"
-
-
-class Progress:
-    """`\r`-redrawn bar; drawn at most every 0.1 s so a fast replay is not slowed by it."""
-
-    WIDTH = 30
-
-    def __init__(self, total: int, enabled: bool, stream: TextIO | None = None) -> None:
-        self._total = max(total, 1)
-        self._enabled = enabled
-        self._stream = stream or sys.stderr
-        self._drawn_at = 0.0
-
-    def update(self, scanned: int, moved: int, force: bool = False) -> None:
-        if not self._enabled:
-            return
-        now = time.monotonic()
-        if not force and now - self._drawn_at < 0.1:
-            return
-        self._drawn_at = now
-        done = min(scanned, self._total)
-        filled = self.WIDTH * done // self._total
-        bar = "#" * filled + "-" * (self.WIDTH - filled)
-        self._stream.write(f"\r[{bar}] {done}/{self._total} scanned, {moved} moved")
-        self._stream.flush()
-
-    def close(self, scanned: int, moved: int) -> None:
-        if self._enabled:
-            self.update(scanned, moved, force=True)
-            self._stream.write("\n")
-            self._stream.flush()

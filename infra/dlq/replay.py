@@ -26,9 +26,9 @@ from aio_pika.abc import (
     AbstractQueue,
 )
 
+from infra.cli import ProgressBar
 from infra.dlq.connection import DlqError, redacted
 from infra.dlq.letters import Filter, Letter
-from infra.dlq.render import Progress
 
 CONNECT_TIMEOUT_S = 15.0
 PUBLISH_TIMEOUT_S = 15.0
@@ -93,7 +93,7 @@ async def replay(
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         queue = await _existing_queue(channel, source)
         budget = queue.declaration_result.message_count or 0
-        progress = Progress(budget, progress_enabled)  # a --limit may end it early
+        progress = ProgressBar(budget, progress_enabled)  # a --limit may end it early
         result = ReplayResult()
         held: list[AbstractIncomingMessage] = []  # unacked; all nacked back at the end
         try:
@@ -105,7 +105,7 @@ async def replay(
                 held.append(message)
                 letter = Letter.from_amqp(message)
                 if not letter.matches(filters):
-                    progress.update(result.scanned, len(result.moved))
+                    progress.update(result.scanned, _moved(result))
                     continue
                 target = to or letter.target(source)
                 if target is None:
@@ -118,7 +118,7 @@ async def replay(
                 await message.ack()  # the copy is confirmed: now the original may go
                 held.pop()
                 result.moved.append(Moved(letter.event_id, letter.event_type, target))
-                progress.update(result.scanned, len(result.moved))
+                progress.update(result.scanned, _moved(result))
         except DlqError as error:
             raise DlqError(
                 f"replay stopped after moving {len(result.moved)} message(s): {error}"
@@ -131,7 +131,7 @@ async def replay(
                 f" ({error!r}); the rest stay in {source!r}, re-run to continue"
             ) from error
         finally:
-            progress.close(result.scanned, len(result.moved))
+            progress.close(result.scanned, _moved(result))
             await _requeue(held)
         return result
 
@@ -205,3 +205,7 @@ async def _requeue(held: list[AbstractIncomingMessage]) -> None:
             await message.nack(requeue=True)
         except Exception:  # the channel is gone: the broker requeues them by itself
             return
+
+
+def _moved(result: ReplayResult) -> str:
+    return f"scanned, {len(result.moved)} moved"
