@@ -8,6 +8,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -34,6 +35,10 @@ class OrderRepository(Protocol):
     async def save(self, order: Order, cause: Envelope | None = None) -> None:
         """Raise DuplicateOrder when a new order's id exists already, ConcurrentUpdate when
         the order changed since it was read."""
+
+    def serialized(self, order_id: str) -> AbstractAsyncContextManager[object]:
+        """Held while one change of the order is made in this process, so the next one
+        starts from its result (other processes are kept apart by ConcurrentUpdate)."""
 
 
 class ConcurrentUpdate(RetryLater):
@@ -127,17 +132,19 @@ async def _change(
 ) -> tuple[Order, bool]:
     """Apply `change` (True if it changed anything) and store the order with its cause.
     The first try starts from this process's own copy when it has one, which saves a round
-    trip per event; if another writer (a replica, a cancel) got there first, it starts over
-    from MongoDB."""
-    for latest in (False, True):
-        order = await load(orders, order_id, latest=latest)
-        applied = change(order)
-        try:
-            await _store(orders, order, cause, applied)
-            return order, applied
-        except ConcurrentUpdate:
-            if latest:
-                raise
+    trip per event; two events of one order in this process take turns (a payment result
+    often arrives while its reservation is being stored), so only another writer (a
+    replica, a cancel) makes it start over from MongoDB."""
+    async with orders.serialized(order_id):
+        for latest in (False, True):
+            order = await load(orders, order_id, latest=latest)
+            applied = change(order)
+            try:
+                await _store(orders, order, cause, applied)
+                return order, applied
+            except ConcurrentUpdate:
+                if latest:
+                    raise
     raise AssertionError("unreachable")
 
 

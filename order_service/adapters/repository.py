@@ -13,6 +13,8 @@ reads always go to MongoDB, so customers see changes made by other replicas.
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections import OrderedDict
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -50,6 +52,7 @@ class MongoOrderRepository:
         self._relay = relay
         self._producer = producer
         self._recent: OrderedDict[str, Document] = OrderedDict()
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def create_indexes(self) -> None:
         await self._collection.create_index([("customer_id", 1), ("created_at", DESCENDING)])
@@ -71,6 +74,13 @@ class MongoOrderRepository:
             return None
         self._remember(document)
         return to_order(document)
+
+    def serialized(self, order_id: str) -> asyncio.Lock:
+        # Weak values: a lock lives only while a change holds it or waits for it.
+        lock = self._locks.get(order_id)
+        if lock is None:
+            lock = self._locks[order_id] = asyncio.Lock()
+        return lock
 
     def _remember(self, document: Document) -> None:
         self._recent[document["_id"]] = document

@@ -283,3 +283,46 @@ async def test_reservations_of_one_hot_sku_in_one_process_run_without_conflict_r
     assert counter.commands["findAndModify"] == 16
     assert counter.commands["commitTransaction"] == 16
     assert counter.commands["abortTransaction"] == 0
+
+
+async def test_two_events_of_one_order_at_once_take_turns_without_a_conflict(
+    mongo_url: str, mongo_db: AsyncDatabase[dict[str, Any]], broker: Broker
+) -> None:
+    """A payment result handled while the order's reservation is being stored: in one process
+    they take turns, so each starts from the other's result (no conflict, no re-read)."""
+    counter = _CommandCounter()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        mongo_url, tz_aware=True, event_listeners=[counter]
+    )
+    try:
+        orders = client[mongo_db.name]["orders"]
+        repository = MongoOrderRepository(
+            orders, OutboxRelay(broker, orders, OutboxSettings()), "order"
+        )
+        order = Order.place(
+            str(uuid.uuid4()), "c-1", [OrderLine(sku="SKU-1", quantity=2)], "tok_ok",
+            datetime.now(UTC),
+        )  # fmt: skip
+        await repository.save(order)
+        reserved = StockReserved(
+            order_id=order.order_id, customer_id="c-1", total_cents=1000, payment_method="tok_ok",
+            lines=[PricedLine(sku="SKU-1", quantity=2, unit_price_cents=500)],
+        )  # fmt: skip
+        paid = PaymentSucceeded(
+            order_id=order.order_id, amount_cents=1000, payment_id="p-1", gateway_reference="ch"
+        )
+        await asyncio.gather(
+            order_handlers.on_stock_reserved(
+                Envelope.wrap(reserved, producer="t"), reserved, repository
+            ),
+            order_handlers.on_payment_succeeded(
+                Envelope.wrap(paid, producer="t"), paid, repository
+            ),
+        )
+        stored = await repository.get(order.order_id)
+    finally:
+        await client.close()
+    assert stored is not None
+    assert stored.status is OrderStatus.CONFIRMED
+    assert counter.commands["update"] == 2  # one per event, neither written twice
+    assert counter.commands["find"] == 1  # the final read above; no re-read after a conflict

@@ -30,6 +30,7 @@ class FakeOrderRepository:
     def __init__(self) -> None:
         self.orders: dict[str, Order] = {}
         self.published: list[Event] = []
+        self._locks: dict[str, asyncio.Lock] = {}
 
     async def get(self, order_id: str, *, latest: bool = True) -> Order | None:
         order = self.orders.get(order_id)
@@ -45,6 +46,9 @@ class FakeOrderRepository:
         order.events.clear()
         order.version += 1
         self.orders[order.order_id] = copy.deepcopy(order)
+
+    def serialized(self, order_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(order_id, asyncio.Lock())
 
 
 class FakeInventory:
