@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from infra.http_errors import BodySizeLimit, install_error_handlers
 from infra.observability import tracing
 from infra.observability.metrics import HTTP_DURATION, HTTP_REQUESTS
+from infra.readiness import Readiness
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
@@ -29,14 +30,15 @@ def create_http_app(service: str, lifespan: Lifespan, description: str = "") -> 
 
     @app.get("/ready", tags=["operations"], responses={503: {"description": "not ready"}})
     async def ready(request: Request) -> JSONResponse:
-        """Broker, MongoDB and Redis are reachable from this process."""
+        """200 unless a server this process cannot work without is unreachable (503). A
+        broker outage, or a Redis outage where Redis is only a cache, answers 200 with status
+        `degraded` and the failing checks in `degraded` (infra.readiness)."""
         runtime = getattr(request.app.state, "runtime", None)
-        checks = await runtime.readiness() if runtime is not None else {"started": False}
-        ok = all(checks.values())
-        return JSONResponse(
-            {"status": "ready" if ok else "not ready", "checks": checks},
-            status_code=200 if ok else 503,
-        )
+        if runtime is None:
+            readiness = Readiness({"started": False}, frozenset({"started"}))
+        else:
+            readiness = await runtime.readiness()
+        return JSONResponse(readiness.body(), status_code=200 if readiness.ready else 503)
 
     @app.get("/metrics", tags=["operations"], response_class=Response)
     async def metrics() -> Response:

@@ -52,7 +52,8 @@ def create_app(settings: RuntimeSettings, inventory: InventorySettings) -> FastA
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         outboxes = ("reservations", "stock")
-        async with open_runtime(settings, outbox_collections=outboxes) as runtime:
+        # The stock cache falls back to MongoDB: Redis degrades inventory, never stops it.
+        async with open_runtime(settings, outboxes, redis_use="optional") as runtime:
             cache = RedisStockCache(
                 runtime.redis,
                 inventory.cache_ttl_s,

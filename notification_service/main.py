@@ -72,7 +72,7 @@ def create_app(runtime_settings: RuntimeSettings, settings: NotificationSettings
         # The HTTP client is closed after the runtime, which lets in-flight sends finish.
         async with (
             httpx.AsyncClient(follow_redirects=False) as http,
-            open_runtime(runtime_settings) as runtime,
+            open_runtime(runtime_settings, redis_use="unused") as runtime,
         ):
             notifications = MongoNotificationStore(runtime.db["notifications"])
             await notifications.create_indexes()

@@ -37,6 +37,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from contracts.envelope import Envelope
 from infra.messaging.broker import Broker
 from infra.messaging.errors import PublishFailed
+from infra.messaging.outage import BrokerOutage
 from infra.observability import tracing
 from infra.observability.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_RELAYED
 from infra.settings import OutboxSettings
@@ -95,6 +96,7 @@ class OutboxRelay:
         self._unmarked: dict[Any, list[str]] = {}
         self._mark_due: float | None = None  # loop time of the next bulk mark
         self._task: asyncio.Task[None] | None = None
+        self._outage = BrokerOutage(settings.poll_interval_s, settings.max_backoff_s)
 
     async def start(self) -> None:
         await self._collection.create_index("outbox_pending")
@@ -134,7 +136,11 @@ class OutboxRelay:
             wake = next_sweep if self._mark_due is None else min(next_sweep, self._mark_due)
             with contextlib.suppress(asyncio.TimeoutError):
                 first = await asyncio.wait_for(self._written.get(), max(0.0, wake - loop.time()))
-                await self._guarded(self._relay([first, *self._drain()], "fast"))
+                written = [first, *self._drain()]
+                if self._outage.update(self._broker.is_connected):
+                    await self._guarded(self._relay(written, "fast"))
+                else:  # paused: they wait in MongoDB, where the sweep finds them
+                    self._release(written)
             if self._mark_due is not None and (
                 loop.time() >= self._mark_due
                 or sum(map(len, self._unmarked.values())) >= self._settings.batch_size
@@ -142,7 +148,7 @@ class OutboxRelay:
                 await self._guarded(self._flush_marks())
             if loop.time() >= next_sweep:
                 await self._guarded(self._sweep())
-                next_sweep = loop.time() + self._settings.poll_interval_s
+                next_sweep = loop.time() + self._outage.sweep_interval_s
             if self._settings.retention_days and loop.time() >= next_prune:
                 await self._guarded(self.prune())
                 next_prune = loop.time() + self._settings.prune_interval_s
@@ -150,8 +156,19 @@ class OutboxRelay:
     async def _guarded(self, step: Any) -> None:
         try:
             await step
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise  # stop() cancels the relay
+            # A client library's own cancellation leaking out must not end the relay.
+            log.exception("outbox relay step cancelled; retrying on the next sweep")
         except Exception:  # MongoDB or broker trouble: the sweep will find the events again
             log.exception("outbox relay step failed; retrying on the next sweep")
+
+    def _release(self, written: list[_Written]) -> None:
+        self._in_flight.difference_update(
+            str(p.envelope.event_id) for w in written for p in w.events
+        )
 
     def _drain(self) -> list[_Written]:
         items = []
@@ -180,7 +197,7 @@ class OutboxRelay:
                 due.append(_Written(document["_id"], tuple(ready)))
         OUTBOX_BACKLOG.set(backlog)
         OUTBOX_OLDEST_AGE.set((now - oldest).total_seconds())
-        if due:
+        if due and self._outage.update(self._broker.is_connected):
             await self._relay(due, "sweep")
 
     async def prune(self) -> int:
@@ -205,6 +222,10 @@ class OutboxRelay:
         results = await asyncio.gather(
             *(self._publish_in_order(events) for events in by_document.values())
         )
+        failed = sum(len(events) for events in by_document.values()) - sum(map(len, results))
+        self._outage.published(failed == 0)
+        if failed:
+            log.warning("outbox: %d events not confirmed; retried on the next sweep", failed)
         confirmed = 0
         for document_id, ids in zip(by_document, results, strict=True):
             if ids:
@@ -242,7 +263,7 @@ class OutboxRelay:
                         for _ in range(self._settings.publish_copies):
                             await self._broker.publish(envelope)
                 except PublishFailed as error:
-                    log.warning("outbox publish of %s failed: %s", envelope.event_id, error)
+                    log.debug("outbox publish of %s failed: %s", envelope.event_id, error)
                     break
                 confirmed.append(str(envelope.event_id))
             returned = True
