@@ -15,9 +15,10 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aio_pika
 import httpx
@@ -34,6 +35,7 @@ INITIAL_STOCK = 150
 TERMINAL = ("CONFIRMED", "REJECTED", "CANCELLED")
 QUIESCENCE_TIMEOUT_S = 150.0
 SUBMIT_DEADLINE_S = 90.0
+LOCAL_BROKER = "amqp://guest:guest@127.0.0.1:5672"
 
 
 @dataclass
@@ -48,6 +50,9 @@ class Tally:
     stock_mismatch: dict[str, tuple[int, int]]
     unnotified: int
     dlq: int
+    # Longest time without any order reaching its end, between the first and the last ending
+    # (printed, not asserted: it depends on the machine's load).
+    longest_stall_s: float = 0.0
 
     def line(self) -> str:
         return (
@@ -56,7 +61,8 @@ class Tally:
             f"cancelled={self.statuses['CANCELLED']} lost={self.lost} "
             f"double_charged={self.double_charged} charged_unconfirmed={self.charged_unconfirmed} "
             f"oversold={self.oversold} stock_mismatch={len(self.stock_mismatch)} "
-            f"unnotified={self.unnotified} dlq={self.dlq}"
+            f"unnotified={self.unnotified} dlq={self.dlq} "
+            f"longest_stall={self.longest_stall_s:.1f}s"
         )
 
 
@@ -68,6 +74,9 @@ class ChaosPipeline:
     use_proxy: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
     management: Management = field(default_factory=Management.from_env)
+    # The broker nodes (URLs without a vhost); the services get them all, comma-separated.
+    brokers: list[str] = field(default_factory=lambda: [LOCAL_BROKER])
+    replicas: int = 1  # processes per service
     vhost: str = field(default_factory=lambda: f"chaos-{uuid.uuid4().hex[:6]}")
     proxy: TcpProxy | None = None
     mongo: SecantusHandle | None = None
@@ -79,15 +88,16 @@ class ChaosPipeline:
         self.mongo = devstack.start_secantus(
             storage_path=self.work_dir / "mongo", log_path=self.work_dir / "secantusdb.log"
         )
-        broker = "amqp://guest:guest@127.0.0.1:5672"
+        brokers = self.brokers
         if self.use_proxy:
             self.proxy = TcpProxy("127.0.0.1", 5672)
-            broker = f"amqp://guest:guest@127.0.0.1:{self.proxy.start()}"
+            brokers = [f"amqp://guest:guest@127.0.0.1:{self.proxy.start()}"]
         self.pipeline = Pipeline(
-            f"{broker}/{quote(self.vhost, safe='')}",
+            ",".join(f"{b}/{quote(self.vhost, safe='')}" for b in brokers),
             self.mongo.url,
             self.redis_url,
             self.work_dir,
+            replicas=self.replicas,
             extra_env={
                 "AMQP_RETRY_DELAYS_MS": "[500,1000,2000,4000,8000]",
                 # Below the shortest jittered ladder above (10.9 s), as the defaults are:
@@ -163,9 +173,9 @@ class ChaosPipeline:
         headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": str(uuid.uuid4())}
         while loop.time() < deadline:
             try:
-                response = await http.post(
-                    f"{self.pipeline.url('order')}/orders", json=body, headers=headers
-                )
+                # Any order replica, as a load balancer would pick (the same one with one).
+                order_api = random.choice(self.pipeline.urls("order"))
+                response = await http.post(f"{order_api}/orders", json=body, headers=headers)
                 if response.status_code in (200, 202):  # 200: an earlier try had landed
                     return str(response.json()["order_id"])
                 if response.status_code < 500:
@@ -250,7 +260,9 @@ class ChaosPipeline:
                     print(f"dead letter in {name}: {message.type} {story}")
 
     def vhost_url(self) -> str:
-        return f"amqp://guest:guest@127.0.0.1:5672/{quote(self.vhost, safe='')}"
+        """The vhost on the first broker node that accepts connections."""
+        live = [b for b in self.brokers if devstack.tcp_open(*_host_port(b))] or self.brokers
+        return f"{live[0]}/{quote(self.vhost, safe='')}"
 
     async def _tally(self, client: AsyncMongoClient[dict[str, Any]]) -> Tally:
         orders = {d["_id"]: d async for d in self._db(client, "order")["orders"].find()}
@@ -285,6 +297,11 @@ class ChaosPipeline:
         unnotified = sum(
             1 for i, d in orders.items() if d["status"] in TERMINAL and i not in notified
         )
+        endings = sorted(d["updated_at"] for d in orders.values() if d["status"] in TERMINAL)
+        stall = max(
+            ((b - a).total_seconds() for a, b in pairwise(endings)),
+            default=0.0,
+        )
         tally = Tally(
             submitted=len(self.accepted),
             orders=len(orders),
@@ -296,10 +313,16 @@ class ChaosPipeline:
             stock_mismatch=mismatch,
             unnotified=unnotified,
             dlq=sum((await self.dead_letters()).values()),
+            longest_stall_s=stall,
         )
         if tally.dlq:
             await self.print_dead_letters()
         return tally
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or 5672
 
 
 def _plan(index: int) -> dict[str, Any]:

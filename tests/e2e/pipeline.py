@@ -28,6 +28,10 @@ class Pipeline:
     # Per service, applied over extra_env (e.g. one service on a Redis of its own).
     service_env: dict[str, dict[str, str]] = field(default_factory=dict)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
+    # Processes per service, each on its own HTTP port, sharing the service's database and
+    # queues. `url(service)` is the first one's; `urls(service)` all of them.
+    replicas: int = 1
+    # By process name (`order`, `order-2`, ...: infra.devstack.services.replica_names).
     ports: dict[str, int] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -37,18 +41,26 @@ class Pipeline:
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
 
+    def urls(self, service: str) -> list[str]:
+        return [f"http://127.0.0.1:{self.ports[n]}" for n in self._names(service)]
+
     def log(self, service: str) -> Path:
         return self.log_dir / f"{service}.log"
 
     def env(self, service: str) -> dict[str, str]:
+        """Environment of a process: `service` may be a replica's name (`order-2`)."""
+        base = processes.service_of(service)
         wiring = processes.service_env(
             amqp_url=self.amqp_url,
             mongo_url=self.mongo_url,
-            database=self.database(service),
+            database=self.database(base),
             redis_url=self.redis_url,
             http_port=self.ports.get(service) or free_port(),
         )
-        return {**wiring, **self.extra_env, **self.service_env.get(service, {})}
+        return {**wiring, **self.extra_env, **self.service_env.get(base, {})}
+
+    def _names(self, service: str) -> list[str]:
+        return processes.replica_names(service, self.replicas)
 
     def seed(self, count: int, stock: int) -> None:
         subprocess.run(
@@ -58,10 +70,11 @@ class Pipeline:
         )  # fmt: skip
 
     def start(self, service: str) -> None:
-        self.ports.setdefault(service, free_port())
-        self.processes[service] = processes.launch(
-            [sys.executable, "-m", f"{service}_service"], self.env(service), self.log(service)
-        )
+        for name in self._names(service):
+            self.ports.setdefault(name, free_port())
+            self.processes[name] = processes.launch(
+                [sys.executable, "-m", f"{service}_service"], self.env(name), self.log(name)
+            )
 
     def start_all(self, timeout_s: float = 60.0) -> None:
         for service in SERVICES:
@@ -70,14 +83,16 @@ class Pipeline:
             self.wait_ready(service, timeout_s)
 
     def wait_ready(self, service: str, timeout_s: float) -> None:
-        processes.wait_ready(
-            service, self.processes[service], self.url(service), self.log(service), timeout_s
-        )
+        for name in self._names(service):
+            url = f"http://127.0.0.1:{self.ports[name]}"
+            processes.wait_ready(name, self.processes[name], url, self.log(name), timeout_s)
 
     def stop(
         self, service: str, sig: signal.Signals = signal.SIGTERM, timeout_s: float = 20
     ) -> int:
-        return processes.stop_all({service: self.processes.pop(service)}, sig, timeout_s)[service]
+        """Stop every replica of `service`; the first one's exit code."""
+        stopping = {name: self.processes.pop(name) for name in self._names(service)}
+        return processes.stop_all(stopping, sig, timeout_s)[service]
 
     def stop_all(self) -> dict[str, int]:
         codes = processes.stop_all(self.processes)

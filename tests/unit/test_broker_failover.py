@@ -7,6 +7,7 @@ import random
 import pytest
 from yarl import URL
 
+from infra.devstack.services import replica_names, service_of
 from infra.messaging.failover import Rotation, parse_amqp_urls, with_heartbeat
 from infra.settings import AmqpSettings, RuntimeSettings
 
@@ -99,3 +100,11 @@ def test_one_url_backs_off_per_attempt() -> None:
     rotation = Rotation([URL("amqp://h1/")], base_s=0.5, max_s=5.0)
     assert [rotation.failed() for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
     assert rotation.take() == rotation.take() == URL("amqp://h1/")
+
+
+def test_replica_names_keep_the_first_process_named_as_the_service() -> None:
+    assert replica_names("order") == ["order"]
+    assert replica_names("order", 3) == ["order", "order-2", "order-3"]
+    assert {service_of(n) for n in replica_names("inventory", 2)} == {"inventory"}
+    with pytest.raises(ValueError):
+        replica_names("order", 0)
