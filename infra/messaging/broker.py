@@ -24,6 +24,7 @@ from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobust
 from opentelemetry.trace import SpanKind
 
 from contracts.envelope import Envelope
+from contracts.topology import exchange_name
 from infra.messaging import codec
 from infra.messaging.errors import PublishFailed
 from infra.messaging.failover import FailoverConnection, Rotation, parse_amqp_urls, with_heartbeat
@@ -32,8 +33,16 @@ from infra.observability import tracing
 from infra.observability.metrics import MESSAGES_PUBLISHED, PUBLISH_FAILURES
 
 log = logging.getLogger(__name__)
+_CHANNEL_ERRORS = (
+    TimeoutError,
+    aiormq.exceptions.AMQPError,
+    # Raised (not an AMQPError) while a robust channel is closed and reopening.
+    aiormq.exceptions.ChannelInvalidStateError,
+    ConnectionError,
+)
 
 PUBLISH_TIMEOUT_S = 10.0
+REPLACE_TIMEOUT_S = 5.0
 
 
 class Broker:
@@ -57,6 +66,9 @@ class Broker:
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
+        # Event exchanges this process declared once; a replacement channel only looks them
+        # up: a declare is a cluster-wide transaction, which waits while a node is frozen.
+        self._declared: set[str] = set()
         self._declare_lock = asyncio.Lock()
 
     async def connect(self, timeout_s: float = 30.0) -> None:
@@ -77,10 +89,11 @@ class Broker:
         self._channel = await self.new_channel(publisher_confirms=True)
 
     async def _replace_channel(self, failed: object) -> None:
-        """A nack: give publishes a new channel. RabbitMQ 3.10 nacks every later publish on a
-        channel that published to a quorum queue whose leader node died, even once a new
-        leader is elected (seen on the local 3-node cluster); a new channel finds the new
-        leader at once. The outbox retries what was nacked."""
+        """Give publishes a new channel in place of `failed` (if it is still the current one).
+        On RabbitMQ 3.10 a channel that published to a quorum queue whose leader node died
+        nacks every later publish, even once a new leader is elected (seen on the local
+        3-node cluster); a new channel finds the new leader at once. The outbox retries what
+        failed."""
         async with self._declare_lock:
             old = self._channel
             if old is None or old is not failed:
@@ -90,9 +103,26 @@ class Broker:
             except Exception:  # the connection is down: its restore reopens the old one
                 return
             self._exchanges.clear()
-        log.warning("publish nacked: publishing on a new channel")
+        log.warning("publish failed: publishing on a new channel")
         with contextlib.suppress(Exception):
-            await old.close()
+            async with asyncio.timeout(REPLACE_TIMEOUT_S):
+                await old.close()
+
+    async def _replace_stuck(self, failed: object) -> None:
+        """No confirm in time on a live connection: a new channel. A channel that published
+        to a quorum queue whose leader froze keeps waiting on that leader, even once another
+        member leads (cluster tests: confirms came only when the node thawed, 30 s later)."""
+        if self.is_connected:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(REPLACE_TIMEOUT_S):
+                    await self._replace_channel(failed)
+
+    async def _replace_if_closed(self) -> None:
+        """The publishing channel closed under a live connection (an RPC timed out, the broker
+        closed it): nothing reopens it, and every later publish would fail the same way."""
+        channel = self._channel
+        if channel is not None and channel.is_closed and self.is_connected:
+            await self._replace_channel(channel)
 
     @property
     def connected_url(self) -> str | None:
@@ -136,7 +166,12 @@ class Broker:
     async def publish(self, envelope: Envelope, headers: dict[str, Any] | None = None) -> None:
         """Publish to the event's fanout exchange; return only once the broker confirmed it."""
         async with self._bounded(envelope.event_type):
-            exchange = await self._event_exchange(envelope.event_type)
+            try:
+                exchange = await self._event_exchange(envelope.event_type)
+            except _CHANNEL_ERRORS as error:
+                PUBLISH_FAILURES.labels(envelope.event_type, "connection").inc()
+                await self._replace_if_closed()
+                raise PublishFailed(f"no exchange: {error!r}", envelope.event_type) from error
             await self._publish(exchange, codec.encode(envelope, headers), "", envelope.event_type)
 
     async def send(
@@ -158,6 +193,7 @@ class Broker:
                 yield
         except TimeoutError as error:
             PUBLISH_FAILURES.labels(event_type, "connection").inc()
+            await self._replace_stuck(self._channel)
             reason = f"no confirm within {PUBLISH_TIMEOUT_S:.0f} s"
             raise PublishFailed(reason, event_type) from error
 
@@ -167,8 +203,15 @@ class Broker:
             async with self._declare_lock:
                 exchange = self._exchanges.get(event_type)
                 if exchange is None:
-                    exchange = await declare_event_exchange(self.channel, event_type)
+                    exchange = await self._exchange_on_channel(event_type)
                     self._exchanges[event_type] = exchange
+        return exchange
+
+    async def _exchange_on_channel(self, event_type: str) -> AbstractExchange:
+        if event_type in self._declared:
+            return await self.channel.get_exchange(exchange_name(event_type), ensure=False)
+        exchange = await declare_event_exchange(self.channel, event_type)
+        self._declared.add(event_type)
         return exchange
 
     async def _publish(
@@ -231,14 +274,12 @@ class Broker:
             # CancelledError silently ended the outbox relay's task (cluster tests).
             PUBLISH_FAILURES.labels(event_type, "connection").inc()
             raise PublishFailed("confirm lost with the channel", event_type) from error
-        except (
-            TimeoutError,
-            aiormq.exceptions.AMQPError,
-            # Raised (not an AMQPError) while a robust channel is closed and reopening.
-            aiormq.exceptions.ChannelInvalidStateError,
-            ConnectionError,
-        ) as error:
+        except _CHANNEL_ERRORS as error:
             PUBLISH_FAILURES.labels(event_type, "connection").inc()
+            if isinstance(error, TimeoutError):
+                await self._replace_stuck(getattr(exchange, "channel", None))
+            else:
+                await self._replace_if_closed()
             raise PublishFailed(f"no confirm: {error!r}", event_type) from error
         MESSAGES_PUBLISHED.labels(event_type).inc()
 
