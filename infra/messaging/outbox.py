@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,36 +38,33 @@ from contracts.envelope import Envelope
 from infra.messaging.broker import Broker
 from infra.messaging.errors import PublishFailed
 from infra.messaging.outage import BrokerOutage
+
+# The helpers that write entries live beside the relay; imported from here as before.
+from infra.messaging.outbox_entries import (
+    merge_updates,
+    outbox_append,
+    outbox_entry,
+    outbox_fields,
+    wrap_events,
+)
 from infra.observability import tracing
 from infra.observability.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_RELAYED
 from infra.settings import OutboxSettings
 
+__all__ = [
+    "OutboxRelay",
+    "merge_updates",
+    "outbox_append",
+    "outbox_entry",
+    "outbox_fields",
+    "wrap_events",
+]
 log = logging.getLogger(__name__)
+# Longest a relay step (a fast-path batch, a sweep, a bulk mark) may take before the relay
+# goes on without it; publishes are bounded by 10 s each, in order per document.
+STEP_TIMEOUT_S = 60.0
 
 Document = dict[str, Any]
-
-
-def outbox_entry(envelope: Envelope) -> Document:
-    entry = envelope.model_dump(mode="json")
-    entry["occurred_at"] = envelope.occurred_at  # a BSON date, so it can be queried by time
-    entry["sent_at"] = None
-    # Extra keys beside the envelope's fields; only with a current span.
-    tracing.inject(entry)
-    return entry
-
-
-def outbox_fields(envelopes: Iterable[Envelope]) -> Document:
-    """Fields of a new document that starts with `envelopes` in its outbox."""
-    entries = [outbox_entry(e) for e in envelopes]
-    return {"outbox": entries, "outbox_pending": bool(entries)}
-
-
-def outbox_append(envelopes: Iterable[Envelope]) -> Document:
-    """Update operators that append `envelopes`; merge them into the state change's update."""
-    entries = [outbox_entry(e) for e in envelopes]
-    if not entries:
-        return {}
-    return {"$push": {"outbox": {"$each": entries}}, "$set": {"outbox_pending": True}}
 
 
 @dataclass(frozen=True)
@@ -153,12 +150,23 @@ class OutboxRelay:
                 await self._guarded(self.prune())
                 next_prune = loop.time() + self._settings.prune_interval_s
 
-    async def _guarded(self, step: Any) -> None:
+    async def _guarded(self, step: Coroutine[Any, Any, object]) -> None:
+        """Run one step; its failure, a stray cancellation or a hang never ends the relay."""
+        task = asyncio.ensure_future(step)
         try:
-            await step
+            await asyncio.wait_for(asyncio.shield(task), STEP_TIMEOUT_S)
+        except TimeoutError:
+            # Every broker and database call is bounded, yet a step once never returned
+            # (a node frozen mid-publish). Abandon it and forget what it held in flight: the
+            # sweep publishes those events again, which idempotent consumers absorb.
+            task.cancel()
+            self._in_flight.clear()
+            self._unmarked, self._mark_due = {}, None
+            log.error("outbox relay step hung for %.0f s; abandoned", STEP_TIMEOUT_S)
         except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is None or task.cancelling():
+            current = asyncio.current_task()
+            if current is None or current.cancelling():
+                task.cancel()
                 raise  # stop() cancels the relay
             # A client library's own cancellation leaking out must not end the relay.
             log.exception("outbox relay step cancelled; retrying on the next sweep")
@@ -297,17 +305,3 @@ class OutboxRelay:
 def _envelope(entry: Document) -> Envelope:
     fields = {k: v for k, v in tracing.strip(entry).items() if k != "sent_at"}
     return Envelope.model_validate(fields)
-
-
-def wrap_events(events: Iterable[Any], producer: str, causation_id: str | None) -> list[Envelope]:
-    """Envelopes for the events an aggregate recorded while handling one command or event."""
-    return [Envelope.wrap(e, producer=producer, causation_id=causation_id) for e in events]
-
-
-def merge_updates(*updates: Document) -> Document:
-    """Merge MongoDB update documents operator by operator ($set with $set, ...)."""
-    merged: Document = {}
-    for update in updates:
-        for operator, fields in update.items():
-            merged.setdefault(operator, {}).update(fields)
-    return merged
