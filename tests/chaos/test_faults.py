@@ -48,10 +48,11 @@ def assert_intact(tally: Tally, expected_dlq: int = 0) -> None:
 
 
 async def test_broker_restart_mid_batch(
-    make_chaos: MakeChaos, private_rabbit: LocalCluster
+    private_rabbit: LocalCluster, make_chaos: MakeChaos
 ) -> None:
     """The broker's app stops for OUTAGE_S and starts again, on a private node (the project
-    never stops the shared default node)."""
+    never stops the shared default node). The node is requested first so that it stops
+    last, after the pipeline deleted its vhost."""
     node = private_rabbit.node(1)
     chaos = make_chaos(
         brokers=[url.rsplit("/", 1)[0] for url in private_rabbit.amqp_urls("")],
