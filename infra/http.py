@@ -23,6 +23,7 @@ from infra.http_errors import (
 from infra.observability import tracing
 from infra.observability.http_tracing import instrument_http
 from infra.observability.metrics import HTTP_DURATION, HTTP_REQUESTS
+from infra.readiness import Readiness
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
@@ -46,14 +47,23 @@ def create_http_app(service: str, lifespan: Lifespan, description: str = "") -> 
 
     @app.get("/ready", tags=["operations"], responses={503: {"description": "not ready"}})
     async def ready(request: Request) -> JSONResponse:
-        """Broker, MongoDB and Redis are reachable from this process."""
+        """200 unless a server this process cannot work without is unreachable (503). A
+        broker outage, or a Redis outage where Redis is only a cache, answers 200 with status
+        `degraded` and the failing checks in `degraded` (infra.readiness)."""
         runtime = getattr(request.app.state, "runtime", None)
-        checks = await runtime.readiness() if runtime is not None else {"started": False}
-        if all(checks.values()):
-            return JSONResponse({"status": "ready", "checks": checks})
+        if runtime is None:
+            readiness = Readiness({"started": False}, frozenset({"started"}))
+        else:
+            readiness = await runtime.readiness()
+        if readiness.ready:
+            return JSONResponse(readiness.body())
         # Not ready is an error response like any other: a problem, with the checks in it.
-        failing = ", ".join(name for name, ok in checks.items() if not ok)
-        return error_response(503, "not_ready", f"not ready: {failing}", None, {"checks": checks})
+        failing = ", ".join(
+            n for n, ok in readiness.checks.items() if not ok and n in readiness.required
+        )
+        return error_response(
+            503, "not_ready", f"not ready: {failing}", None, {"checks": readiness.checks}
+        )
 
     @app.get("/metrics", tags=["operations"], response_class=Response)
     async def metrics() -> Response:

@@ -12,7 +12,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
@@ -25,11 +25,13 @@ from infra.messaging.outbox import OutboxRelay
 from infra.observability.metrics import MONGO_CLIENT
 from infra.persistence.mongo import Document, client_settings, create_mongo_client, mongo_ping
 from infra.persistence.redis import create_redis, redis_ping
+from infra.readiness import Readiness
 from infra.settings import RuntimeSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 STARTUP_WAIT_S = 60.0
+RedisUse = Literal["required", "optional", "unused"]
 
 
 @dataclass
@@ -41,6 +43,7 @@ class Runtime:
     consumer: Consumer
     relays: dict[str, OutboxRelay] = field(default_factory=dict)
     queues: list[str] = field(default_factory=list)
+    redis_use: RedisUse = "required"
 
     @property
     def db(self) -> AsyncDatabase[Document]:
@@ -51,27 +54,49 @@ class Runtime:
     ) -> None:
         self.queues.append(await self.consumer.subscribe(event_type, handler, retry_delays_ms))
 
-    async def readiness(self) -> dict[str, bool]:
-        mongo_ok, redis_ok = await asyncio.gather(mongo_ping(self.mongo), redis_ping(self.redis))
-        return {"broker": self.broker.is_connected, "mongodb": mongo_ok, "redis": redis_ok}
+    async def readiness(self) -> Readiness:
+        """MongoDB always blocks; Redis blocks only where it is required and is not checked
+        where it is unused; the broker never blocks (see infra.readiness)."""
+        checks = {"broker": self.broker.is_connected, "mongodb": await mongo_ping(self.mongo)}
+        if self.redis_use != "unused":
+            checks["redis"] = await redis_ping(self.redis)
+        required = {"mongodb", "redis"} if self.redis_use == "required" else {"mongodb"}
+        return Readiness(checks, frozenset(required))
 
 
 @asynccontextmanager
 async def open_runtime(
-    settings: RuntimeSettings, outbox_collections: tuple[str, ...] = ()
+    settings: RuntimeSettings,
+    outbox_collections: tuple[str, ...] = (),
+    redis_use: RedisUse = "required",
 ) -> AsyncIterator[Runtime]:
     """`outbox_collections`: the collections whose documents carry an outbox; each gets a
-    relay (`runtime.relays[name]`)."""
+    relay (`runtime.relays[name]`). `redis_use`: "required" (start waits for it, /ready
+    needs it), "optional" (a cache with a fallback: start does not wait, /ready reports it
+    as degraded) or "unused" (never contacted)."""
     mongo = create_mongo_client(settings.mongo, settings.service)
     MONGO_CLIENT.info(client_settings(mongo))
     redis = create_redis(settings.redis)
-    broker = Broker(settings.amqp.url, settings.service)
+    amqp = settings.amqp
+    broker = Broker(
+        amqp.url,
+        settings.service,
+        heartbeat_s=amqp.heartbeat_s,
+        reconnect_base_s=amqp.reconnect_base_s,
+        reconnect_max_s=amqp.reconnect_max_s,
+    )
     try:
         await _wait_for("MongoDB", lambda: _require(mongo_ping(mongo)))
-        await _wait_for("Redis", lambda: _require(redis_ping(redis)))
+        if redis_use == "required":
+            await _wait_for("Redis", lambda: _require(redis_ping(redis)))
         await _wait_for("RabbitMQ", broker.connect)
         runtime = Runtime(
-            settings, broker, mongo, redis, Consumer(broker, settings.service, settings.amqp)
+            settings,
+            broker,
+            mongo,
+            redis,
+            Consumer(broker, settings.service, settings.amqp),
+            redis_use=redis_use,
         )
         for name in outbox_collections:
             runtime.relays[name] = OutboxRelay(broker, runtime.db[name], settings.outbox)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from infra.guardrails import production_problems
+from infra.messaging.failover import parse_amqp_urls
 
 Environment = Literal["development", "test", "production"]
 
@@ -28,7 +29,19 @@ class SettingsRefused(ValueError):
 class AmqpSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AMQP_")
 
+    # One URL, or the nodes of a cluster comma-separated: each process starts at a random one
+    # and moves to the next when its connection is lost (infra.messaging.failover).
     url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    # Seconds between heartbeats; a node silent for (heartbeat + 1) x 3 s is left for the next
+    # one, so 3 detects a frozen node within ~13 s. A `heartbeat` in a URL wins.
+    heartbeat_s: int = Field(default=3, ge=1, le=60)
+    # Wait between reconnection attempts: base while trying the other nodes, doubled per
+    # round over the whole list, up to max.
+    reconnect_base_s: float = Field(default=0.5, gt=0)
+    reconnect_max_s: float = Field(default=5.0, gt=0)
+    # Members of a new quorum queue (its initial replication group). A single-node broker
+    # makes it 1; on a cluster, the queue gets min(this, nodes) members.
+    quorum_group_size: int = Field(default=3, ge=1)
     prefetch: int = Field(default=32, ge=1, le=1000)
     # Handlers running at once in this process, across all its queues.
     max_in_flight: int = Field(default=64, ge=1)
@@ -80,6 +93,9 @@ class OutboxSettings(BaseSettings):
     # How often the relay sweeps MongoDB for events no fast path published (after a crash or
     # a broker outage), and how old such an event must be before the sweep takes it.
     poll_interval_s: float = Field(default=1.0, gt=0)
+    # While the broker is unreachable (or publishes are not confirmed) the sweep interval
+    # doubles per sweep up to this bound; the relay publishes nothing until it is back.
+    max_backoff_s: float = Field(default=5.0, gt=0)
     grace_s: float = Field(default=2.0, ge=0)
     batch_size: int = Field(default=200, ge=1)
     # Confirmed events are marked sent in one bulk write per this many seconds (or per
@@ -175,14 +191,19 @@ class RuntimeSettings(BaseModel):
 
     @model_validator(mode="after")
     def _refuse_unsafe_settings(self) -> RuntimeSettings:
+        # A malformed list fails at start, not at the first connection loss.
+        amqp_urls = parse_amqp_urls(self.amqp.url)
         if self.environment != "production":
             return self
-        problems = production_problems(
-            amqp_url=self.amqp.url,
-            mongo_url=self.mongo.url,
-            redis_url=self.redis.url,
-            secrets={k: v.get_secret_value() for k, v in self.secrets.items()},
-        )
+        problems: list[str] = []
+        for amqp_url in amqp_urls:  # every node's URL must be safe, not just the first
+            found = production_problems(
+                amqp_url=amqp_url,
+                mongo_url=self.mongo.url,
+                redis_url=self.redis.url,
+                secrets={k: v.get_secret_value() for k, v in self.secrets.items()},
+            )
+            problems += [p for p in found if p not in problems]
         if problems:
             raise ValueError(
                 "unsafe settings for ENVIRONMENT=production (set ENVIRONMENT=development for "

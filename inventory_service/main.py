@@ -18,6 +18,7 @@ from infra.service import serve
 from infra.settings import RuntimeSettings
 from inventory_service import admin_api, handlers
 from inventory_service.adapters.cache import RedisStockCache
+from inventory_service.adapters.epoch import StockEpoch
 from inventory_service.adapters.store import MongoInventoryStore
 from inventory_service.api import router
 from inventory_service.wiring import InventoryDeps
@@ -32,6 +33,9 @@ class InventorySettings(BaseSettings):
     # cache_breaker_s and reads go to MongoDB.
     cache_timeout_s: float = Field(default=0.5, gt=0)
     cache_breaker_s: float = Field(default=1.0, ge=0)
+    # How often the cache reads the stock collection's epoch: a restored or reseeded
+    # database is read fresh within this (adapters/epoch.py).
+    cache_epoch_refresh_s: float = Field(default=1.0, ge=0)
     # Bearer token of the /admin endpoints. The default is for development only: production
     # refuses it (and any weak token) with the other secrets, in RuntimeSettings.
     admin_token: SecretStr = Field(default=SecretStr(DEV_ADMIN_TOKEN), min_length=1)
@@ -52,12 +56,14 @@ def create_app(settings: RuntimeSettings, inventory: InventorySettings) -> FastA
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         outboxes = ("reservations", "stock")
-        async with open_runtime(settings, outbox_collections=outboxes) as runtime:
+        # The stock cache falls back to MongoDB: Redis degrades inventory, never stops it.
+        async with open_runtime(settings, outboxes, redis_use="optional") as runtime:
             cache = RedisStockCache(
                 runtime.redis,
                 inventory.cache_ttl_s,
                 inventory.cache_timeout_s,
                 inventory.cache_breaker_s,
+                epoch=StockEpoch(runtime.db, "stock", inventory.cache_epoch_refresh_s).current,
             )
             store = MongoInventoryStore(
                 runtime.mongo,

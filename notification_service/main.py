@@ -81,7 +81,9 @@ def create_app(runtime_settings: RuntimeSettings, settings: NotificationSettings
         no_reuse = httpx.Limits(max_keepalive_connections=0)
         async with (
             httpx.AsyncClient(follow_redirects=False, limits=no_reuse) as http,
-            open_runtime(runtime_settings) as runtime,
+            # Redis holds the customers' sessions that GET /notifications checks; the
+            # consumers never use it, so its outage degrades the process, never stops it.
+            open_runtime(runtime_settings, redis_use="optional") as runtime,
         ):
             notifications = MongoNotificationStore(runtime.db["notifications"])
             await notifications.create_indexes()

@@ -36,7 +36,7 @@ def create_app(settings: RuntimeSettings, payment: PaymentSettings | None = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_runtime(settings, outbox_collections=("payments",)) as runtime:
+        async with open_runtime(settings, ("payments",), redis_use="unused") as runtime:
             relay = runtime.relays["payments"]
             payments = MongoPaymentRepository(runtime.db["payments"], relay, PAYMENT)
             gateway = TimedGateway(

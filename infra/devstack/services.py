@@ -118,3 +118,16 @@ def tail(log_path: Path, lines: int = 40) -> str:
     if not log_path.exists():
         return ""
     return "\n".join(log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def replica_names(service: str, replicas: int = 1) -> list[str]:
+    """Names of `replicas` processes of `service`: the first keeps the service's name (one
+    replica is named as it always was), the others are `<service>-2`, `<service>-3`, ..."""
+    if replicas < 1:
+        raise ValueError("at least one replica")
+    return [service, *(f"{service}-{n}" for n in range(2, replicas + 1))]
+
+
+def service_of(replica: str) -> str:
+    """The service a process name of `replica_names` belongs to."""
+    return replica.split("-", 1)[0]

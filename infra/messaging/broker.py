@@ -1,8 +1,10 @@
 """One robust connection per process, one confirming channel for publishes.
 
-`connect_robust` reconnects with backoff and restores channels, declared exchanges and queues
-and consumers; publishes made while the connection is down fail loudly (PublishFailed), and the
-outbox relay retries them.
+The connection (infra.messaging.failover) is aio-pika's robust connection, which restores
+channels, declared exchanges and queues and consumers after a reconnect, made to move on to
+the next node of `AMQP_URL` (a comma-separated list) at each attempt, with a bounded backoff.
+Publishes made while the connection is down, and confirms still awaited when it was lost,
+fail loudly (PublishFailed), and the outbox relay retries them.
 
 Every publish is a PRODUCER span whose W3C `traceparent` goes into the message headers, so the
 consumer's span continues the same trace.
@@ -11,7 +13,9 @@ consumer's span continues the same trace.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aio_pika
@@ -20,32 +24,113 @@ from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobust
 from opentelemetry.trace import SpanKind
 
 from contracts.envelope import Envelope
+from contracts.topology import exchange_name
 from infra.messaging import codec
 from infra.messaging.errors import PublishFailed
+from infra.messaging.failover import FailoverConnection, Rotation, parse_amqp_urls, with_heartbeat
 from infra.messaging.topology import declare_event_exchange
 from infra.observability import tracing
 from infra.observability.metrics import MESSAGES_PUBLISHED, PUBLISH_FAILURES, event_type_label
 
 log = logging.getLogger(__name__)
+_CHANNEL_ERRORS = (
+    TimeoutError,
+    aiormq.exceptions.AMQPError,
+    # Raised (not an AMQPError) while a robust channel is closed and reopening.
+    aiormq.exceptions.ChannelInvalidStateError,
+    ConnectionError,
+)
 
 PUBLISH_TIMEOUT_S = 10.0
+REPLACE_TIMEOUT_S = 5.0
 
 
 class Broker:
-    def __init__(self, url: str, service: str) -> None:
-        self._url = url
+    def __init__(
+        self,
+        url: str,
+        service: str,
+        *,
+        heartbeat_s: int = 3,
+        reconnect_base_s: float = 0.5,
+        reconnect_max_s: float = 5.0,
+        attempt_timeout_s: float = 5.0,
+    ) -> None:
+        """`url`: one AMQP URL or several, comma-separated (the nodes of a cluster)."""
+        self._urls = [with_heartbeat(u, heartbeat_s) for u in parse_amqp_urls(url)]
+        self._reconnect = (reconnect_base_s, reconnect_max_s)
+        # Bounds each attempt, so a node that accepts TCP but never answers (frozen) is
+        # left for the next one instead of holding the connection factory.
+        self._attempt_timeout_s = attempt_timeout_s
         self.service = service
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
+        # Event exchanges this process declared once; a replacement channel only looks them
+        # up: a declare is a cluster-wide transaction, which waits while a node is frozen.
+        self._declared: set[str] = set()
         self._declare_lock = asyncio.Lock()
 
     async def connect(self, timeout_s: float = 30.0) -> None:
-        self._connection = await asyncio.wait_for(
-            aio_pika.connect_robust(self._url, client_properties={"connection_name": self.service}),
-            timeout_s,
+        """Connect to the first node that answers (trying each in turn, within `timeout_s`)."""
+        base_s, max_s = self._reconnect
+        connection = FailoverConnection(
+            Rotation(list(self._urls), base_s=base_s, max_s=max_s),
+            client_properties={"connection_name": self.service},
+            # Keep trying the other nodes instead of failing on the first refused one.
+            fail_fast=False,
         )
+        try:
+            await asyncio.wait_for(connection.connect(timeout=self._attempt_timeout_s), timeout_s)
+        except BaseException:
+            await connection.close()  # stops its reconnect task
+            raise
+        self._connection = connection
         self._channel = await self.new_channel(publisher_confirms=True)
+
+    async def _replace_channel(self, failed: object) -> None:
+        """Give publishes a new channel in place of `failed` (if it is still the current one).
+        On RabbitMQ 3.10 a channel that published to a quorum queue whose leader node died
+        nacks every later publish, even once a new leader is elected (seen on the local
+        3-node cluster); a new channel finds the new leader at once. The outbox retries what
+        failed."""
+        async with self._declare_lock:
+            old = self._channel
+            if old is None or old is not failed:
+                return  # another publish replaced it already
+            try:
+                self._channel = await self.new_channel(publisher_confirms=True)
+            except Exception:  # the connection is down: its restore reopens the old one
+                return
+            self._exchanges.clear()
+        log.warning("publish failed: publishing on a new channel")
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(REPLACE_TIMEOUT_S):
+                await old.close()
+
+    async def _replace_stuck(self, failed: object) -> None:
+        """No confirm in time on a live connection: a new channel. A channel that published
+        to a quorum queue whose leader froze keeps waiting on that leader, even once another
+        member leads (cluster tests: confirms came only when the node thawed, 30 s later)."""
+        if self.is_connected:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(REPLACE_TIMEOUT_S):
+                    await self._replace_channel(failed)
+
+    async def _replace_if_closed(self) -> None:
+        """The publishing channel closed under a live connection (an RPC timed out, the broker
+        closed it): nothing reopens it, and every later publish would fail the same way."""
+        channel = self._channel
+        if channel is not None and channel.is_closed and self.is_connected:
+            await self._replace_channel(channel)
+
+    @property
+    def connected_url(self) -> str | None:
+        """The node this process is connected to now (password hidden), if any."""
+        if not self.is_connected:
+            return None
+        url = self.connection.url  # type: ignore[attr-defined]
+        return str(url.with_password("***") if url.password else url)
 
     async def new_channel(self, *, publisher_confirms: bool = False) -> AbstractRobustChannel:
         channel = await self.connection.channel(
@@ -80,15 +165,37 @@ class Broker:
 
     async def publish(self, envelope: Envelope, headers: dict[str, Any] | None = None) -> None:
         """Publish to the event's fanout exchange; return only once the broker confirmed it."""
-        exchange = await self._event_exchange(envelope.event_type)
-        await self._publish(exchange, codec.encode(envelope, headers), "", envelope.event_type)
+        async with self._bounded(envelope.event_type):
+            try:
+                exchange = await self._event_exchange(envelope.event_type)
+            except _CHANNEL_ERRORS as error:
+                PUBLISH_FAILURES.labels(envelope.event_type, "connection").inc()
+                await self._replace_if_closed()
+                raise PublishFailed(f"no exchange: {error!r}", envelope.event_type) from error
+            await self._publish(exchange, codec.encode(envelope, headers), "", envelope.event_type)
 
     async def send(
         self, message: aio_pika.Message, exchange: str, routing_key: str, event_type: str
     ) -> None:
         """Publish to a named, already declared exchange (dead letters, retry tiers)."""
-        target = await self.channel.get_exchange(exchange, ensure=False)
-        await self._publish(target, message, routing_key, event_type)
+        async with self._bounded(event_type):
+            target = await self.channel.get_exchange(exchange, ensure=False)
+            await self._publish(target, message, routing_key, event_type)
+
+    @contextlib.asynccontextmanager
+    async def _bounded(self, event_type: str) -> AsyncIterator[None]:
+        """The whole publish within PUBLISH_TIMEOUT_S. A robust channel waits, unbounded,
+        for its connection to come back before it even writes; a publish caught by the loss of
+        a frozen node hung the outbox relay for good (cluster tests). Past the bound it is a
+        PublishFailed like any other, which the outbox retries."""
+        try:
+            async with asyncio.timeout(PUBLISH_TIMEOUT_S):
+                yield
+        except TimeoutError as error:
+            PUBLISH_FAILURES.labels(event_type, "connection").inc()
+            await self._replace_stuck(self._channel)
+            reason = f"no confirm within {PUBLISH_TIMEOUT_S:.0f} s"
+            raise PublishFailed(reason, event_type) from error
 
     async def _event_exchange(self, event_type: str) -> AbstractExchange:
         exchange = self._exchanges.get(event_type)
@@ -96,8 +203,15 @@ class Broker:
             async with self._declare_lock:
                 exchange = self._exchanges.get(event_type)
                 if exchange is None:
-                    exchange = await declare_event_exchange(self.channel, event_type)
+                    exchange = await self._exchange_on_channel(event_type)
                     self._exchanges[event_type] = exchange
+        return exchange
+
+    async def _exchange_on_channel(self, event_type: str) -> AbstractExchange:
+        if event_type in self._declared:
+            return await self.channel.get_exchange(exchange_name(event_type), ensure=False)
+        exchange = await declare_event_exchange(self.channel, event_type)
+        self._declared.add(event_type)
         return exchange
 
     async def _publish(
@@ -150,17 +264,29 @@ class Broker:
             ) from error
         except aiormq.exceptions.DeliveryError as error:
             PUBLISH_FAILURES.labels(event_type_label(event_type), "nacked").inc()
+            await self._replace_channel(getattr(exchange, "channel", None))
             raise PublishFailed(f"broker refused the message: {error}", event_type) from error
-        except (
-            TimeoutError,
-            aiormq.exceptions.AMQPError,
-            # Raised (not an AMQPError) while a robust channel is closed and reopening.
-            aiormq.exceptions.ChannelInvalidStateError,
-            ConnectionError,
-        ) as error:
+        except asyncio.CancelledError as error:
+            if _being_cancelled():
+                raise
+            # Not a cancellation of this task: the channel closed under the publish (its
+            # connection lost) and aiormq cancelled the pending confirm. Left as is, that
+            # CancelledError silently ended the outbox relay's task (cluster tests).
             PUBLISH_FAILURES.labels(event_type_label(event_type), "connection").inc()
+            raise PublishFailed("confirm lost with the channel", event_type) from error
+        except _CHANNEL_ERRORS as error:
+            PUBLISH_FAILURES.labels(event_type_label(event_type), "connection").inc()
+            if isinstance(error, TimeoutError):
+                await self._replace_stuck(getattr(exchange, "channel", None))
+            else:
+                await self._replace_if_closed()
             raise PublishFailed(f"no confirm: {error!r}", event_type) from error
         MESSAGES_PUBLISHED.labels(event_type_label(event_type)).inc()
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _carry_current_trace(message: aio_pika.Message) -> None:

@@ -101,7 +101,7 @@ class Consumer:
         tiers = tuple(jittered_delays(d, settings.retry_jitter) for d in settings.retry_delays_ms)
         for delay_ms in sorted({v for variants in tiers for v in variants} - self._declared_tiers):
             # On this channel, which (being robust) declares it again after a reconnect.
-            await declare_retry_tier(channel, self._service, delay_ms)
+            await declare_retry_tier(channel, self._service, delay_ms, self._settings)
             self._declared_tiers.add(delay_ms)
         subscription = _Subscription(queue.name, event_type.event_type, handler, tiers)
 

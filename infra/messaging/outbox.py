@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,36 +37,34 @@ from pymongo.asynchronous.collection import AsyncCollection
 from contracts.envelope import Envelope
 from infra.messaging.broker import Broker
 from infra.messaging.errors import PublishFailed
+from infra.messaging.outage import BrokerOutage
+
+# The helpers that write entries live beside the relay; imported from here as before.
+from infra.messaging.outbox_entries import (
+    merge_updates,
+    outbox_append,
+    outbox_entry,
+    outbox_fields,
+    wrap_events,
+)
 from infra.observability import tracing
 from infra.observability.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_RELAYED
 from infra.settings import OutboxSettings
 
+__all__ = [
+    "OutboxRelay",
+    "merge_updates",
+    "outbox_append",
+    "outbox_entry",
+    "outbox_fields",
+    "wrap_events",
+]
 log = logging.getLogger(__name__)
+# Longest a relay step (a fast-path batch, a sweep, a bulk mark) may take before the relay
+# goes on without it; publishes are bounded by 10 s each, in order per document.
+STEP_TIMEOUT_S = 60.0
 
 Document = dict[str, Any]
-
-
-def outbox_entry(envelope: Envelope) -> Document:
-    entry = envelope.model_dump(mode="json")
-    entry["occurred_at"] = envelope.occurred_at  # a BSON date, so it can be queried by time
-    entry["sent_at"] = None
-    # Extra keys beside the envelope's fields; only with a current span.
-    tracing.inject(entry)
-    return entry
-
-
-def outbox_fields(envelopes: Iterable[Envelope]) -> Document:
-    """Fields of a new document that starts with `envelopes` in its outbox."""
-    entries = [outbox_entry(e) for e in envelopes]
-    return {"outbox": entries, "outbox_pending": bool(entries)}
-
-
-def outbox_append(envelopes: Iterable[Envelope]) -> Document:
-    """Update operators that append `envelopes`; merge them into the state change's update."""
-    entries = [outbox_entry(e) for e in envelopes]
-    if not entries:
-        return {}
-    return {"$push": {"outbox": {"$each": entries}}, "$set": {"outbox_pending": True}}
 
 
 @dataclass(frozen=True)
@@ -95,6 +93,7 @@ class OutboxRelay:
         self._unmarked: dict[Any, list[str]] = {}
         self._mark_due: float | None = None  # loop time of the next bulk mark
         self._task: asyncio.Task[None] | None = None
+        self._outage = BrokerOutage(settings.poll_interval_s, settings.max_backoff_s)
 
     async def start(self) -> None:
         await self._collection.create_index("outbox_pending")
@@ -134,7 +133,11 @@ class OutboxRelay:
             wake = next_sweep if self._mark_due is None else min(next_sweep, self._mark_due)
             with contextlib.suppress(asyncio.TimeoutError):
                 first = await asyncio.wait_for(self._written.get(), max(0.0, wake - loop.time()))
-                await self._guarded(self._relay([first, *self._drain()], "fast"))
+                written = [first, *self._drain()]
+                if self._outage.update(self._broker.is_connected):
+                    await self._guarded(self._relay(written, "fast"))
+                else:  # paused: they wait in MongoDB, where the sweep finds them
+                    self._release(written)
             if self._mark_due is not None and (
                 loop.time() >= self._mark_due
                 or sum(map(len, self._unmarked.values())) >= self._settings.batch_size
@@ -142,16 +145,38 @@ class OutboxRelay:
                 await self._guarded(self._flush_marks())
             if loop.time() >= next_sweep:
                 await self._guarded(self._sweep())
-                next_sweep = loop.time() + self._settings.poll_interval_s
+                next_sweep = loop.time() + self._outage.sweep_interval_s
             if self._settings.retention_days and loop.time() >= next_prune:
                 await self._guarded(self.prune())
                 next_prune = loop.time() + self._settings.prune_interval_s
 
-    async def _guarded(self, step: Any) -> None:
+    async def _guarded(self, step: Coroutine[Any, Any, object]) -> None:
+        """Run one step; its failure, a stray cancellation or a hang never ends the relay."""
+        task = asyncio.ensure_future(step)
         try:
-            await step
+            await asyncio.wait_for(asyncio.shield(task), STEP_TIMEOUT_S)
+        except TimeoutError:
+            # Every broker and database call is bounded, yet a step once never returned
+            # (a node frozen mid-publish). Abandon it and forget what it held in flight: the
+            # sweep publishes those events again, which idempotent consumers absorb.
+            task.cancel()
+            self._in_flight.clear()
+            self._unmarked, self._mark_due = {}, None
+            log.error("outbox relay step hung for %.0f s; abandoned", STEP_TIMEOUT_S)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is None or current.cancelling():
+                task.cancel()
+                raise  # stop() cancels the relay
+            # A client library's own cancellation leaking out must not end the relay.
+            log.exception("outbox relay step cancelled; retrying on the next sweep")
         except Exception:  # MongoDB or broker trouble: the sweep will find the events again
             log.exception("outbox relay step failed; retrying on the next sweep")
+
+    def _release(self, written: list[_Written]) -> None:
+        self._in_flight.difference_update(
+            str(p.envelope.event_id) for w in written for p in w.events
+        )
 
     def _drain(self) -> list[_Written]:
         items = []
@@ -180,7 +205,7 @@ class OutboxRelay:
                 due.append(_Written(document["_id"], tuple(ready)))
         OUTBOX_BACKLOG.set(backlog)
         OUTBOX_OLDEST_AGE.set((now - oldest).total_seconds())
-        if due:
+        if due and self._outage.update(self._broker.is_connected):
             await self._relay(due, "sweep")
 
     async def prune(self) -> int:
@@ -205,6 +230,10 @@ class OutboxRelay:
         results = await asyncio.gather(
             *(self._publish_in_order(events) for events in by_document.values())
         )
+        failed = sum(len(events) for events in by_document.values()) - sum(map(len, results))
+        self._outage.published(failed == 0)
+        if failed:
+            log.warning("outbox: %d events not confirmed; retried on the next sweep", failed)
         confirmed = 0
         for document_id, ids in zip(by_document, results, strict=True):
             if ids:
@@ -242,7 +271,7 @@ class OutboxRelay:
                         for _ in range(self._settings.publish_copies):
                             await self._broker.publish(envelope)
                 except PublishFailed as error:
-                    log.warning("outbox publish of %s failed: %s", envelope.event_id, error)
+                    log.debug("outbox publish of %s failed: %s", envelope.event_id, error)
                     break
                 confirmed.append(str(envelope.event_id))
             returned = True
@@ -276,17 +305,3 @@ class OutboxRelay:
 def _envelope(entry: Document) -> Envelope:
     fields = {k: v for k, v in tracing.strip(entry).items() if k != "sent_at"}
     return Envelope.model_validate(fields)
-
-
-def wrap_events(events: Iterable[Any], producer: str, causation_id: str | None) -> list[Envelope]:
-    """Envelopes for the events an aggregate recorded while handling one command or event."""
-    return [Envelope.wrap(e, producer=producer, causation_id=causation_id) for e in events]
-
-
-def merge_updates(*updates: Document) -> Document:
-    """Merge MongoDB update documents operator by operator ($set with $set, ...)."""
-    merged: Document = {}
-    for update in updates:
-        for operator, fields in update.items():
-            merged.setdefault(operator, {}).update(fields)
-    return merged

@@ -11,6 +11,10 @@ A Redis outage degrades reads to MongoDB; it never fails an order or a read:
   so an outage costs one short timeout per `breaker_s`, not one per request;
 - a SKU whose new level could not be written through is read from MongoDB until a newer
   write succeeds, so an entry that survived the outage is never served stale.
+
+Each entry also carries the epoch of the stock collection (adapters/epoch.py): an entry of
+another epoch is neither served nor kept, whatever its version, so a database restored to an
+older copy is read fresh instead of through the entries of the one it replaced.
 """
 
 from __future__ import annotations
@@ -41,21 +45,32 @@ CACHE_REQUESTS = Counter(
     ["result"],
 )
 
-# KEYS[1] entry; ARGV: version, json, ttl seconds. Returns 1 if stored, 0 if not newer.
+# KEYS[1] entry; ARGV: version, json, ttl seconds, epoch. Returns 1 if stored, 0 if the
+# entry is of the same epoch and not older. An entry of another epoch is always replaced.
 _SET_IF_NEWER = """
-local current = redis.call('HGET', KEYS[1], 'version')
-if current and tonumber(current) >= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'version', ARGV[1], 'item', ARGV[2])
+local current = redis.call('HMGET', KEYS[1], 'version', 'epoch')
+if current[1] and (current[2] or '') == ARGV[4]
+   and tonumber(current[1]) >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'version', ARGV[1], 'item', ARGV[2], 'epoch', ARGV[4])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
 return 1
 """
+NO_EPOCH = ""
 
 
 class RedisStockCache:
     def __init__(
-        self, redis: Redis, ttl_s: int, timeout_s: float = 0.5, breaker_s: float = 1.0
+        self,
+        redis: Redis,
+        ttl_s: int,
+        timeout_s: float = 0.5,
+        breaker_s: float = 1.0,
+        epoch: Callable[[], Awaitable[str]] | None = None,
     ) -> None:
+        """`epoch`: the stock collection's current epoch (StockEpoch.current); None: one
+        epoch forever."""
         self._redis = redis
+        self._epoch = epoch
         self._ttl_s = ttl_s
         self._timeout_s = timeout_s
         self._breaker_s = breaker_s
@@ -73,12 +88,15 @@ class RedisStockCache:
         if sku in self._unsynced or self._skipping():
             CACHE_REQUESTS.labels("bypass").inc()
             return None, "bypass"
+        epoch = await self._current_epoch()
         try:
-            raw = await self._call(self._redis.hget(_key(sku), "item"))
+            raw, cached_epoch = await self._call(self._redis.hmget(_key(sku), "item", "epoch"))
         except (RedisError, TimeoutError) as error:
             CACHE_REQUESTS.labels("error").inc()
             self._trip("read", error)
             return None, "bypass"
+        if raw is not None and _text(cached_epoch) != epoch:
+            raw = None  # of a database that is no more: the read-through replaces it
         CACHE_REQUESTS.labels("miss" if raw is None else "hit").inc()
         return (None, "miss") if raw is None else (StockItem(**json.loads(raw)), "hit")
 
@@ -124,22 +142,27 @@ class RedisStockCache:
         return True
 
     async def _put(self, items: list[StockItem]) -> None:
+        epoch = await self._current_epoch()
         if len(items) == 1:
             # EVALSHA alone, one round trip (loading the script only after a NOSCRIPT); a
             # pipeline asks SCRIPT EXISTS first, a round trip of its own per write.
             [item] = items
             await self._set_if_newer(
-                keys=[_key(item.sku)], args=[item.version, json.dumps(asdict(item)), self._ttl_s]
+                keys=[_key(item.sku)],
+                args=[item.version, json.dumps(asdict(item)), self._ttl_s, epoch],
             )
             return
         async with self._redis.pipeline(transaction=False) as pipe:
             for item in items:
                 await self._set_if_newer(
                     keys=[_key(item.sku)],
-                    args=[item.version, json.dumps(asdict(item)), self._ttl_s],
+                    args=[item.version, json.dumps(asdict(item)), self._ttl_s, epoch],
                     client=pipe,
                 )
             await pipe.execute()
+
+    async def _current_epoch(self) -> str:
+        return NO_EPOCH if self._epoch is None else await self._epoch()
 
     async def _call(self, call: Awaitable[T]) -> T:
         async with asyncio.timeout(self._timeout_s):
@@ -157,6 +180,10 @@ class RedisStockCache:
             error,
             self._breaker_s,
         )
+
+
+def _text(value: bytes | str | None) -> str:
+    return value.decode() if isinstance(value, bytes) else (value or "")
 
 
 def _key(sku: str) -> str:

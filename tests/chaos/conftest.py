@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from infra.devstack.cluster import LocalCluster
 from tests.chaos.harness import ChaosPipeline
 
 MakeChaos = Callable[..., ChaosPipeline]
@@ -27,3 +28,11 @@ def make_chaos(amqp_url: str, redis_url: str, tmp_path: Path) -> Iterator[MakeCh
     yield make
     for chaos in started:
         chaos.stop()
+
+
+@pytest.fixture
+def private_rabbit(tmp_path: Path) -> Iterator[LocalCluster]:
+    """A RabbitMQ node of this test's own (ps1@localhost, AMQP 5704), to stop and restart:
+    the shared default node is never stopped."""
+    with LocalCluster(tmp_path / "rabbit", size=1, amqp_base=5703, prefix="ps") as node:
+        yield node

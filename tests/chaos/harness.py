@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aio_pika
 import httpx
@@ -36,6 +36,7 @@ INITIAL_STOCK = 150
 QUIESCENCE_TIMEOUT_S = 150.0
 REFUND_KIND = "payment_refunded"
 SUBMIT_DEADLINE_S = 90.0
+LOCAL_BROKER = "amqp://guest:guest@127.0.0.1:5672"
 
 
 @dataclass
@@ -46,6 +47,9 @@ class ChaosPipeline:
     use_proxy: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
     management: Management = field(default_factory=Management.from_env)
+    # The broker nodes (URLs without a vhost); the services get them all, comma-separated.
+    brokers: list[str] = field(default_factory=lambda: [LOCAL_BROKER])
+    replicas: int = 1  # processes per service
     vhost: str = field(default_factory=lambda: f"chaos-{uuid.uuid4().hex[:6]}")
     proxy: TcpProxy | None = None
     mongo: SecantusHandle | None = None
@@ -59,15 +63,16 @@ class ChaosPipeline:
         self.mongo = devstack.start_secantus(
             storage_path=self.work_dir / "mongo", log_path=self.work_dir / "secantusdb.log"
         )
-        broker = "amqp://guest:guest@127.0.0.1:5672"
+        brokers = self.brokers
         if self.use_proxy:
             self.proxy = TcpProxy("127.0.0.1", 5672)
-            broker = f"amqp://guest:guest@127.0.0.1:{self.proxy.start()}"
+            brokers = [f"amqp://guest:guest@127.0.0.1:{self.proxy.start()}"]
         self.pipeline = Pipeline(
-            f"{broker}/{quote(self.vhost, safe='')}",
+            ",".join(f"{b}/{quote(self.vhost, safe='')}" for b in brokers),
             self.mongo.url,
             self.redis_url,
             self.work_dir,
+            replicas=self.replicas,
             extra_env={
                 "AMQP_RETRY_DELAYS_MS": "[500,1000,2000,4000,8000]",
                 # Below the shortest jittered ladder above (10.9 s), as the defaults are:
@@ -147,9 +152,9 @@ class ChaosPipeline:
         headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": str(uuid.uuid4())}
         while loop.time() < deadline:
             try:
-                response = await http.post(
-                    f"{self.pipeline.url('order')}/orders", json=body, headers=headers
-                )
+                # Any order replica, as a load balancer would pick (the same one with one).
+                order_api = random.choice(self.pipeline.urls("order"))
+                response = await http.post(f"{order_api}/orders", json=body, headers=headers)
                 if response.status_code in (200, 202):  # 200: an earlier try had landed
                     return str(response.json()["order_id"])
                 if response.status_code < 500:
@@ -209,7 +214,7 @@ class ChaosPipeline:
         assert self.pipeline is not None
         total = 0.0
         async with httpx.AsyncClient(timeout=2) as http:
-            for instance in self.pipeline.instances():
+            for instance in self.pipeline.names():
                 text = (await http.get(f"{self.pipeline.url(instance)}/metrics")).text
                 total += sum(
                     sample.value
@@ -259,7 +264,9 @@ class ChaosPipeline:
                     print(f"dead letter in {name}: {message.type} {story}")
 
     def vhost_url(self) -> str:
-        return f"amqp://guest:guest@127.0.0.1:5672/{quote(self.vhost, safe='')}"
+        """The vhost on the first broker node that accepts connections."""
+        live = [b for b in self.brokers if devstack.tcp_open(*_host_port(b))] or self.brokers
+        return f"{live[0]}/{quote(self.vhost, safe='')}"
 
     async def _tally(self, client: AsyncMongoClient[dict[str, Any]]) -> Tally:
         def all_of(service: str, collection: str) -> Any:
@@ -277,6 +284,11 @@ class ChaosPipeline:
         if tally.dlq:
             await self.print_dead_letters()
         return tally
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or 5672
 
 
 def _plan(index: int, late_payments: bool = False) -> dict[str, Any]:

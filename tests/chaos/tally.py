@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 TERMINAL = ("CONFIRMED", "REJECTED", "CANCELLED")
@@ -36,6 +37,9 @@ class Tally:
     stock_mismatch: dict[str, tuple[int, int]]
     unnotified: int
     dlq: int
+    # Longest time without any order reaching its end, between the first and the last ending
+    # (printed, not asserted: it depends on the machine's load).
+    longest_stall_s: float = 0.0
 
     def line(self) -> str:
         return (
@@ -46,7 +50,8 @@ class Tally:
             f"refunded={self.refunded} double_refunded={self.double_refunded} "
             f"refund_unannounced={self.refund_unannounced} hung={self.hung} "
             f"oversold={self.oversold} stock_mismatch={len(self.stock_mismatch)} "
-            f"unnotified={self.unnotified} dlq={self.dlq}"
+            f"unnotified={self.unnotified} dlq={self.dlq} "
+            f"longest_stall={self.longest_stall_s:.1f}s"
         )
 
 
@@ -92,7 +97,13 @@ def count(
             1 for i, d in orders.items() if d["status"] in TERMINAL and i not in notified
         ),
         dlq=dlq,
+        longest_stall_s=_longest_stall(orders),
     )
+
+
+def _longest_stall(orders: dict[str, Document]) -> float:
+    endings = sorted(d["updated_at"] for d in orders.values() if d["status"] in TERMINAL)
+    return max(((b - a).total_seconds() for a, b in pairwise(endings)), default=0.0)
 
 
 def _money(stored: Stored) -> dict[str, int]:

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
+from infra.devstack.cluster import LocalCluster
 from tests.chaos.conftest import MakeChaos
 from tests.chaos.harness import ChaosPipeline
-from tests.chaos.test_faults import BATCH, OUTAGE_S, assert_intact, rabbitmqctl
+from tests.chaos.test_faults import BATCH, OUTAGE_S, assert_intact
 from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.chaos
@@ -26,8 +27,8 @@ REFUND_ENV = {
 }
 
 
-def refund_chaos(make_chaos: MakeChaos) -> ChaosPipeline:
-    return make_chaos(late_payments=True, extra_env=REFUND_ENV)
+def refund_chaos(make_chaos: MakeChaos, **options: Any) -> ChaosPipeline:
+    return make_chaos(late_payments=True, extra_env=REFUND_ENV, **options)
 
 
 async def first_refund(chaos: ChaosPipeline) -> None:
@@ -57,18 +58,26 @@ async def test_payment_killed_mid_refund(make_chaos: MakeChaos) -> None:
     assert_intact(await chaos.settle_and_tally(), refunds_expected=True)
 
 
-async def test_broker_restart_mid_refund(make_chaos: MakeChaos) -> None:
-    """Stops the default broker's app, like test_broker_restart_mid_batch."""
-    chaos = refund_chaos(make_chaos)
+async def test_broker_restart_mid_refund(
+    private_rabbit: LocalCluster, make_chaos: MakeChaos
+) -> None:
+    """The broker's app restarts once refunds have begun, on a private node like
+    test_broker_restart_mid_batch's (the shared default node is never stopped)."""
+    node = private_rabbit.node(1)
+    chaos = refund_chaos(
+        make_chaos,
+        brokers=[url.rsplit("/", 1)[0] for url in private_rabbit.amqp_urls("")],
+        management=node.management,
+    )
 
     async def restart_broker_once_refunds_start() -> None:
         await first_refund(chaos)
-        await asyncio.to_thread(rabbitmqctl, "stop_app")
+        await asyncio.to_thread(node.ctl, "stop_app")
         try:
             await asyncio.sleep(OUTAGE_S)
         finally:
-            await asyncio.to_thread(rabbitmqctl, "start_app")
-            await asyncio.to_thread(rabbitmqctl, "await_startup")
+            await asyncio.to_thread(node.ctl, "start_app")
+            await asyncio.to_thread(node.ctl, "await_startup")
 
     await chaos.run_batch(BATCH, restart_broker_once_refunds_start)
     assert_intact(await chaos.settle_and_tally(), refunds_expected=True)

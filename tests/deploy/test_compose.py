@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from infra.messaging import codec
+from infra.messaging.failover import parse_amqp_urls
 from infra.settings import SettingsRefused
 from tests.deploy.manifests import (
     COMPOSE_FILE,
@@ -34,6 +35,8 @@ from tests.deploy.manifests import (
 )
 
 pytestmark = pytest.mark.deploy
+RABBITMQ_NODES = ("rabbitmq", "rabbitmq-2", "rabbitmq-3")
+RABBITMQ_CONF = INFRA / "deploy" / "rabbitmq" / "rabbitmq.conf"
 
 SERVICES_BY_NAME = compose_services()
 
@@ -112,15 +115,40 @@ def test_service_health_check_probes_its_own_port(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", SERVICES)
-def test_service_amqp_url_is_its_own_user_on_the_orders_vhost(name: str) -> None:
-    url = urlsplit(_environment(BUILT[name])["AMQP_URL"])
-    assert url.scheme == "amqp"
-    assert url.hostname == "rabbitmq"
-    assert "rabbitmq" in SERVICES_BY_NAME
-    assert unquote(url.path.lstrip("/")) == VHOST
-    assert url.username == name
+def test_service_amqp_url_names_every_node_as_its_own_user_on_the_orders_vhost(name: str) -> None:
+    urls = [urlsplit(u) for u in parse_amqp_urls(_environment(BUILT[name])["AMQP_URL"])]
+    assert [u.hostname for u in urls] == list(RABBITMQ_NODES)
     users = {u["name"]: u for u in definitions()["users"]}
-    assert url.password == users[name]["password"], f"{name}: password differs from definitions"
+    for url in urls:
+        assert url.scheme == "amqp"
+        assert url.port == 5672
+        assert unquote(url.path.lstrip("/")) == VHOST
+        assert url.username == name
+        assert url.password == users[name]["password"], f"{name}: password differs"
+
+
+def test_rabbitmq_is_a_three_node_cluster_with_the_same_files_on_every_node() -> None:
+    peers = _conf(INFRA / "deploy" / "rabbitmq" / "cluster.conf")
+    assert peers["cluster_formation.peer_discovery_backend"] == "classic_config"
+    listed = {v for k, v in peers.items() if k.startswith("cluster_formation.classic_config.")}
+    assert listed == {f"rabbit@{n}" for n in RABBITMQ_NODES}
+    assert _conf(RABBITMQ_CONF)["cluster_partition_handling"] == "pause_minority"
+    cookies = set()
+    for node in RABBITMQ_NODES:
+        service = SERVICES_BY_NAME[node]
+        assert service["hostname"] == node  # the node name rabbit@<hostname> is a peer above
+        mounts = _bind_mounts(service)
+        # Definitions and settings loaded on every node, whichever boots first.
+        for source in (RABBITMQ_CONF, DEFINITIONS_FILE, INFRA / "deploy/rabbitmq/cluster.conf"):
+            assert str(source) in mounts, f"{node} lacks {source.name}"
+        cookies.add(_environment(service)["RABBITMQ_ERLANG_COOKIE"])
+    assert len(cookies) == 1  # one cluster, one cookie
+    for node in RABBITMQ_NODES[1:]:  # joins node 1, started once it is up
+        assert SERVICES_BY_NAME[node]["depends_on"] == {
+            RABBITMQ_NODES[0]: {"condition": "service_healthy"}
+        }
+    for name in SERVICES:
+        assert set(RABBITMQ_NODES) <= set(BUILT[name]["depends_on"])
 
 
 def test_every_service_has_a_health_check() -> None:
@@ -188,15 +216,20 @@ def test_rabbitmq_loads_our_definitions_and_exports_per_queue_metrics() -> None:
     assert mounts[str(INFRA / "deploy" / "rabbitmq" / "enabled_plugins")] == (
         "/etc/rabbitmq/enabled_plugins"
     )
-    conf = {}
-    for line in (INFRA / "deploy" / "rabbitmq" / "rabbitmq.conf").read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            key, _, value = line.partition("=")
-            conf[key.strip()] = value.strip()
+    conf = _conf(RABBITMQ_CONF)
     assert conf["management.load_definitions"] == definitions_target
     assert conf["prometheus.return_per_object_metrics"] == "true"
     # The broker refuses what every consumer would dead-letter as too big, nothing less.
     assert int(conf["max_message_size"]) == codec.MAX_BODY_BYTES
+
+
+def _conf(path: Path) -> dict[str, str]:
+    conf = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            conf[key.strip()] = value.strip()
+    return conf
 
 
 def test_grafana_and_prometheus_mount_their_provisioning() -> None:

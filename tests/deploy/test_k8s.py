@@ -11,6 +11,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import yaml
 
+from infra.messaging.failover import parse_amqp_urls
 from infra.settings import SettingsRefused
 from tests.deploy.manifests import (
     K8S,
@@ -198,11 +199,14 @@ def test_service_accepts_its_kubernetes_environment_with_real_secrets(service: s
 def test_amqp_url_secret_is_the_service_user_on_the_orders_vhost(service: str) -> None:
     variable = next(e for e in _container(service)["env"] if e["name"] == "AMQP_URL")
     reference = variable["valueFrom"]["secretKeyRef"]
-    url = urlsplit(_secret_value(reference["name"], reference["key"]))
-    assert url.username == service
-    assert unquote(url.path.lstrip("/")) == VHOST
-    assert "CHANGE-ME" in (url.password or ""), "placeholder, clearly marked"
-    assert url.username in {u["name"] for u in definitions()["users"]}
+    value = _secret_value(reference["name"], reference["key"])
+    urls = [urlsplit(u) for u in parse_amqp_urls(value)]
+    assert len({u.hostname for u in urls}) == 3, "the three nodes of the cluster"
+    for url in urls:
+        assert url.username == service
+        assert unquote(url.path.lstrip("/")) == VHOST
+        assert "CHANGE-ME" in (url.password or ""), "placeholder, clearly marked"
+        assert url.username in {u["name"] for u in definitions()["users"]}
 
 
 def test_secrets_are_placeholders() -> None:

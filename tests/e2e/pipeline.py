@@ -27,10 +27,13 @@ class Pipeline:
     extra_env: dict[str, str] = field(default_factory=dict)
     # Per service, applied over extra_env (e.g. one service on a Redis of its own).
     service_env: dict[str, dict[str, str]] = field(default_factory=dict)
-    # Processes per service beyond the first (e.g. {"order": 1}: a second order process,
-    # named "order-2", on its own port and the same database and queues).
-    extra_replicas: dict[str, int] = field(default_factory=dict)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
+    # Processes per service, each on its own HTTP port, sharing the service's database and
+    # queues. `url(service)` is the first one's; `urls(service)` all of them.
+    replicas: int = 1
+    # Processes of one service beyond `replicas` (e.g. {"order": 1}: a second order process).
+    extra_replicas: dict[str, int] = field(default_factory=dict)
+    # By process name (`order`, `order-2`, ...: infra.devstack.services.replica_names).
     ports: dict[str, int] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -40,23 +43,30 @@ class Pipeline:
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
 
+    def urls(self, service: str) -> list[str]:
+        return [f"http://127.0.0.1:{self.ports[n]}" for n in self._names(service)]
+
     def log(self, service: str) -> Path:
         return self.log_dir / f"{service}.log"
 
-    def instances(self) -> list[str]:
-        """Every process name: the services, then their extra replicas ("order-2", ...)."""
-        extra = [f"{s}-{n + 2}" for s in SERVICES for n in range(self.extra_replicas.get(s, 0))]
-        return [*SERVICES, *extra]
-
     def env(self, service: str) -> dict[str, str]:
+        """Environment of a process: `service` may be a replica's name (`order-2`)."""
+        base = processes.service_of(service)
         wiring = processes.service_env(
             amqp_url=self.amqp_url,
             mongo_url=self.mongo_url,
-            database=self.database(service),
+            database=self.database(base),
             redis_url=self.redis_url,
             http_port=self.ports.get(service) or free_port(),
         )
-        return {**wiring, **self.extra_env, **self.service_env.get(service, {})}
+        return {**wiring, **self.extra_env, **self.service_env.get(base, {})}
+
+    def _names(self, service: str) -> list[str]:
+        return processes.replica_names(service, self.replicas + self.extra_replicas.get(service, 0))
+
+    def names(self) -> list[str]:
+        """Every process name, the services' first ones first."""
+        return [name for service in SERVICES for name in self._names(service)]
 
     def seed(self, count: int, stock: int) -> None:
         subprocess.run(
@@ -65,32 +75,30 @@ class Pipeline:
             env=self.env("inventory"), check=True, capture_output=True, timeout=60,
         )  # fmt: skip
 
-    def start(self, instance: str) -> None:
-        """Start a service ("order") or a replica of one ("order-2")."""
-        service = instance.split("-")[0]
-        self.ports.setdefault(instance, free_port())
-        self.processes[instance] = processes.launch(
-            [sys.executable, "-m", f"{service}_service"],
-            # A replica: the service's environment on a port of its own.
-            {**self.env(service), "HTTP_PORT": str(self.ports[instance])},
-            self.log(instance),
-        )
+    def start(self, service: str) -> None:
+        for name in self._names(service):
+            self.ports.setdefault(name, free_port())
+            self.processes[name] = processes.launch(
+                [sys.executable, "-m", f"{service}_service"], self.env(name), self.log(name)
+            )
 
     def start_all(self, timeout_s: float = 60.0) -> None:
-        for instance in self.instances():
-            self.start(instance)
-        for instance in self.instances():
-            self.wait_ready(instance, timeout_s)
+        for service in SERVICES:
+            self.start(service)
+        for service in SERVICES:
+            self.wait_ready(service, timeout_s)
 
     def wait_ready(self, service: str, timeout_s: float) -> None:
-        processes.wait_ready(
-            service, self.processes[service], self.url(service), self.log(service), timeout_s
-        )
+        for name in self._names(service):
+            url = f"http://127.0.0.1:{self.ports[name]}"
+            processes.wait_ready(name, self.processes[name], url, self.log(name), timeout_s)
 
     def stop(
         self, service: str, sig: signal.Signals = signal.SIGTERM, timeout_s: float = 20
     ) -> int:
-        return processes.stop_all({service: self.processes.pop(service)}, sig, timeout_s)[service]
+        """Stop every replica of `service`; the first one's exit code."""
+        stopping = {name: self.processes.pop(name) for name in self._names(service)}
+        return processes.stop_all(stopping, sig, timeout_s)[service]
 
     def stop_all(self) -> dict[str, int]:
         codes = processes.stop_all(self.processes)
@@ -134,6 +142,6 @@ def running_pipeline(
     finally:
         codes = running.stop_all()
         devstack.delete_vhost(vhost, rabbitmq_vhost.management)
-        for instance in running.instances():
-            print(f"--- {instance} log tail ---\n{running.tail(instance, 15)}")
-    assert codes == dict.fromkeys(running.instances(), 0), f"unclean shutdown: {codes}"
+        for name in running.names():
+            print(f"--- {name} log tail ---\n{running.tail(name, 15)}")
+    assert codes == dict.fromkeys(running.names(), 0), f"unclean shutdown: {codes}"

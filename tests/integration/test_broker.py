@@ -47,6 +47,11 @@ async def test_subscription_declares_quorum_queue_dlq_and_retry_tiers(
     assert work["arguments"]["x-dead-letter-exchange"] == "dead-letters"
     assert work["arguments"]["x-dead-letter-strategy"] == "at-least-once"
     assert queue(dead_letter_queue_name(name))["arguments"]["x-queue-type"] == "quorum"
+    # Leaders spread over a cluster's nodes and an explicit membership, on every queue (a
+    # single-node broker accepts both and makes one member).
+    for declared in (work, queue(dead_letter_queue_name(name))):
+        assert declared["arguments"]["x-queue-leader-locator"] == "balanced"
+        assert declared["arguments"]["x-quorum-initial-group-size"] == settings.quorum_group_size
     for delay_ms in (100, 90, 80, 2_000, 1_800, 1_600):  # each delay and its jittered variants
         tier_name = retry_tier_name(broker.service, delay_ms)
         tier = queue(tier_name)["arguments"]
@@ -55,6 +60,7 @@ async def test_subscription_declares_quorum_queue_dlq_and_retry_tiers(
         assert tier["x-dead-letter-exchange"] == retry_return_exchange_name(broker.service)
         assert "x-dead-letter-routing-key" not in tier
         assert tier["x-queue-type"] == "quorum"  # classic queues dead-letter at most once
+        assert tier["x-queue-leader-locator"] == "balanced"
         assert tier["x-dead-letter-strategy"] == "at-least-once"
         tier_bindings = rabbitmq_vhost.management.request(
             "GET", f"/exchanges/{vhost}/{quote(tier_name, safe='')}/bindings/source"

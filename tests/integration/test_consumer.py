@@ -22,6 +22,7 @@ from infra.devstack import RabbitVhost
 from infra.messaging import codec
 from infra.messaging.broker import Broker
 from infra.messaging.consumer import Consumer
+from infra.messaging.topology import quorum_arguments
 from infra.settings import AmqpSettings
 from tests.integration.events import order_placed
 from tests.integration.waiting import eventually
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.integration
 async def dead_letters(broker: Broker, work_queue: str, count: int) -> list[Any]:
     channel = await broker.new_channel()
     dlq = await channel.declare_queue(
-        dead_letter_queue_name(work_queue), durable=True, arguments={"x-queue-type": "quorum"}
+        dead_letter_queue_name(work_queue), durable=True, arguments=quorum_arguments(AmqpSettings())
     )
     messages: list[Any] = []
 

@@ -21,6 +21,7 @@ from infra.messaging.broker import Broker
 from infra.messaging.consumer import Consumer
 from infra.messaging.errors import PermanentFailure
 from infra.messaging.outbox import OutboxRelay, outbox_fields
+from infra.messaging.topology import quorum_arguments
 from infra.observability import tracing
 from infra.settings import AmqpSettings, OutboxSettings
 from tests.integration.events import order_placed
@@ -179,7 +180,7 @@ async def test_a_dead_letter_carries_a_traceparent_of_the_same_trace(
     assert consume.attributes["messaging.outcome"] == "dead_lettered"
     channel = await broker.new_channel()
     dlq = await channel.declare_queue(
-        dead_letter_queue_name(queue), durable=True, arguments={"x-queue-type": "quorum"}
+        dead_letter_queue_name(queue), durable=True, arguments=quorum_arguments(AmqpSettings())
     )
     letter = await eventually(lambda: dlq.get(fail=False, no_ack=True))
     carried = trace.get_current_span(tracing.extract(letter.headers)).get_span_context()

@@ -1,0 +1,48 @@
+"""The outbox entries an aggregate's update writes (infra.messaging.outbox relays them)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from contracts.envelope import Envelope
+from infra.observability import tracing
+
+Document = dict[str, Any]
+
+
+def outbox_entry(envelope: Envelope) -> Document:
+    entry = envelope.model_dump(mode="json")
+    entry["occurred_at"] = envelope.occurred_at  # a BSON date, so it can be queried by time
+    entry["sent_at"] = None
+    # Extra keys beside the envelope's fields; only with a current span.
+    tracing.inject(entry)
+    return entry
+
+
+def outbox_fields(envelopes: Iterable[Envelope]) -> Document:
+    """Fields of a new document that starts with `envelopes` in its outbox."""
+    entries = [outbox_entry(e) for e in envelopes]
+    return {"outbox": entries, "outbox_pending": bool(entries)}
+
+
+def outbox_append(envelopes: Iterable[Envelope]) -> Document:
+    """Update operators that append `envelopes`; merge them into the state change's update."""
+    entries = [outbox_entry(e) for e in envelopes]
+    if not entries:
+        return {}
+    return {"$push": {"outbox": {"$each": entries}}, "$set": {"outbox_pending": True}}
+
+
+def wrap_events(events: Iterable[Any], producer: str, causation_id: str | None) -> list[Envelope]:
+    """Envelopes for the events an aggregate recorded while handling one command or event."""
+    return [Envelope.wrap(e, producer=producer, causation_id=causation_id) for e in events]
+
+
+def merge_updates(*updates: Document) -> Document:
+    """Merge MongoDB update documents operator by operator ($set with $set, ...)."""
+    merged: Document = {}
+    for update in updates:
+        for operator, fields in update.items():
+            merged.setdefault(operator, {}).update(fields)
+    return merged

@@ -1,0 +1,74 @@
+"""The outbox relay through a broker outage (a TCP proxy cut between it and the broker): it
+pauses and says so once, keeps the backlog metrics moving, and publishes everything once the
+broker is back."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from prometheus_client import REGISTRY
+from pymongo.asynchronous.database import AsyncDatabase
+
+from infra.messaging.broker import Broker
+from infra.messaging.outbox import OutboxRelay, outbox_fields
+from infra.settings import OutboxSettings
+from tests.chaos.proxy import TcpProxy
+from tests.integration.test_outbox import confirmed, listen, received
+from tests.integration.waiting import eventually
+
+pytestmark = pytest.mark.integration
+EVENTS = 5
+
+
+def gauge(name: str) -> float:
+    return REGISTRY.get_sample_value(name) or 0.0
+
+
+async def test_relay_pauses_through_an_outage_logs_it_once_and_catches_up(
+    amqp_url: str,
+    broker: Broker,
+    mongo_db: AsyncDatabase[dict[str, Any]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    parts = urlsplit(amqp_url)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5672)
+    netloc = f"{parts.username}:{parts.password}@127.0.0.1:{proxy.start()}"
+    proxied = Broker(urlunsplit(parts._replace(netloc=netloc)), "itest-outage")
+    await proxied.connect()
+    queue = await listen(broker)  # on a direct connection: the listener sees no outage
+    collection = mongo_db["aggregates"]
+    relay = OutboxRelay(
+        proxied, collection, OutboxSettings(poll_interval_s=0.2, grace_s=0, max_backoff_s=1)
+    )
+    await relay.start()
+    events = [confirmed(f"o-{i}") for i in range(EVENTS)]
+    try:
+        with caplog.at_level(logging.WARNING):
+            proxy.cut()
+            await eventually(lambda: not proxied.is_connected)
+            for index, event in enumerate(events):
+                await collection.insert_one({"_id": f"o-{index}", **outbox_fields([event])})
+                relay.notify(f"o-{index}", [event])
+            # Paused, the sweeps still read the backlog: the metrics keep moving.
+            await eventually(lambda: gauge("outbox_backlog_events") == EVENTS)
+            age = gauge("outbox_oldest_event_age_seconds")
+            await eventually(lambda: gauge("outbox_oldest_event_age_seconds") > age + 1)
+            assert await collection.count_documents({"outbox_pending": True}) == EVENTS
+            proxy.restore()
+            assert sorted(e.event_id for e in await received(queue, EVENTS)) == sorted(
+                e.event_id for e in events
+            )
+            await eventually(lambda: gauge("outbox_backlog_events") == 0)
+    finally:
+        await relay.stop()
+        await proxied.close()
+        proxy.stop()
+    outage_lines = [r.getMessage() for r in caplog.records if r.name == "infra.messaging.outage"]
+    assert len(outage_lines) == 2, outage_lines
+    assert outage_lines[0].startswith("broker unreachable: outbox relay paused")
+    assert outage_lines[1].startswith("broker reachable again after")
+    # No line per event and per sweep (there were thousands in a 70 s outage).
+    assert not [r for r in caplog.records if r.name == "infra.messaging.outbox"]
