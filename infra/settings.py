@@ -102,7 +102,7 @@ class OutboxSettings(BaseSettings):
     # batch_size events), not one write per publish: one MongoDB round trip for many events.
     # Until then they stay in flight, so the sweep does not take them; a crash in between
     # only means they are published again, which idempotent consumers absorb.
-    mark_linger_s: float = Field(default=0.25, ge=0)
+    mark_linger_s: float = Field(default=1.0, ge=0)
     # Times each event is published. Above 1 only to inject duplicate deliveries in fault
     # tests: consumers must absorb them, as they absorb a re-publish after a lost confirm.
     publish_copies: int = Field(default=1, ge=1, le=3)
