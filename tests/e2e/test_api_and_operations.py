@@ -24,8 +24,9 @@ async def test_every_service_reports_health_readiness_and_metrics(
         ready = await http.get(f"{base}/ready")
         assert ready.status_code == 200
         assert ready.json()["status"] == "ready"
-        # Payment and notification never use Redis, so they do not check it.
-        uses_redis = service in ("order", "inventory")
+        # Payment never uses Redis, so it does not check it; notification reads customers'
+        # sessions there (GET /notifications), its consumers do not.
+        uses_redis = service in ("order", "inventory", "notification")
         expected = {"broker": True, "mongodb": True} | ({"redis": True} if uses_redis else {})
         assert ready.json()["checks"] == expected
         metrics = await http.get(f"{base}/metrics")

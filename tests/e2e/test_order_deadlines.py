@@ -120,13 +120,13 @@ class Stack:
 async def remove_stock_reserved(pipeline: Pipeline, order_id: str) -> None:
     """Take this order's StockReserved off payment's queue (an operator purging it, a
     message lost): nothing will ever answer the order. Others go back to the queue."""
-    connection = await aio_pika.connect(pipeline.amqp_url)
+    connection = await aio_pika.connect(pipeline.amqp_url, timeout=30)
     async with connection:
         channel = await connection.channel()
         queue = await channel.get_queue(queue_name("payment", "StockReserved"))
 
         async def removed() -> bool:
-            message = await queue.get(fail=False)
+            message = await queue.get(fail=False, timeout=10)
             if message is None:
                 return False
             if json.loads(message.body)["payload"]["order_id"] == order_id:
