@@ -51,7 +51,7 @@ def use_testcontainers() -> bool:
     return wanted
 
 
-def _fresh_vhost(amqp_base: str, management: Management) -> Iterator[RabbitVhost]:
+def fresh_vhost(amqp_base: str, management: Management) -> Iterator[RabbitVhost]:
     name = f"test-{uuid.uuid4().hex[:8]}"
     devstack.create_vhost(name, management)
     try:
@@ -61,10 +61,21 @@ def _fresh_vhost(amqp_base: str, management: Management) -> Iterator[RabbitVhost
 
 
 @pytest.fixture(scope="session")
-def rabbitmq_vhost(use_testcontainers: bool) -> Iterator[RabbitVhost]:
+def rabbitmq_vhost(rabbitmq_server: RabbitVhost) -> RabbitVhost:
+    """The session's vhost; tests/integration narrows it to one per module."""
+    return rabbitmq_server
+
+
+# Every quorum queue reserves about three of RabbitMQ's file handles, and a node started with
+# the usual `ulimit -n 1024` has 927: past about 300 live quorum queues, creating a vhost or a
+# queue waits for handles forever (the node itself stays up). A pipeline declares 68 queues, so
+# fixtures delete what they declared as soon as they can: a vhost per integration module, a
+# pipeline per deadline test.
+@pytest.fixture(scope="session")
+def rabbitmq_server(use_testcontainers: bool) -> Iterator[RabbitVhost]:
     if not use_testcontainers:
         devstack.ensure_rabbitmq(LOCAL_AMQP_URL + "/")
-        yield from _fresh_vhost(LOCAL_AMQP_URL, Management.from_env())
+        yield from fresh_vhost(LOCAL_AMQP_URL, Management.from_env())
         return
 
     # Imported only when Docker is in play, so this file loads without testcontainers.
@@ -85,7 +96,7 @@ def rabbitmq_vhost(use_testcontainers: bool) -> Iterator[RabbitVhost]:
         )
         # The image ships management but not shovel, which the pipeline tooling uses.
         container.exec(["rabbitmq-plugins", "enable", *PLUGINS])
-        yield from _fresh_vhost(f"amqp://guest:guest@{host}:{amqp_port}", management)
+        yield from fresh_vhost(f"amqp://guest:guest@{host}:{amqp_port}", management)
     finally:
         container.stop()
 

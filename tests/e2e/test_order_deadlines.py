@@ -51,14 +51,14 @@ def deadline_pipeline(
         yield running
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def one_order_process(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Pipeline]:
     yield from deadline_pipeline(request, tmp_path_factory, 1)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def two_order_processes(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Pipeline]:

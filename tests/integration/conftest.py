@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from infra.devstack import RabbitVhost
 from infra.messaging.broker import Broker
+from tests.conftest import fresh_vhost
 
 
 @pytest.fixture
@@ -28,3 +30,15 @@ async def mongo_db(mongo_url: str) -> AsyncIterator[AsyncDatabase[dict[str, Any]
     yield client[name]
     await client.drop_database(name)
     await client.close()
+
+
+@pytest.fixture(scope="module")
+def rabbitmq_vhost(rabbitmq_server: RabbitVhost) -> Iterator[RabbitVhost]:
+    """A vhost per module: the queues a module's tests declare are deleted with it, instead of
+    piling up in the session's vhost (see tests/conftest.py on the broker's file handles)."""
+    yield from fresh_vhost(rabbitmq_server.url.rsplit("/", 1)[0], rabbitmq_server.management)
+
+
+@pytest.fixture(scope="module")
+def amqp_url(rabbitmq_vhost: RabbitVhost) -> str:
+    return rabbitmq_vhost.url
