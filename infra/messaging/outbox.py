@@ -203,8 +203,8 @@ class OutboxRelay:
             ]
             if ready:
                 due.append(_Written(document["_id"], tuple(ready)))
-        OUTBOX_BACKLOG.set(backlog)
-        OUTBOX_OLDEST_AGE.set((now - oldest).total_seconds())
+        OUTBOX_BACKLOG.labels(self._collection.name).set(backlog)
+        OUTBOX_OLDEST_AGE.labels(self._collection.name).set((now - oldest).total_seconds())
         if due and self._outage.update(self._broker.is_connected):
             await self._relay(due, "sweep")
 

@@ -45,13 +45,17 @@ CONSUMER_IN_FLIGHT = Gauge(
     "Deliveries being handled right now, by queue.",
     ["queue"],
 )
+# By collection: a process can run several relays (orders and customers in the order
+# service); one unlabeled gauge was overwritten by whichever relay swept last.
 OUTBOX_BACKLOG = Gauge(
     "outbox_backlog_events",
     "Events stored in the outbox and not yet confirmed by the broker (at the last sweep).",
+    ["collection"],
 )
 OUTBOX_OLDEST_AGE = Gauge(
     "outbox_oldest_event_age_seconds",
     "Age of the oldest unpublished outbox event at the last sweep (0 when empty).",
+    ["collection"],
 )
 OUTBOX_RELAYED = Counter(
     "outbox_events_relayed_total",

@@ -24,7 +24,8 @@ EVENTS = 5
 
 
 def gauge(name: str) -> float:
-    return REGISTRY.get_sample_value(name) or 0.0
+    """The relay's own series: the gauges are per outbox collection."""
+    return REGISTRY.get_sample_value(name, {"collection": "aggregates"}) or 0.0
 
 
 async def test_relay_pauses_through_an_outage_logs_it_once_and_catches_up(
