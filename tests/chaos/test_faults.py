@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from typing import Any
 
 import aio_pika
 import httpx
@@ -62,22 +63,32 @@ async def test_broker_restart_mid_batch(
     """The broker's app stops for OUTAGE_S and starts again, on a private node (the project
     never stops the shared default node). The node is requested first so that it stops
     last, after the pipeline deleted its vhost."""
-    node = private_rabbit.node(1)
-    chaos = make_chaos(
-        brokers=[url.rsplit("/", 1)[0] for url in private_rabbit.amqp_urls("")],
-        management=node.management,
-    )
+    chaos = make_chaos(**on_private_node(private_rabbit))
 
     async def restart_broker() -> None:
-        await asyncio.to_thread(node.ctl, "stop_app")
-        try:
-            await asyncio.sleep(OUTAGE_S)
-        finally:
-            await asyncio.to_thread(node.ctl, "start_app")
-            await asyncio.to_thread(node.ctl, "await_startup")
+        await restart_app(private_rabbit)
 
     await chaos.run_batch(BATCH, restart_broker)
     assert_intact(await chaos.settle_and_tally())
+
+
+def on_private_node(private_rabbit: LocalCluster) -> dict[str, Any]:
+    """make_chaos options that put the pipeline on the private node instead of the shared one."""
+    return {
+        "brokers": [url.rsplit("/", 1)[0] for url in private_rabbit.amqp_urls("")],
+        "management": private_rabbit.node(1).management,
+    }
+
+
+async def restart_app(private_rabbit: LocalCluster) -> None:
+    """Stop the private node's app for OUTAGE_S, then start it and wait until it is up."""
+    node = private_rabbit.node(1)
+    await asyncio.to_thread(node.ctl, "stop_app")
+    try:
+        await asyncio.sleep(OUTAGE_S)
+    finally:
+        await asyncio.to_thread(node.ctl, "start_app")
+        await asyncio.to_thread(node.ctl, "await_startup")
 
 
 @pytest.mark.parametrize("service", SERVICES)

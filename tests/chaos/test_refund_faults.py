@@ -15,7 +15,7 @@ from pymongo import AsyncMongoClient
 from infra.devstack.cluster import LocalCluster
 from tests.chaos.conftest import MakeChaos
 from tests.chaos.harness import ChaosPipeline
-from tests.chaos.test_faults import BATCH, OUTAGE_S, assert_intact
+from tests.chaos.test_faults import BATCH, assert_intact, on_private_node, restart_app
 from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.chaos
@@ -63,21 +63,11 @@ async def test_broker_restart_mid_refund(
 ) -> None:
     """The broker's app restarts once refunds have begun, on a private node like
     test_broker_restart_mid_batch's (the shared default node is never stopped)."""
-    node = private_rabbit.node(1)
-    chaos = refund_chaos(
-        make_chaos,
-        brokers=[url.rsplit("/", 1)[0] for url in private_rabbit.amqp_urls("")],
-        management=node.management,
-    )
+    chaos = refund_chaos(make_chaos, **on_private_node(private_rabbit))
 
     async def restart_broker_once_refunds_start() -> None:
         await first_refund(chaos)
-        await asyncio.to_thread(node.ctl, "stop_app")
-        try:
-            await asyncio.sleep(OUTAGE_S)
-        finally:
-            await asyncio.to_thread(node.ctl, "start_app")
-            await asyncio.to_thread(node.ctl, "await_startup")
+        await restart_app(private_rabbit)
 
     await chaos.run_batch(BATCH, restart_broker_once_refunds_start)
     assert_intact(await chaos.settle_and_tally(), refunds_expected=True)
