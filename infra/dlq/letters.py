@@ -1,6 +1,6 @@
 """What a dead letter says about itself, whichever way it was read (management API or AMQP).
 
-The consumer (infra/messaging/consumer.py) writes the story of a failure into headers; the
+The consumer (infra/messaging/story.py) writes the story of a failure into headers; the
 broker's own dead-lettering (delivery limit) writes only `x-death`. Everything here falls back
 from the first to the second, then to the message properties and the JSON body.
 """
