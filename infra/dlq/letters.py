@@ -1,6 +1,6 @@
 """What a dead letter says about itself, whichever way it was read (management API or AMQP).
 
-The consumer (infra/messaging/consumer.py) writes the story of a failure into headers; the
+The consumer (infra/messaging/story.py) writes the story of a failure into headers; the
 broker's own dead-lettering (delivery limit) writes only `x-death`. Everything here falls back
 from the first to the second, then to the message properties and the JSON body.
 """
@@ -17,31 +17,9 @@ from typing import Any
 from aio_pika.abc import AbstractIncomingMessage
 
 from infra.dlq.management import Peeked
+from infra.messaging import story
 
 DLQ_SUFFIX = ".dlq"
-# Retry bookkeeping a replay drops, so the message starts over with a full set of attempts
-# (x-attempt drives the consumer's delay ladder; x-death and x-delivery-count are the
-# broker's). The per-failure fields go too: the consumer rewrites them if it fails again.
-# Kept: x-first-failure-at and x-original-exchange (the consumer only sets them when
-# missing, so they keep telling the message's whole history) and application headers.
-STRIPPED_HEADERS = frozenset(
-    {
-        "x-attempt",
-        "x-attempts",
-        "x-dead-letter-reason",
-        "x-death",
-        "x-delivery-count",
-        "x-exception-class",
-        "x-exception-message",
-        "x-traceback",
-        "x-last-failure-at",
-        "x-original-queue",
-        "x-service",
-        "x-event-id",
-        "x-event-type",
-    }
-)
-STRIPPED_PREFIXES = ("x-first-death-", "x-last-death-")
 _RETRY_TIER = re.compile(r"^(?P<queue>.+)\.retry\.\d+ms$")
 # Filter keys that are not header names.
 SHORTCUTS = ("event_type", "event_id", "reason", "exception", "queue")
@@ -196,15 +174,7 @@ class Letter:
         return one.value.casefold() in actual.casefold()
 
     def replay_headers(self, source: str, now: datetime) -> dict[str, Any]:
-        headers = {
-            key: value
-            for key, value in self.headers.items()
-            if key not in STRIPPED_HEADERS and not key.startswith(STRIPPED_PREFIXES)
-        }
-        headers["x-replay-count"] = self.replay_count + 1
-        headers["x-replayed-at"] = now.isoformat()
-        headers["x-replayed-from"] = source
-        return headers
+        return story.for_replay(self.headers, source, self.replay_count + 1, now)
 
     def summary(self, source: str, now: datetime) -> dict[str, Any]:
         """Everything `show --json` prints for one letter."""

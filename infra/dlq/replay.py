@@ -29,6 +29,7 @@ from aio_pika.abc import (
 from infra.cli import ProgressBar
 from infra.dlq.connection import DlqError, redacted
 from infra.dlq.letters import Filter, Letter
+from infra.messaging.copies import copy_of
 
 CONNECT_TIMEOUT_S = 15.0
 PUBLISH_TIMEOUT_S = 15.0
@@ -161,22 +162,7 @@ async def _publish_copy(
     source: str,
     target: str,
 ) -> None:
-    copy = aio_pika.Message(
-        body=message.body,
-        headers=letter.replay_headers(source, datetime.now(UTC)),
-        content_type=message.content_type,
-        content_encoding=message.content_encoding,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        priority=message.priority,
-        correlation_id=message.correlation_id,
-        reply_to=message.reply_to,
-        message_id=message.message_id,
-        timestamp=message.timestamp,
-        type=message.type,
-        app_id=message.app_id,
-        # Not copied: expiration (a per-message TTL could drop the replayed copy) and
-        # user_id (the broker rejects one that is not the publishing user).
-    )
+    copy = copy_of(message, letter.replay_headers(source, datetime.now(UTC)))
     what = f"the copy of {letter.event_id or 'a message'} for {target!r}"
     try:
         await channel.default_exchange.publish(

@@ -6,8 +6,9 @@ the next node of `AMQP_URL` (a comma-separated list) at each attempt, with a bou
 Publishes made while the connection is down, and confirms still awaited when it was lost,
 fail loudly (PublishFailed), and the outbox relay retries them.
 
-Every publish is a PRODUCER span whose W3C `traceparent` goes into the message headers, so the
-consumer's span continues the same trace.
+Every publish runs inside the publish hooks (infra.messaging.hooks; by default tracing, which
+puts the W3C `traceparent` into the message headers so the consumer's span continues the same
+trace, and metrics).
 """
 
 from __future__ import annotations
@@ -21,16 +22,15 @@ from typing import Any
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobustConnection
-from opentelemetry.trace import SpanKind
 
 from contracts.envelope import Envelope
 from contracts.topology import exchange_name
 from infra.messaging import codec
 from infra.messaging.errors import PublishFailed
 from infra.messaging.failover import FailoverConnection, Rotation, parse_amqp_urls, with_heartbeat
+from infra.messaging.hooks import Hooks, Outgoing, entered
 from infra.messaging.topology import declare_event_exchange
-from infra.observability import tracing
-from infra.observability.metrics import MESSAGES_PUBLISHED, PUBLISH_FAILURES, event_type_label
+from infra.observability.message_hooks import default_hooks
 
 log = logging.getLogger(__name__)
 _CHANNEL_ERRORS = (
@@ -55,8 +55,12 @@ class Broker:
         reconnect_base_s: float = 0.5,
         reconnect_max_s: float = 5.0,
         attempt_timeout_s: float = 5.0,
+        hooks: Hooks | None = None,
     ) -> None:
-        """`url`: one AMQP URL or several, comma-separated (the nodes of a cluster)."""
+        """`url`: one AMQP URL or several, comma-separated (the nodes of a cluster).
+        `hooks`: around every publish (and, for consumers on this broker, every delivery);
+        None: the default ones."""
+        self.hooks = default_hooks() if hooks is None else hooks
         self._urls = [with_heartbeat(u, heartbeat_s) for u in parse_amqp_urls(url)]
         self._reconnect = (reconnect_base_s, reconnect_max_s)
         # Bounds each attempt, so a node that accepts TCP but never answers (frozen) is
@@ -165,22 +169,42 @@ class Broker:
 
     async def publish(self, envelope: Envelope, headers: dict[str, Any] | None = None) -> None:
         """Publish to the event's fanout exchange; return only once the broker confirmed it."""
-        async with self._bounded(envelope.event_type):
+        event_type = envelope.event_type
+        message = codec.encode(envelope, headers)
+        async with self._hooked(message, exchange_name(event_type), "", event_type):
             try:
-                exchange = await self._event_exchange(envelope.event_type)
+                exchange = await self._event_exchange(event_type)
             except _CHANNEL_ERRORS as error:
-                PUBLISH_FAILURES.labels(envelope.event_type, "connection").inc()
                 await self._replace_if_closed()
-                raise PublishFailed(f"no exchange: {error!r}", envelope.event_type) from error
-            await self._publish(exchange, codec.encode(envelope, headers), "", envelope.event_type)
+                raise PublishFailed(f"no exchange: {error!r}", event_type) from error
+            await self._confirmed(exchange, message, "", event_type)
 
     async def send(
         self, message: aio_pika.Message, exchange: str, routing_key: str, event_type: str
     ) -> None:
         """Publish to a named, already declared exchange (dead letters, retry tiers)."""
-        async with self._bounded(event_type):
+        async with self._hooked(message, exchange, routing_key, event_type):
             target = await self.channel.get_exchange(exchange, ensure=False)
-            await self._publish(target, message, routing_key, event_type)
+            await self._confirmed(target, message, routing_key, event_type)
+
+    @contextlib.asynccontextmanager
+    async def _hooked(
+        self, message: aio_pika.Message, exchange: str, routing_key: str, event_type: str
+    ) -> AsyncIterator[None]:
+        """The publish hooks around a bounded publish of `message` (with the headers they
+        added)."""
+        outgoing = Outgoing(
+            exchange,
+            routing_key,
+            event_type,
+            message.message_id,
+            message.correlation_id,
+            dict(message.headers or {}),
+        )
+        with entered(hook.publish(outgoing) for hook in self.hooks.publish):
+            message.headers = outgoing.headers
+            async with self._bounded(event_type):
+                yield
 
     @contextlib.asynccontextmanager
     async def _bounded(self, event_type: str) -> AsyncIterator[None]:
@@ -192,7 +216,6 @@ class Broker:
             async with asyncio.timeout(PUBLISH_TIMEOUT_S):
                 yield
         except TimeoutError as error:
-            PUBLISH_FAILURES.labels(event_type, "connection").inc()
             await self._replace_stuck(self._channel)
             reason = f"no confirm within {PUBLISH_TIMEOUT_S:.0f} s"
             raise PublishFailed(reason, event_type) from error
@@ -214,40 +237,6 @@ class Broker:
         self._declared.add(event_type)
         return exchange
 
-    async def _publish(
-        self,
-        exchange: AbstractExchange,
-        message: aio_pika.Message,
-        routing_key: str,
-        event_type: str,
-    ) -> None:
-        if not tracing.recording():
-            # No span of its own (nothing would record it, and it costs about a tenth of a
-            # publish): the message carries the current context, or keeps the one it has.
-            if tracing.has_span():
-                _carry_current_trace(message)
-            await self._confirmed(exchange, message, routing_key, event_type)
-            return
-        attributes = {
-            "messaging.system": "rabbitmq",
-            "messaging.operation.type": "send",
-            "messaging.destination.name": exchange.name or routing_key,
-            "messaging.rabbitmq.destination.routing_key": routing_key,
-            "messaging.message.id": message.message_id or "",
-            "messaging.message.conversation_id": message.correlation_id or "",
-            "event.type": event_type,
-        }
-        with tracing.start_span(
-            f"publish {event_type}",
-            SpanKind.PRODUCER,
-            parent=tracing.publish_parent(message.headers),
-            attributes=attributes,
-        ):
-            # A copy (retry, dead letter) carries its original's traceparent; this publish
-            # replaces it, so the next consume is a child of this span, in the same trace.
-            _carry_current_trace(message)
-            await self._confirmed(exchange, message, routing_key, event_type)
-
     async def _confirmed(
         self,
         exchange: AbstractExchange,
@@ -258,39 +247,30 @@ class Broker:
         try:
             await exchange.publish(message, routing_key, mandatory=True, timeout=PUBLISH_TIMEOUT_S)
         except aiormq.exceptions.PublishError as error:
-            PUBLISH_FAILURES.labels(event_type_label(event_type), "returned").inc()
             raise PublishFailed(
-                f"unroutable: exchange {exchange.name!r} key {routing_key!r}", event_type
+                f"unroutable: exchange {exchange.name!r} key {routing_key!r}",
+                event_type,
+                "returned",
             ) from error
         except aiormq.exceptions.DeliveryError as error:
-            PUBLISH_FAILURES.labels(event_type_label(event_type), "nacked").inc()
             await self._replace_channel(getattr(exchange, "channel", None))
-            raise PublishFailed(f"broker refused the message: {error}", event_type) from error
+            reason = f"broker refused the message: {error}"
+            raise PublishFailed(reason, event_type, "nacked") from error
         except asyncio.CancelledError as error:
             if _being_cancelled():
                 raise
             # Not a cancellation of this task: the channel closed under the publish (its
             # connection lost) and aiormq cancelled the pending confirm. Left as is, that
             # CancelledError silently ended the outbox relay's task (cluster tests).
-            PUBLISH_FAILURES.labels(event_type_label(event_type), "connection").inc()
             raise PublishFailed("confirm lost with the channel", event_type) from error
         except _CHANNEL_ERRORS as error:
-            PUBLISH_FAILURES.labels(event_type_label(event_type), "connection").inc()
             if isinstance(error, TimeoutError):
                 await self._replace_stuck(getattr(exchange, "channel", None))
             else:
                 await self._replace_if_closed()
             raise PublishFailed(f"no confirm: {error!r}", event_type) from error
-        MESSAGES_PUBLISHED.labels(event_type_label(event_type)).inc()
 
 
 def _being_cancelled() -> bool:
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
-
-
-def _carry_current_trace(message: aio_pika.Message) -> None:
-    """Put the current trace context in the message's headers, over any it carried."""
-    headers = dict(message.headers or {})
-    tracing.inject(headers)
-    message.headers = headers

@@ -1,48 +1,30 @@
-"""Copies of a delivery for a retry tier or a DLQ, carrying the story of its failures."""
+"""The one copy of a received AMQP message: for a delay tier or the dead-letter queue (the
+consumer) and for a replay out of a dead-letter queue (infra/dlq/replay.py). Only the headers
+differ (infra/messaging/story.py writes them)."""
 
 from __future__ import annotations
 
-import traceback
-from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
 
-def failure_headers(
-    message: AbstractIncomingMessage, error: Exception, service: str, queue: str
-) -> dict[str, Any]:
-    """Keep the story of a failing message in its headers, readable in the management UI."""
-    now = datetime.now(UTC).isoformat()
-    headers = dict(message.headers or {})
-    short_trace = "".join(traceback.format_exception(error, limit=4))[-2000:]
-    headers.update(
-        {
-            "x-exception-class": type(error).__name__,
-            "x-exception-message": str(error)[:1000],
-            "x-traceback": short_trace,
-            "x-service": service,
-            "x-original-queue": queue,
-            "x-last-failure-at": now,
-            "x-event-id": message.message_id or "",
-            "x-event-type": message.type or "",
-        }
-    )
-    headers.setdefault("x-original-exchange", message.exchange or "")
-    headers.setdefault("x-first-failure-at", now)
-    return headers
-
-
 def copy_of(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
+    """`message`, persistent, with `headers` in place of its own."""
     return aio_pika.Message(
         body=message.body,
         headers=headers,
         content_type=message.content_type,
+        content_encoding=message.content_encoding,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        message_id=message.message_id,
+        priority=message.priority,
         correlation_id=message.correlation_id,
+        reply_to=message.reply_to,
+        message_id=message.message_id,
+        timestamp=message.timestamp,
         type=message.type,
         app_id=message.app_id,
-        timestamp=message.timestamp,
+        # Not copied: expiration (a per-message TTL could drop the copy in its queue) and
+        # user_id (the broker rejects one that is not the publishing user).
     )

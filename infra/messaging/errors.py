@@ -18,9 +18,13 @@ class InvalidMessage(PermanentFailure):
 
 class PublishFailed(Exception):
     """The broker did not take a message: it was returned as unroutable, nacked, or the
-    connection failed before the confirm arrived. The message may or may not be queued."""
+    connection failed before the confirm arrived. The message may or may not be queued.
 
-    def __init__(self, reason: str, event_type: str = "") -> None:
+    `kind` says which: "returned", "nacked" or "connection" (the publish-failure metric's
+    reason label)."""
+
+    def __init__(self, reason: str, event_type: str = "", kind: str = "connection") -> None:
         super().__init__(reason)
         self.reason = reason
         self.event_type = event_type
+        self.kind = kind

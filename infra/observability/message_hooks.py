@@ -1,0 +1,151 @@
+"""Tracing, metrics and log context as hooks around consuming and publishing (see
+infra.messaging.hooks); `default_hooks()` is the list every consumer and broker uses.
+
+Each delivery is a CONSUMER span, child of the publish that sent it (the `traceparent`
+header); a retry or dead-letter republish is a child of that span, so every attempt is in one
+trace. Every publish is a PRODUCER span whose `traceparent` goes into the message headers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from infra.messaging.errors import PublishFailed
+from infra.messaging.hooks import ConsumeHook, Delivery, Hooks, Outgoing, PublishHook
+from infra.observability import tracing
+from infra.observability.logging import bind_message
+from infra.observability.metrics import (
+    CONSUMER_IN_FLIGHT,
+    HANDLER_DURATION,
+    MESSAGES_CONSUMED,
+    MESSAGES_PUBLISHED,
+    PUBLISH_FAILURES,
+    event_type_label,
+)
+
+
+class LogContext(ConsumeHook):
+    """Every log line of a delivery's task carries its ids."""
+
+    @contextmanager
+    def attempt(self, delivery: Delivery) -> Iterator[None]:
+        message = delivery.message
+        bind_message(
+            queue=delivery.queue,
+            event_id=message.message_id,
+            event_type=message.type,
+            correlation_id=message.correlation_id,
+            attempt=delivery.attempt,
+        )
+        yield
+
+    def decoded(self, delivery: Delivery) -> None:
+        bind_message(causation_id=delivery.causation_id)
+
+
+class ConsumeTracing(ConsumeHook):
+    @contextmanager
+    def attempt(self, delivery: Delivery) -> Iterator[None]:
+        message = delivery.message
+        attributes: dict[str, str | int] = {
+            "messaging.system": "rabbitmq",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": delivery.queue,
+            "messaging.message.id": message.message_id or "",
+            "messaging.message.conversation_id": message.correlation_id or "",
+            "event.type": message.type or "unknown",
+            "messaging.attempt": delivery.attempt or 1,
+        }
+        with tracing.start_span(
+            f"consume {delivery.queue}",
+            SpanKind.CONSUMER,
+            parent=tracing.extract(message.headers),
+            attributes=attributes,
+        ) as span:
+            yield
+            if delivery.outcome is not None:
+                span.set_attribute("messaging.outcome", delivery.outcome)
+
+    def decoded(self, delivery: Delivery) -> None:
+        trace.get_current_span().set_attribute(
+            "messaging.causation_id", delivery.causation_id or ""
+        )
+
+    def failed(self, delivery: Delivery, error: Exception) -> None:
+        # Handled (retried or dead-lettered), so the span would not see it otherwise.
+        span = trace.get_current_span()
+        span.record_exception(error)
+        span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"[:500]))
+
+
+class ConsumeMetrics(ConsumeHook):
+    @contextmanager
+    def delivery(self, delivery: Delivery) -> Iterator[None]:
+        queue = delivery.queue
+        started = time.perf_counter()
+        CONSUMER_IN_FLIGHT.labels(queue).inc()
+        try:
+            yield
+            if delivery.outcome is not None:
+                # The type is the sender's word: only known types become label values.
+                label = event_type_label(delivery.message.type)
+                MESSAGES_CONSUMED.labels(queue, label, delivery.outcome).inc()
+        finally:
+            CONSUMER_IN_FLIGHT.labels(queue).dec()
+            HANDLER_DURATION.labels(queue).observe(time.perf_counter() - started)
+
+
+class PublishTracing(PublishHook):
+    @contextmanager
+    def publish(self, outgoing: Outgoing) -> Iterator[None]:
+        if not tracing.recording():
+            # No span of its own (nothing would record it, and it costs about a tenth of a
+            # publish): the message carries the current context, or keeps the one it has.
+            if tracing.has_span():
+                tracing.inject(outgoing.headers)
+            yield
+            return
+        attributes = {
+            "messaging.system": "rabbitmq",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": outgoing.exchange or outgoing.routing_key,
+            "messaging.rabbitmq.destination.routing_key": outgoing.routing_key,
+            "messaging.message.id": outgoing.message_id or "",
+            "messaging.message.conversation_id": outgoing.correlation_id or "",
+            "event.type": outgoing.event_type,
+        }
+        with tracing.start_span(
+            f"publish {outgoing.event_type}",
+            SpanKind.PRODUCER,
+            parent=tracing.publish_parent(outgoing.headers),
+            attributes=attributes,
+        ):
+            # A copy (retry, dead letter) carries its original's traceparent; this publish
+            # replaces it, so the next consume is a child of this span, in the same trace.
+            tracing.inject(outgoing.headers)
+            yield
+
+
+class PublishMetrics(PublishHook):
+    @contextmanager
+    def publish(self, outgoing: Outgoing) -> Iterator[None]:
+        label = event_type_label(outgoing.event_type)
+        try:
+            yield
+        except PublishFailed as error:
+            PUBLISH_FAILURES.labels(label, error.kind).inc()
+            raise
+        MESSAGES_PUBLISHED.labels(label).inc()
+
+
+def default_hooks() -> Hooks:
+    """Log context, then tracing (so its lines carry the ids), then metrics."""
+    return Hooks(
+        consume=(ConsumeMetrics(), LogContext(), ConsumeTracing()),
+        publish=(PublishMetrics(), PublishTracing()),
+    )
