@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 
 from contracts.envelope import Envelope
 from contracts.events import OrderLine, OrderPlaced
+from infra.clock import utc_now
 from infra.messaging.outbox import OutboxRelay
 from inventory_service import handlers
 from inventory_service.adapters.cache import RedisStockCache, Source
@@ -135,6 +136,6 @@ class StockBench:
 
     async def read(self, cached: bool, count: int, concurrency: int) -> float:
         cache = self.cache if cached else NoCache(self.redis, ttl_s=300)
-        deps = InventoryDeps(self.store(cached), cache, SecretStr("unused"))
+        deps = InventoryDeps(self.store(cached), cache, SecretStr("unused"), utc_now)
         skus = [self.skus[i % len(self.skus)] for i in range(count)]
         return await bounded([partial(stock_level, s, deps, Response()) for s in skus], concurrency)

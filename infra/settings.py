@@ -131,6 +131,19 @@ class TracingSettings(BaseSettings):
         return None
 
 
+class ServiceSettings(BaseSettings):
+    """Base of a service's own settings (`ORDER_*`, `PAYMENT_*`...), read by infra.kit."""
+
+    def secrets(self) -> dict[str, SecretStr]:
+        """The service's secrets (variable name -> value), held to the production rules of
+        RuntimeSettings (no default, weak or short secret)."""
+        return {}
+
+    def refuse_unsafe(self, environment: str) -> None:
+        """Raise ValueError with the reason when these settings must not run in
+        `environment` (production fails closed)."""
+
+
 class RuntimeSettings(BaseModel):
     """Everything the shared runtime needs for one service process."""
 

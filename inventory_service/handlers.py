@@ -10,6 +10,7 @@ from typing import Protocol, TypeVar
 
 from contracts.envelope import Envelope
 from contracts.events import Event, OrderCancelled, OrderPlaced, PaymentFailed
+from infra.kit import Registry
 from infra.messaging.errors import RetryLater
 from inventory_service.domain.model import Reservation, ReservationStatus, StockItem
 
@@ -154,3 +155,12 @@ async def restock(store: InventoryStore, sku: str, quantity: int) -> StockItem |
         return after
 
     return await store.transaction(replenish)
+
+
+# What this service consumes: one line per event (infra.kit checks it against
+# contracts.topology.SUBSCRIPTIONS and injects each handler's keyword dependencies).
+HANDLERS: Registry = {
+    OrderPlaced: on_order_placed,
+    PaymentFailed: on_payment_failed,
+    OrderCancelled: on_order_cancelled,
+}

@@ -13,7 +13,7 @@ from pymongo import UpdateOne
 
 from infra.cli import prog_name
 from infra.persistence.mongo import create_mongo_client
-from inventory_service.main import runtime_settings
+from inventory_service.main import SERVICE
 
 _KINDS = ["Mug", "T-Shirt", "Notebook", "Sticker", "Poster", "Cap", "Tote Bag", "Keychain"]
 _COLOURS = ["Red", "Blue", "Green", "Black", "White", "Yellow", "Purple", "Orange"]
@@ -32,7 +32,7 @@ def demo_catalog(count: int, stock: int) -> list[dict[str, Any]]:
 
 
 async def seed(count: int = 60, stock: int = 100, reset: bool = False) -> int:
-    settings = runtime_settings()
+    settings, _ = SERVICE.load_settings()
     client = create_mongo_client(settings.mongo, "inventory-seed")
     try:
         operations = []

@@ -1,4 +1,4 @@
-"""What the inventory service's entrypoints are handed, built once in main."""
+"""What the inventory service's handlers and HTTP entrypoints are handed, built once in main."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from pydantic import SecretStr
 
+from infra.clock import Clock
 from inventory_service.adapters.cache import RedisStockCache
 from inventory_service.adapters.store import MongoInventoryStore
 
@@ -15,3 +16,4 @@ class InventoryDeps:
     store: MongoInventoryStore
     cache: RedisStockCache
     admin_token: SecretStr
+    clock: Clock

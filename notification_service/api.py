@@ -8,31 +8,22 @@ customer's order looks like one without notifications, so order ids cannot be pr
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel
 
 from infra.http_errors import ApiError, error_responses
-from infra.persistence.sessions import SessionReader
-from notification_service.adapters.store import MongoNotificationStore
 from notification_service.domain.model import Notification, NotificationStatus
+from notification_service.wiring import NotificationDeps
 
 router = APIRouter(tags=["notifications"])
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 _bearer = HTTPBearer(
     auto_error=False, description="a session token from the order service's POST /sessions"
 )
-
-
-@dataclass(frozen=True)
-class ApiDeps:
-    store: MongoNotificationStore
-    sessions: SessionReader
-    internal_token: SecretStr | None
 
 
 class NotificationOut(BaseModel):
@@ -61,12 +52,12 @@ class NotificationOut(BaseModel):
         )
 
 
-def get_deps(request: Request) -> ApiDeps:
-    deps: ApiDeps = request.app.state.deps
+def get_deps(request: Request) -> NotificationDeps:
+    deps: NotificationDeps = request.app.state.deps
     return deps
 
 
-Deps = Annotated[ApiDeps, Depends(get_deps)]
+Deps = Annotated[NotificationDeps, Depends(get_deps)]
 
 
 async def caller(

@@ -14,7 +14,16 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from contracts.envelope import Envelope
-from contracts.events import CustomerRegistered, NotificationPreferenceChanged, StockReplenished
+from contracts.events import (
+    CustomerRegistered,
+    NotificationPreferenceChanged,
+    OrderCancelled,
+    OrderConfirmed,
+    OrderRejected,
+    PaymentRefunded,
+    StockReplenished,
+)
+from infra.kit import Registry
 from infra.messaging.errors import PermanentFailure, RetryLater
 from notification_service.domain.contacts import (
     OPERATOR,
@@ -135,3 +144,16 @@ async def on_preference_changed(
     except InvalidPreference as error:
         raise PermanentFailure(str(error)) from error
     await contacts.prefer(event.customer_id, preference)
+
+
+# What this service consumes: one line per event (infra.kit checks it against
+# contracts.topology.SUBSCRIPTIONS and injects each handler's keyword dependencies).
+HANDLERS: Registry = {
+    OrderConfirmed: on_order_outcome,
+    OrderRejected: on_order_outcome,
+    OrderCancelled: on_order_outcome,
+    PaymentRefunded: on_order_outcome,
+    StockReplenished: on_stock_replenished,
+    CustomerRegistered: on_customer_registered,
+    NotificationPreferenceChanged: on_preference_changed,
+}

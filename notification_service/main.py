@@ -1,44 +1,30 @@
-"""Composition root of the notification service: settings -> clients -> adapters -> app +
-consumers."""
+"""Composition root of the notification service: its declaration and the adapters it is built
+from."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import partial
 
 import httpx
-from fastapi import FastAPI
 
-from contracts.events import (
-    CustomerRegistered,
-    Event,
-    NotificationPreferenceChanged,
-    OrderCancelled,
-    OrderConfirmed,
-    OrderRejected,
-    PaymentRefunded,
-    StockReplenished,
-)
-from contracts.topology import NOTIFICATION, SUBSCRIPTIONS
+from contracts.topology import NOTIFICATION
 from contracts.webhook_urls import parse_networks
-from infra.http import create_http_app
-from infra.messaging.consumer import Handler
+from infra.clock import utc_now
+from infra.kit import ServiceDefinition
 from infra.persistence.sessions import SessionReader
-from infra.runtime import open_runtime
-from infra.service import serve
-from infra.settings import RuntimeSettings
-from notification_service import handlers
+from infra.runtime import Runtime
 from notification_service.adapters.channels import LogChannel
 from notification_service.adapters.contacts import MongoContactStore
 from notification_service.adapters.email import EmailChannel
 from notification_service.adapters.metrics import MeteredChannel
 from notification_service.adapters.store import MongoNotificationStore
 from notification_service.adapters.webhook import WebhookChannel
-from notification_service.api import ApiDeps, router
-from notification_service.handlers import Channel, ContactStore, Delivery
+from notification_service.api import router
+from notification_service.handlers import HANDLERS, Channel, Delivery
 from notification_service.settings import NotificationSettings
+from notification_service.wiring import NotificationDeps
 
 log = logging.getLogger(__name__)
 
@@ -58,66 +44,45 @@ def build_channels(settings: NotificationSettings, http: httpx.AsyncClient) -> d
     return {"log": logged, "email": email, "webhook": webhook}
 
 
-def build_handlers(contacts: ContactStore, delivery: Delivery) -> dict[type[Event], Handler]:
-    on_outcome = partial(handlers.on_order_outcome, contacts=contacts, delivery=delivery)
-    return {
-        OrderConfirmed: on_outcome,
-        OrderRejected: on_outcome,
-        OrderCancelled: on_outcome,
-        PaymentRefunded: on_outcome,
-        StockReplenished: partial(handlers.on_stock_replenished, delivery=delivery),
-        CustomerRegistered: partial(handlers.on_customer_registered, contacts=contacts),
-        NotificationPreferenceChanged: partial(handlers.on_preference_changed, contacts=contacts),
-    }
-
-
-def create_app(runtime_settings: RuntimeSettings, settings: NotificationSettings) -> FastAPI:
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # The HTTP client is closed after the runtime, which lets in-flight sends finish.
-        # No kept-alive connections: webhook requests go to a checked address with the
-        # customer's host name as TLS server name, and a pooled connection (keyed by address)
-        # must not carry one customer's request over a TLS session verified for another name.
-        no_reuse = httpx.Limits(max_keepalive_connections=0)
-        async with (
-            httpx.AsyncClient(follow_redirects=False, limits=no_reuse) as http,
-            # Redis holds the customers' sessions that GET /notifications checks; the
-            # consumers never use it, so its outage degrades the process, never stops it.
-            open_runtime(runtime_settings, redis_use="optional") as runtime,
-        ):
-            notifications = MongoNotificationStore(runtime.db["notifications"])
-            await notifications.create_indexes()
+@asynccontextmanager
+async def build_deps(
+    runtime: Runtime, settings: NotificationSettings
+) -> AsyncIterator[NotificationDeps]:
+    # Closed after the consumers stop (the kit exits this before the runtime), which lets
+    # in-flight sends finish. No kept-alive connections: webhook requests go to a checked
+    # address with the customer's host name as TLS server name, and a pooled connection (keyed
+    # by address) must not carry one customer's request over a TLS session verified for
+    # another name.
+    no_reuse = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(follow_redirects=False, limits=no_reuse) as http:
+        notifications = MongoNotificationStore(runtime.db["notifications"])
+        await notifications.create_indexes()
+        delivery = Delivery(notifications, build_channels(settings, http), settings.send_lease_s)
+        yield NotificationDeps(
+            notifications,
             # Sessions are read, never renewed here: they slide with use of the order API.
-            app.state.deps = ApiDeps(
-                notifications, SessionReader(runtime.redis), settings.internal_token
-            )
-            channels = build_channels(settings, http)
-            delivery = Delivery(notifications, channels, settings.send_lease_s)
-            by_type = build_handlers(MongoContactStore(runtime.db["contacts"]), delivery)
-            # Every subscription of the contract, or no start (KeyError): an event type
-            # without a queue here would make its publisher's publishes unroutable.
-            for event_type in SUBSCRIPTIONS[NOTIFICATION]:
-                await runtime.consume(event_type, by_type[event_type])
-            app.state.runtime = runtime
-            yield
-
-    app = create_http_app(NOTIFICATION, lifespan, "Customer and operator notifications.")
-    app.include_router(router)
-    return app
+            SessionReader(runtime.redis),
+            settings.internal_token,
+            MongoContactStore(runtime.db["contacts"]),
+            delivery,
+            utc_now,
+        )
 
 
-def openapi_app() -> FastAPI:
-    """The app as documented (docs/openapi/notification.json); nothing is connected."""
-    runtime_settings = RuntimeSettings.from_env(
-        NOTIFICATION, default_port=8003, default_database="notifications"
-    )
-    return create_app(runtime_settings, NotificationSettings())
-
-
-def run() -> None:
-    runtime_settings = RuntimeSettings.from_env(
-        NOTIFICATION, default_port=8003, default_database="notifications"
-    )
-    settings = NotificationSettings()
-    settings.refuse_unsafe(runtime_settings.environment)
-    serve(create_app(runtime_settings, settings), runtime_settings)
+SERVICE = ServiceDefinition(
+    name=NOTIFICATION,
+    description="Customer and operator notifications.",
+    port=8003,
+    database="notifications",
+    settings=NotificationSettings,
+    deps=NotificationDeps,
+    build_deps=build_deps,
+    handlers=HANDLERS,
+    routers=(router,),
+    # Redis holds the customers' sessions that GET /notifications checks; the consumers never
+    # use it, so its outage degrades the process, never stops it.
+    redis_use="optional",
+)
+create_app = SERVICE.create_app
+openapi_app = SERVICE.openapi_app
+run = SERVICE.run

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from contracts.webhook_urls import AllowedNetworks
+from infra.settings import ServiceSettings
 
 MIN_TOKEN_CHARS = 32
 
 
-class NotificationSettings(BaseSettings):
+class NotificationSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="NOTIFICATION_")
 
     # No host: email is not configured, and customers who would get an email are told

@@ -20,6 +20,7 @@ from contracts.events import (
     StockReservationFailed,
     StockReserved,
 )
+from infra.kit import Registry
 from infra.messaging.errors import RetryLater
 from infra.observability.metrics import EVENTS_IGNORED, ORDERS_ENDED
 from order_service.domain.model import Order, OrderStatus
@@ -81,34 +82,35 @@ def order_id_for(customer_id: str, idempotency_key: str | None, secret: bytes) -
 
 
 async def on_stock_reserved(
-    envelope: Envelope, event: StockReserved, orders: OrderRepository, now: Clock = utc_now
+    envelope: Envelope, event: StockReserved, *, orders: OrderRepository, clock: Clock
 ) -> None:
     event_id = str(envelope.event_id)
     await _change(
         orders, envelope, event.order_id,
-        lambda order: order.stock_reserved(event.lines, event.total_cents, now(), event_id),
+        lambda order: order.stock_reserved(event.lines, event.total_cents, clock(), event_id),
     )  # fmt: skip
 
 
 async def on_stock_reservation_failed(
     envelope: Envelope,
     event: StockReservationFailed,
+    *,
     orders: OrderRepository,
-    now: Clock = utc_now,
+    clock: Clock,
 ) -> None:
     event_id = str(envelope.event_id)
     await _change(
         orders, envelope, event.order_id,
-        lambda order: order.stock_reservation_failed(event.reason, now(), event_id),
+        lambda order: order.stock_reservation_failed(event.reason, clock(), event_id),
     )  # fmt: skip
 
 
 async def on_payment_succeeded(
-    envelope: Envelope, event: PaymentSucceeded, orders: OrderRepository, now: Clock = utc_now
+    envelope: Envelope, event: PaymentSucceeded, *, orders: OrderRepository, clock: Clock
 ) -> None:
     event_id = str(envelope.event_id)
     order, applied = await _change(
-        orders, envelope, event.order_id, lambda order: order.payment_succeeded(now(), event_id)
+        orders, envelope, event.order_id, lambda order: order.payment_succeeded(clock(), event_id)
     )
     if not applied and order.status is OrderStatus.CANCELLED:
         # Cancelled (customer, deadline) while the charge was in flight: the payment service
@@ -118,12 +120,12 @@ async def on_payment_succeeded(
 
 
 async def on_payment_failed(
-    envelope: Envelope, event: PaymentFailed, orders: OrderRepository, now: Clock = utc_now
+    envelope: Envelope, event: PaymentFailed, *, orders: OrderRepository, clock: Clock
 ) -> None:
     event_id = str(envelope.event_id)
     await _change(
         orders, envelope, event.order_id,
-        lambda order: order.payment_failed(event.reason, now(), event_id),
+        lambda order: order.payment_failed(event.reason, clock(), event_id),
     )  # fmt: skip
 
 
@@ -164,3 +166,13 @@ async def _store(orders: OrderRepository, order: Order, cause: Envelope, applied
     await orders.save(order, cause=cause)
     if order.is_terminal:
         ORDERS_ENDED.labels(order.status.value).inc()
+
+
+# What this service consumes: one line per event (infra.kit checks it against
+# contracts.topology.SUBSCRIPTIONS and injects each handler's keyword dependencies).
+HANDLERS: Registry = {
+    StockReserved: on_stock_reserved,
+    StockReservationFailed: on_stock_reservation_failed,
+    PaymentSucceeded: on_payment_succeeded,
+    PaymentFailed: on_payment_failed,
+}

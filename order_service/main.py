@@ -1,33 +1,29 @@
-"""Composition root of the order service: settings -> clients -> adapters -> app + consumers."""
+"""Composition root of the order service: its declaration and the adapters it is built from."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import partial
 
-from fastapi import FastAPI
-
-from contracts.events import PaymentFailed, PaymentSucceeded, StockReservationFailed, StockReserved
 from contracts.topology import ORDER
-from infra.http import create_http_app
+from infra.clock import utc_now
+from infra.kit import ServiceDefinition
 from infra.persistence.rate_limits import RedisRateLimiter
 from infra.persistence.sessions import RedisSessionStore
-from infra.runtime import Runtime, open_runtime
-from infra.service import serve
-from infra.settings import RuntimeSettings
-from order_service import handlers
+from infra.runtime import Runtime
 from order_service.adapters.customers import MongoCustomerStore
 from order_service.adapters.passwords import Passwords
 from order_service.adapters.repository import MongoOrderRepository
 from order_service.adapters.sessions import RedisLoginGuard
 from order_service.api import router
 from order_service.deadlines import DeadlineSweeper
+from order_service.handlers import HANDLERS
 from order_service.settings import OrderSettings
 from order_service.wiring import OrderServiceDeps
 
 
-async def build(runtime: Runtime, settings: OrderSettings) -> OrderServiceDeps:
+@asynccontextmanager
+async def build_deps(runtime: Runtime, settings: OrderSettings) -> AsyncIterator[OrderServiceDeps]:
     orders = MongoOrderRepository(runtime.db["orders"], runtime.relays["orders"], ORDER)
     customers = MongoCustomerStore(runtime.db["customers"], runtime.relays["customers"], ORDER)
     await orders.create_indexes()
@@ -44,46 +40,28 @@ async def build(runtime: Runtime, settings: OrderSettings) -> OrderServiceDeps:
         settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism
     )
     limiter = RedisRateLimiter(runtime.redis, settings.rate_window_s)
-    return OrderServiceDeps(orders, customers, sessions, guard, passwords, limiter, settings)
+    sweeper = DeadlineSweeper(orders, settings.deadline_sweep_s)
+    sweeper.start()
+    try:
+        yield OrderServiceDeps(
+            orders, customers, sessions, guard, passwords, limiter, settings, utc_now
+        )
+    finally:
+        await sweeper.stop()
 
 
-def create_app(runtime_settings: RuntimeSettings, settings: OrderSettings) -> FastAPI:
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        outboxes = ("orders", "customers")
-        async with open_runtime(runtime_settings, outbox_collections=outboxes) as runtime:
-            app.state.deps = deps = await build(runtime, settings)
-            orders = deps.orders
-            await runtime.consume(StockReserved, partial(handlers.on_stock_reserved, orders=orders))
-            await runtime.consume(
-                StockReservationFailed,
-                partial(handlers.on_stock_reservation_failed, orders=orders),
-            )
-            await runtime.consume(
-                PaymentSucceeded, partial(handlers.on_payment_succeeded, orders=orders)
-            )
-            await runtime.consume(PaymentFailed, partial(handlers.on_payment_failed, orders=orders))
-            sweeper = DeadlineSweeper(orders, settings.deadline_sweep_s)
-            sweeper.start()
-            app.state.runtime = runtime
-            try:
-                yield
-            finally:
-                await sweeper.stop()
-
-    app = create_http_app(ORDER, lifespan, "Customers, sessions and orders.")
-    app.include_router(router)
-    return app
-
-
-def openapi_app() -> FastAPI:
-    """The app as documented (docs/openapi/order.json); nothing is connected."""
-    runtime_settings = RuntimeSettings.from_env(ORDER, default_port=8000, default_database="orders")
-    return create_app(runtime_settings, OrderSettings())
-
-
-def run() -> None:
-    runtime_settings = RuntimeSettings.from_env(ORDER, default_port=8000, default_database="orders")
-    settings = OrderSettings()
-    settings.refuse_unsafe(runtime_settings.environment)
-    serve(create_app(runtime_settings, settings), runtime_settings)
+SERVICE = ServiceDefinition(
+    name=ORDER,
+    description="Customers, sessions and orders.",
+    port=8000,
+    database="orders",
+    settings=OrderSettings,
+    deps=OrderServiceDeps,
+    build_deps=build_deps,
+    handlers=HANDLERS,
+    routers=(router,),
+    outboxes=("orders", "customers"),
+)
+create_app = SERVICE.create_app
+openapi_app = SERVICE.openapi_app
+run = SERVICE.run

@@ -4,9 +4,10 @@ is shared with the notification service)."""
 from __future__ import annotations
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from contracts.webhook_urls import AllowedNetworks
+from infra.settings import ServiceSettings
 from order_service.domain.model import DEFAULT_DEADLINE_S
 
 # Order ids derived from an Idempotency-Key are an HMAC under this secret. The default is for
@@ -15,7 +16,7 @@ DEV_ORDER_ID_SECRET = "dev-only-order-id-secret-not-for-production"
 MIN_SECRET_CHARS = 32
 
 
-class OrderSettings(BaseSettings):
+class OrderSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="ORDER_")
 
     # Sessions slide (each use renews session_ttl_s) but never outlive session_max_age_s.

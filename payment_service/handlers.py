@@ -19,6 +19,7 @@ from typing import Protocol
 
 from contracts.envelope import Envelope
 from contracts.events import OrderCancelled, PaymentRefunded, StockReserved
+from infra.kit import Registry
 from infra.messaging.errors import RetryLater
 from infra.observability.metrics import PAYMENT_ATTEMPTS, PAYMENTS_REFUNDED
 from payment_service.domain.model import (
@@ -154,3 +155,11 @@ async def refund(
 
 def _of(event: StockReserved | OrderCancelled) -> tuple[str, str]:
     return event.order_id, event.customer_id
+
+
+# What this service consumes: one line per event (infra.kit checks it against
+# contracts.topology.SUBSCRIPTIONS and injects each handler's keyword dependencies).
+HANDLERS: Registry = {
+    StockReserved: on_stock_reserved,
+    OrderCancelled: on_order_cancelled,
+}

@@ -23,6 +23,7 @@ from contracts.events import (
     PricedLine,
     StockReserved,
 )
+from infra.clock import utc_now
 from infra.messaging.broker import Broker
 from infra.messaging.outbox import OutboxRelay
 from infra.settings import OutboxSettings
@@ -186,7 +187,7 @@ async def test_a_consumer_starting_from_a_stale_remembered_order_reads_it_again(
         payment_method="tok_ok",
     )
     await order_handlers.on_stock_reserved(
-        Envelope.wrap(reserved, producer="t"), reserved, replica_b
+        Envelope.wrap(reserved, producer="t"), reserved, orders=replica_b, clock=utc_now
     )
     stale = await replica_a.get(order.order_id, latest=False)
     assert stale is not None
@@ -198,7 +199,9 @@ async def test_a_consumer_starting_from_a_stale_remembered_order_reads_it_again(
         payment_id="p-1",
         gateway_reference="ch_1",
     )
-    await order_handlers.on_payment_succeeded(Envelope.wrap(paid, producer="t"), paid, replica_a)
+    await order_handlers.on_payment_succeeded(
+        Envelope.wrap(paid, producer="t"), paid, orders=replica_a, clock=utc_now
+    )
     stored = await replica_b.get(order.order_id)
     assert stored is not None
     assert stored.status is OrderStatus.CONFIRMED
@@ -313,10 +316,10 @@ async def test_two_events_of_one_order_at_once_take_turns_without_a_conflict(
         )
         await asyncio.gather(
             order_handlers.on_stock_reserved(
-                Envelope.wrap(reserved, producer="t"), reserved, repository
+                Envelope.wrap(reserved, producer="t"), reserved, orders=repository, clock=utc_now
             ),
             order_handlers.on_payment_succeeded(
-                Envelope.wrap(paid, producer="t"), paid, repository
+                Envelope.wrap(paid, producer="t"), paid, orders=repository, clock=utc_now
             ),
         )
         stored = await repository.get(order.order_id)

@@ -14,6 +14,7 @@ from contracts.events import (
     PricedLine,
     StockReserved,
 )
+from infra.clock import utc_now
 from infra.messaging.errors import RetryLater
 from inventory_service import handlers as inventory
 from inventory_service.domain.model import ReservationStatus, StockItem
@@ -64,9 +65,11 @@ async def test_order_handlers_walk_an_order_to_confirmed_once() -> None:
     success = PaymentSucceeded(
         order_id=order.order_id, amount_cents=200, payment_id="p", gateway_reference="ch"
     )
-    await orders.on_stock_reserved(env(reservation), reservation, repo)
-    await orders.on_payment_succeeded(env(success), success, repo)
-    await orders.on_payment_succeeded(env(success), success, repo)  # redelivered
+    await orders.on_stock_reserved(env(reservation), reservation, orders=repo, clock=utc_now)
+    await orders.on_payment_succeeded(env(success), success, orders=repo, clock=utc_now)
+    await orders.on_payment_succeeded(
+        env(success), success, orders=repo, clock=utc_now
+    )  # redelivered
     assert repo.orders[order.order_id].status is OrderStatus.CONFIRMED
     assert [e.event_type for e in repo.published] == ["OrderPlaced", "OrderConfirmed"]
 
@@ -77,10 +80,10 @@ async def test_a_payment_result_that_overtakes_the_reservation_is_not_lost() -> 
         repo, "c-1", [OrderLine(sku="SKU-1", quantity=2)], "tok_decline", id_secret=b"s"
     )
     failed = PaymentFailed(order_id=order.order_id, amount_cents=200, reason="declined")
-    await orders.on_payment_failed(env(failed), failed, repo)
+    await orders.on_payment_failed(env(failed), failed, orders=repo, clock=utc_now)
     assert repo.orders[order.order_id].status is OrderStatus.PENDING
     reservation = reserved(order.order_id)
-    await orders.on_stock_reserved(env(reservation), reservation, repo)
+    await orders.on_stock_reserved(env(reservation), reservation, orders=repo, clock=utc_now)
     assert repo.orders[order.order_id].status is OrderStatus.CANCELLED
     assert [e.event_type for e in repo.published] == ["OrderPlaced", "OrderCancelled"]
 
@@ -88,7 +91,9 @@ async def test_a_payment_result_that_overtakes_the_reservation_is_not_lost() -> 
 async def test_event_for_an_unknown_order_is_retried() -> None:
     event = reserved("nope")
     with pytest.raises(RetryLater):
-        await orders.on_stock_reserved(env(event), event, FakeOrderRepository())
+        await orders.on_stock_reserved(
+            env(event), event, orders=FakeOrderRepository(), clock=utc_now
+        )
 
 
 async def test_inventory_reserves_once_and_releases_once() -> None:

@@ -10,12 +10,8 @@ from infra.settings import RuntimeSettings, SettingsRefused
 from inventory_service import handlers as inventory
 from inventory_service.domain.model import StockItem
 from inventory_service.handlers import SkuExists
-from inventory_service.main import (
-    DEV_ADMIN_TOKEN,
-    InventorySettings,
-    create_app,
-    runtime_settings,
-)
+from inventory_service.main import SERVICE, create_app
+from inventory_service.settings import DEV_ADMIN_TOKEN, InventorySettings
 from tests.unit.fakes import FakeInventory
 
 pytestmark = pytest.mark.unit
@@ -72,15 +68,14 @@ def test_production_refuses_the_development_admin_token(monkeypatch: pytest.Monk
     _production(monkeypatch)
     assert InventorySettings().admin_token.get_secret_value() == DEV_ADMIN_TOKEN
     with pytest.raises(SettingsRefused, match="INVENTORY_ADMIN_TOKEN is a placeholder"):
-        runtime_settings(InventorySettings())
+        SERVICE.load_settings()
     monkeypatch.setenv("INVENTORY_ADMIN_TOKEN", "a-real-secret-from-the-vault")
     with pytest.raises(SettingsRefused, match="INVENTORY_ADMIN_TOKEN is too weak"):
-        runtime_settings(InventorySettings())
+        SERVICE.load_settings()
     token = secrets.token_urlsafe(32)
     monkeypatch.setenv("INVENTORY_ADMIN_TOKEN", token)
-    inventory_settings = InventorySettings()
+    settings, inventory_settings = SERVICE.load_settings()
     assert inventory_settings.admin_token.get_secret_value() == token
-    settings = runtime_settings(inventory_settings)
     create_app(settings, inventory_settings)  # builds; nothing is opened before startup
 
 

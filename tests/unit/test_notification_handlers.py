@@ -18,13 +18,13 @@ from contracts.events import (
     StockReplenished,
 )
 from contracts.topology import NOTIFICATION, SUBSCRIPTIONS, jittered_delays
+from infra.kit import bind_handlers
 from infra.messaging.errors import PermanentFailure, RetryLater
 from infra.settings import AmqpSettings
 from notification_service.adapters.metrics import MeteredChannel
 from notification_service.domain.contacts import Contact, Preference
 from notification_service.domain.model import Notification, NotificationStatus, notification_for
-from notification_service.handlers import Delivery
-from notification_service.main import build_handlers
+from notification_service.handlers import HANDLERS, Delivery
 from notification_service.settings import NotificationSettings
 
 pytestmark = pytest.mark.unit
@@ -112,7 +112,7 @@ class World:
             "webhook": FakeChannel("webhook"),
         }
         self.delivery = Delivery(self.store, self.channels, lease_s=60, clock=self.clock)
-        self.handle = build_handlers(self.contacts, self.delivery)
+        self.handle = bind_handlers(HANDLERS, self)
 
     async def deliver(self, envelope: Envelope) -> None:
         event = SUBSCRIPTIONS_BY_NAME[envelope.event_type].model_validate(envelope.payload)

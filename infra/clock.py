@@ -1,0 +1,12 @@
+"""The one clock services are handed (tests hand them a fixed or stepping one instead)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

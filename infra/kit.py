@@ -1,0 +1,169 @@
+"""The one way a service is built: a declaration, and the shared code that runs it.
+
+A service declares its name, its own settings, its handler registry ({event type: handler}),
+its HTTP routers and a `build_deps(runtime, settings)` that makes its adapters. From that one
+declaration the kit runs the lifespan (open the runtime, build the deps, subscribe every handler;
+on the way out stop the consumers, then close the deps, then the relays and connections), the
+process entry point, and the app the OpenAPI document is made from.
+
+Handlers take `(envelope, event)` and then their dependencies as keyword arguments named after
+attributes of the deps object (cosmicpython's bootstrap injects them the same way). Before
+anything connects, the declaration is checked: the registry must hold exactly the events
+`contracts.topology.SUBSCRIPTIONS` says the service consumes (a missing one would leave its
+publisher's events unroutable; an extra one would never be delivered), and every handler
+parameter must name a field of the deps class. A mistake fails the start, never silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Generic, TypeVar
+
+from fastapi import APIRouter, FastAPI
+from pydantic import ValidationError
+
+from contracts.envelope import Envelope
+from contracts.events import Event
+from contracts.topology import SUBSCRIPTIONS
+from infra.http import create_http_app
+from infra.messaging.consumer import Handler
+from infra.runtime import RedisUse, Runtime, open_runtime
+from infra.service import serve
+from infra.settings import RuntimeSettings, ServiceSettings, SettingsRefused
+
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+DepsT = TypeVar("DepsT")
+# A handler before injection: (envelope, event, *, dependency=...) -> None.
+EventHandler = Callable[..., Awaitable[None]]
+Registry = Mapping[type[Event], EventHandler]
+# The positional parameters every handler starts with; the rest are dependencies.
+_MESSAGE_PARAMETERS = 2
+
+
+class ServiceDeclarationError(Exception):
+    """A service's declaration contradicts the contracts or its own deps class."""
+
+
+@dataclass(frozen=True)
+class ServiceDefinition(Generic[SettingsT, DepsT]):
+    name: str
+    description: str
+    port: int
+    database: str
+    settings: type[SettingsT]
+    deps: type[DepsT]
+    build_deps: Callable[[Runtime, SettingsT], AbstractAsyncContextManager[DepsT]]
+    handlers: Registry
+    routers: tuple[APIRouter, ...] = ()
+    # Collections whose documents carry an outbox: each gets a relay (runtime.relays[name]).
+    outboxes: tuple[str, ...] = ()
+    redis_use: RedisUse = "required"
+
+    def create_app(self, runtime_settings: RuntimeSettings, settings: SettingsT) -> FastAPI:
+        check_declaration(self.name, self.handlers, self.deps)
+
+        @asynccontextmanager
+        async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+            async with (
+                open_runtime(runtime_settings, self.outboxes, self.redis_use) as runtime,
+                self.build_deps(runtime, settings) as deps,
+            ):
+                app.state.deps = deps
+                for event_type, handler in bind_handlers(self.handlers, deps).items():
+                    await runtime.consume(event_type, handler)
+                app.state.runtime = runtime
+                try:
+                    yield
+                finally:
+                    # In-flight handlers use the deps: they finish before the deps close.
+                    await runtime.consumer.stop()
+
+        app = create_http_app(self.name, lifespan, self.description)
+        for router in self.routers:
+            app.include_router(router)
+        return app
+
+    def load_settings(self) -> tuple[RuntimeSettings, SettingsT]:
+        """Both settings from the environment, or SettingsRefused with the reasons only."""
+        try:
+            settings = self.settings()
+        except ValidationError as error:
+            # Only the reasons: pydantic's own message would echo the input (secrets).
+            reasons = [str(e["msg"]).removeprefix("Value error, ") for e in error.errors()]
+            raise SettingsRefused(f"{self.name}: " + "; ".join(reasons)) from None
+        runtime_settings = RuntimeSettings.from_env(
+            self.name,
+            default_port=self.port,
+            default_database=self.database,
+            secrets=settings.secrets(),
+        )
+        try:
+            settings.refuse_unsafe(runtime_settings.environment)
+        except ValueError as error:
+            raise SettingsRefused(f"{self.name}: {error}") from None
+        return runtime_settings, settings
+
+    def openapi_app(self) -> FastAPI:
+        """The app as documented (docs/openapi/<name>.json); nothing is connected."""
+        runtime_settings = RuntimeSettings.from_env(
+            self.name, default_port=self.port, default_database=self.database
+        )
+        return self.create_app(runtime_settings, self.settings())
+
+    def run(self) -> None:
+        runtime_settings, settings = self.load_settings()
+        serve(self.create_app(runtime_settings, settings), runtime_settings)
+
+
+def check_declaration(service: str, handlers: Registry, deps: type[Any]) -> None:
+    """Raise ServiceDeclarationError unless the registry matches the contracts and every
+    handler's dependencies are fields of `deps`."""
+    subscribed = set(SUBSCRIPTIONS.get(service, ()))
+    registered = set(handlers)
+    problems = [
+        f"no handler for {t.event_type}, which {service} subscribes to in contracts.topology"
+        for t in sorted(subscribed - registered, key=lambda t: t.event_type)
+    ] + [
+        f"a handler for {t.event_type}, which {service} does not subscribe to in "
+        "contracts.topology.SUBSCRIPTIONS"
+        for t in sorted(registered - subscribed, key=lambda t: t.event_type)
+    ]
+    fields = {f.name for f in dataclasses.fields(deps)}
+    for event_type, handler in handlers.items():
+        missing = [name for name in dependency_names(handler) if name not in fields]
+        if missing:
+            problems.append(
+                f"{_name(handler)} (for {event_type.event_type}) needs {', '.join(missing)}, "
+                f"which {deps.__name__} does not have"
+            )
+    if problems:
+        raise ServiceDeclarationError(f"{service}: " + "; ".join(problems))
+
+
+def bind_handlers(handlers: Registry, deps: object) -> dict[type[Event], Handler]:
+    """Each handler with its dependencies taken from `deps` by parameter name."""
+    return {
+        event_type: _bind(handler, deps)
+        for event_type, handler in handlers.items()
+    }  # fmt: skip
+
+
+def dependency_names(handler: EventHandler) -> list[str]:
+    parameters = list(inspect.signature(handler).parameters.values())
+    return [p.name for p in parameters[_MESSAGE_PARAMETERS:]]
+
+
+def _bind(handler: EventHandler, deps: object) -> Handler:
+    bound: Callable[[Envelope, Any], Awaitable[None]] = partial(
+        handler, **{name: getattr(deps, name) for name in dependency_names(handler)}
+    )
+    return bound
+
+
+def _name(handler: EventHandler) -> str:
+    return getattr(handler, "__qualname__", repr(handler))

@@ -1,0 +1,17 @@
+"""Settings of the payment service, from `PAYMENT_*` environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from infra.settings import ServiceSettings
+
+
+class PaymentSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="PAYMENT_")
+    # A charge not answered within this is treated as the gateway being unavailable: retried
+    # through the delay tiers with the same idempotency key.
+    gateway_timeout_s: float = Field(default=5.0, gt=0)
+    # How long the simulated gateway takes to approve tok_late (a late answer, for tests).
+    simulated_late_s: float = Field(default=3.0, ge=0)
