@@ -123,9 +123,17 @@ class ServiceDefinition(Generic[SettingsT, DepsT]):
 def check_declaration(service: str, handlers: Registry, deps: type[Any]) -> None:
     """Raise ServiceDeclarationError unless the registry matches the contracts and every
     handler's dependencies are fields of `deps`."""
+    fields = {f.name for f in dataclasses.fields(deps)}
+    problems = registry_problems(service, handlers)
+    problems += dependency_problems(handlers, fields, deps.__name__)
+    if problems:
+        raise ServiceDeclarationError(f"{service}: " + "; ".join(problems))
+
+
+def registry_problems(service: str, handlers: Registry) -> list[str]:
     subscribed = set(SUBSCRIPTIONS.get(service, ()))
     registered = set(handlers)
-    problems = [
+    return [
         f"no handler for {t.event_type}, which {service} subscribes to in contracts.topology"
         for t in sorted(subscribed - registered, key=lambda t: t.event_type)
     ] + [
@@ -133,16 +141,18 @@ def check_declaration(service: str, handlers: Registry, deps: type[Any]) -> None
         "contracts.topology.SUBSCRIPTIONS"
         for t in sorted(registered - subscribed, key=lambda t: t.event_type)
     ]
-    fields = {f.name for f in dataclasses.fields(deps)}
+
+
+def dependency_problems(handlers: Registry, available: set[str], deps_name: str) -> list[str]:
+    problems = []
     for event_type, handler in handlers.items():
-        missing = [name for name in dependency_names(handler) if name not in fields]
+        missing = [name for name in dependency_names(handler) if name not in available]
         if missing:
             problems.append(
                 f"{_name(handler)} (for {event_type.event_type}) needs {', '.join(missing)}, "
-                f"which {deps.__name__} does not have"
+                f"which {deps_name} does not have"
             )
-    if problems:
-        raise ServiceDeclarationError(f"{service}: " + "; ".join(problems))
+    return problems
 
 
 def bind_handlers(handlers: Registry, deps: object) -> dict[type[Event], Handler]:
