@@ -31,7 +31,7 @@ from contracts.envelope import Envelope
 from contracts.events import Event
 from contracts.topology import SUBSCRIPTIONS
 from infra.http import create_http_app
-from infra.messaging.consumer import Handler
+from infra.messaging.dispatch import Handler
 from infra.runtime import RedisUse, Runtime, open_runtime
 from infra.service import serve
 from infra.settings import RuntimeSettings, ServiceSettings, SettingsRefused
@@ -81,7 +81,7 @@ class ServiceDefinition(Generic[SettingsT, DepsT]):
                     yield
                 finally:
                     # In-flight handlers use the deps: they finish before the deps close.
-                    await runtime.consumer.stop()
+                    await runtime.stop_consuming()
 
         app = create_http_app(self.name, lifespan, self.description)
         for router in self.routers:

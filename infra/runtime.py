@@ -19,9 +19,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 from redis.asyncio import Redis
 
 from contracts.events import Event
-from infra.messaging.broker import Broker
-from infra.messaging.consumer import Consumer, Handler
+from infra.messaging.buses import create_transport
+from infra.messaging.dispatch import Handler
 from infra.messaging.outbox import OutboxRelay
+from infra.messaging.transport import Transport
 from infra.observability.metrics import MONGO_CLIENT
 from infra.persistence.mongo import Document, client_settings, create_mongo_client, mongo_ping
 from infra.persistence.redis import create_redis, redis_ping
@@ -37,10 +38,9 @@ RedisUse = Literal["required", "optional", "unused"]
 @dataclass
 class Runtime:
     settings: RuntimeSettings
-    broker: Broker
+    transport: Transport
     mongo: AsyncMongoClient[Document]
     redis: Redis
-    consumer: Consumer
     relays: dict[str, OutboxRelay] = field(default_factory=dict)
     queues: list[str] = field(default_factory=list)
     redis_use: RedisUse = "required"
@@ -52,12 +52,20 @@ class Runtime:
     async def consume(
         self, event_type: type[Event], handler: Handler, retry_delays_ms: list[int] | None = None
     ) -> None:
-        self.queues.append(await self.consumer.subscribe(event_type, handler, retry_delays_ms))
+        subscriber = self.transport.subscriber
+        self.queues.append(await subscriber.subscribe(event_type, handler, retry_delays_ms))
+
+    async def stop_consuming(self) -> None:
+        """Stop taking deliveries and let the handlers in flight finish (bounded)."""
+        await self.transport.subscriber.stop()
 
     async def readiness(self) -> Readiness:
         """MongoDB always blocks; Redis blocks only where it is required and is not checked
         where it is unused; the broker never blocks (see infra.readiness)."""
-        checks = {"broker": self.broker.is_connected, "mongodb": await mongo_ping(self.mongo)}
+        checks = {
+            "broker": self.transport.publisher.is_connected,
+            "mongodb": await mongo_ping(self.mongo),
+        }
         if self.redis_use != "unused":
             checks["redis"] = await redis_ping(self.redis)
         required = {"mongodb", "redis"} if self.redis_use == "required" else {"mongodb"}
@@ -77,36 +85,23 @@ async def open_runtime(
     mongo = create_mongo_client(settings.mongo, settings.service)
     MONGO_CLIENT.info(client_settings(mongo))
     redis = create_redis(settings.redis)
-    amqp = settings.amqp
-    broker = Broker(
-        amqp.url,
-        settings.service,
-        heartbeat_s=amqp.heartbeat_s,
-        reconnect_base_s=amqp.reconnect_base_s,
-        reconnect_max_s=amqp.reconnect_max_s,
-    )
+    transport = create_transport(settings)
     try:
         await _wait_for("MongoDB", lambda: _require(mongo_ping(mongo)))
         if redis_use == "required":
             await _wait_for("Redis", lambda: _require(redis_ping(redis)))
-        await _wait_for("RabbitMQ", broker.connect)
-        runtime = Runtime(
-            settings,
-            broker,
-            mongo,
-            redis,
-            Consumer(broker, settings.service, settings.amqp),
-            redis_use=redis_use,
-        )
+        await _wait_for(f"the event bus ({settings.event_bus.kind})", transport.connect)
+        runtime = Runtime(settings, transport, mongo, redis, redis_use=redis_use)
+        publisher = transport.publisher
         for name in outbox_collections:
-            runtime.relays[name] = OutboxRelay(broker, runtime.db[name], settings.outbox)
+            runtime.relays[name] = OutboxRelay(publisher, runtime.db[name], settings.outbox)
             await runtime.relays[name].start()
         yield runtime
-        await runtime.consumer.stop()
+        await runtime.stop_consuming()
         for relay in runtime.relays.values():
             await relay.stop()
     finally:
-        await broker.close()
+        await transport.close()
         await redis.aclose()
         await mongo.close()
 

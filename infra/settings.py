@@ -55,6 +55,29 @@ class AmqpSettings(BaseSettings):
     delivery_limit: int = Field(default=10, ge=1)
 
 
+EventBusKind = Literal["rabbitmq", "redis", "nats"]
+DEFAULT_BUS_URLS: dict[str, str] = {
+    # A Redis of its own with append-only persistence, never the cache/session Redis.
+    "redis": "redis://127.0.0.1:6380/0",
+    "nats": "nats://127.0.0.1:4222",
+}
+
+
+class EventBusSettings(BaseSettings):
+    """`EVENT_BUS` picks the transport of every service (infra.messaging.transport);
+    `EVENT_BUS_URL` its address. RabbitMQ, the default, is configured by the AMQP_* settings."""
+
+    model_config = SettingsConfigDict(env_prefix="EVENT_BUS_")
+
+    kind: EventBusKind = Field(default="rabbitmq", validation_alias="EVENT_BUS")
+    url: str = ""
+
+    def resolved_url(self, amqp: AmqpSettings) -> str:
+        if self.url:
+            return self.url
+        return amqp.url if self.kind == "rabbitmq" else DEFAULT_BUS_URLS[self.kind]
+
+
 class MongoSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MONGO_")
 
@@ -150,6 +173,7 @@ class RuntimeSettings(BaseModel):
     service: str
     environment: Environment
     amqp: AmqpSettings
+    event_bus: EventBusSettings = Field(default_factory=EventBusSettings)
     mongo: MongoSettings
     redis: RedisSettings
     http: HttpSettings
@@ -193,6 +217,7 @@ class RuntimeSettings(BaseModel):
             service=service,
             environment=env.environment,
             amqp=AmqpSettings(),
+            event_bus=EventBusSettings(),
             mongo=mongo.model_copy(update={"database": mongo.database or default_database}),
             redis=RedisSettings(),
             http=http.model_copy(update={"port": http.port or default_port}),

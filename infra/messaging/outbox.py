@@ -35,7 +35,6 @@ from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 
 from contracts.envelope import Envelope
-from infra.messaging.broker import Broker
 from infra.messaging.errors import PublishFailed
 from infra.messaging.outage import BrokerOutage
 
@@ -47,6 +46,7 @@ from infra.messaging.outbox_entries import (
     outbox_fields,
     wrap_events,
 )
+from infra.messaging.transport import Publisher
 from infra.observability import tracing
 from infra.observability.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_RELAYED
 from infra.settings import OutboxSettings
@@ -82,7 +82,7 @@ class _Written:
 
 class OutboxRelay:
     def __init__(
-        self, broker: Broker, collection: AsyncCollection[Document], settings: OutboxSettings
+        self, broker: Publisher, collection: AsyncCollection[Document], settings: OutboxSettings
     ) -> None:
         self._broker = broker
         self._collection = collection

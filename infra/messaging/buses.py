@@ -1,0 +1,45 @@
+"""The transport of a service process, chosen by `EVENT_BUS` (infra.messaging.transport)."""
+
+from __future__ import annotations
+
+from infra.messaging.broker import Broker
+from infra.messaging.consumer import Consumer
+from infra.messaging.transport import Transport
+from infra.settings import RuntimeSettings
+
+
+class RabbitTransport:
+    """RabbitMQ: fanout exchanges, quorum queues, TTL delay tiers, a dead-letter exchange,
+    publisher confirms (infra.messaging.broker, infra.messaging.consumer)."""
+
+    def __init__(self, settings: RuntimeSettings) -> None:
+        amqp = settings.amqp
+        self.broker = Broker(
+            settings.event_bus.resolved_url(amqp),
+            settings.service,
+            heartbeat_s=amqp.heartbeat_s,
+            reconnect_base_s=amqp.reconnect_base_s,
+            reconnect_max_s=amqp.reconnect_max_s,
+        )
+        self.consumer = Consumer(self.broker, settings.service, amqp)
+
+    @property
+    def publisher(self) -> Broker:
+        return self.broker
+
+    @property
+    def subscriber(self) -> Consumer:
+        return self.consumer
+
+    async def connect(self) -> None:
+        await self.broker.connect()
+
+    async def close(self) -> None:
+        await self.broker.close()
+
+
+def create_transport(settings: RuntimeSettings) -> Transport:
+    kind = settings.event_bus.kind
+    if kind == "rabbitmq":
+        return RabbitTransport(settings)
+    raise NotImplementedError(f"EVENT_BUS={kind} is not available in this build")
