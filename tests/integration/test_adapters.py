@@ -34,6 +34,7 @@ from order_service import handlers as order_handlers
 from order_service.adapters.repository import MongoOrderRepository
 from order_service.domain.model import Order, OrderStatus
 from order_service.handlers import ConcurrentUpdate
+from tests.builders import order_placed
 
 pytestmark = pytest.mark.integration
 
@@ -46,12 +47,7 @@ async def redis(redis_url: str) -> Any:
 
 
 def placed(*lines: tuple[str, int]) -> OrderPlaced:
-    return OrderPlaced(
-        order_id=str(uuid.uuid4()),
-        customer_id="c-1",
-        lines=[OrderLine(sku=s, quantity=q) for s, q in lines],
-        payment_method="tok_ok",
-    )
+    return order_placed(*lines, order_id=str(uuid.uuid4()))
 
 
 async def inventory_store(

@@ -1,28 +1,19 @@
-from datetime import UTC, datetime
-
 import pytest
 
 from contracts.events import (
     OrderCancelled,
     OrderConfirmed,
-    OrderLine,
     OrderPlaced,
     OrderRejected,
-    PricedLine,
 )
 from order_service.domain.model import IllegalTransition, Order, OrderStatus
+from tests.builders import NOW, new_order, priced
 
 pytestmark = pytest.mark.unit
-NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def placed(*lines: tuple[str, int]) -> Order:
-    items = [OrderLine(sku=s, quantity=q) for s, q in lines] or [OrderLine(sku="SKU-1", quantity=2)]
-    return Order.place("o-1", "c-1", items, "tok_ok", NOW)
-
-
-def priced() -> list[PricedLine]:
-    return [PricedLine(sku="SKU-1", quantity=2, unit_price_cents=150)]
+    return new_order(*lines)
 
 
 def test_placing_records_order_placed_with_the_lines() -> None:
