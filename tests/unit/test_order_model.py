@@ -16,6 +16,13 @@ def placed(*lines: tuple[str, int]) -> Order:
     return new_order(*lines)
 
 
+def pending() -> Order:
+    """A placed order whose OrderPlaced is already published."""
+    order = new_order()
+    order.events.clear()
+    return order
+
+
 def test_placing_records_order_placed_with_the_lines() -> None:
     order = placed(("SKU-1", 2), ("SKU-2", 1))
     assert order.status is OrderStatus.PENDING
@@ -32,8 +39,7 @@ def test_lines_of_the_same_sku_are_merged() -> None:
 
 
 def test_happy_path_ends_confirmed_through_every_state() -> None:
-    order = placed()
-    order.events.clear()
+    order = pending()
     assert order.stock_reserved(priced(), 300, NOW, "e1")
     assert order.payment_succeeded(NOW, "e2")
     assert order.status is OrderStatus.CONFIRMED
@@ -49,8 +55,7 @@ def test_happy_path_ends_confirmed_through_every_state() -> None:
 
 
 def test_stock_failure_rejects_with_the_reason() -> None:
-    order = placed()
-    order.events.clear()
+    order = pending()
     assert order.stock_reservation_failed("insufficient stock", NOW, "e1")
     assert order.status is OrderStatus.REJECTED
     assert order.history[-1].reason == "insufficient stock"
@@ -67,8 +72,7 @@ def test_payment_failure_cancels() -> None:
 
 
 def test_a_payment_before_its_reservation_waits_on_the_order_then_applies() -> None:
-    order = placed()
-    order.events.clear()
+    order = pending()
     assert order.payment_succeeded(NOW, "e2")  # parked: nothing moves yet
     assert not order.payment_succeeded(NOW, "e2")  # the same result again
     assert order.status.value == "PENDING"  # (by value: mypy would keep it narrowed)
@@ -82,8 +86,7 @@ def test_a_payment_before_its_reservation_waits_on_the_order_then_applies() -> N
 
 
 def test_a_decline_before_its_reservation_cancels_once_reserved() -> None:
-    order = placed()
-    order.events.clear()
+    order = pending()
     assert order.payment_failed("card declined", NOW, "e2")
     order.stock_reserved(priced(), 300, NOW, "e1")
     assert order.status is OrderStatus.CANCELLED
