@@ -50,6 +50,20 @@ def placed(*lines: tuple[str, int]) -> OrderPlaced:
     return order_placed(*lines, order_id=str(uuid.uuid4()))
 
 
+async def two_skus(
+    mongo_db: AsyncDatabase[dict[str, Any]], first: tuple[str, int], second: tuple[str, int]
+) -> tuple[str, str]:
+    """Two SKUs of the test's own, (name, available) each, at 100 and 300 cents: their ids
+    start with the name, so they sort in the order of the names."""
+    skus = []
+    for (name, available), price_cents in ((first, 100), (second, 300)):
+        sku = f"{name}-{uuid.uuid4().hex[:6]}".upper()
+        document = {"_id": sku, "name": name, "price_cents": price_cents, "available": available}
+        await mongo_db["stock"].insert_one(document | {"version": 1})
+        skus.append(sku)
+    return skus[0], skus[1]
+
+
 async def inventory_store(
     mongo_url: str, db: AsyncDatabase[dict[str, Any]], broker: Broker, cache: RedisStockCache
 ) -> MongoInventoryStore:
@@ -68,13 +82,7 @@ async def inventory_store(
 async def test_concurrent_reservations_never_oversell_and_cache_follows(
     mongo_url: str, mongo_db: AsyncDatabase[dict[str, Any]], broker: Broker, redis: Redis
 ) -> None:
-    sku_a, sku_b = f"A-{uuid.uuid4().hex[:6]}".upper(), f"B-{uuid.uuid4().hex[:6]}".upper()
-    await mongo_db["stock"].insert_many(
-        [
-            {"_id": sku_a, "name": "a", "price_cents": 100, "available": 10, "version": 1},
-            {"_id": sku_b, "name": "b", "price_cents": 300, "available": 7, "version": 1},
-        ]
-    )
+    sku_a, sku_b = await two_skus(mongo_db, ("a", 10), ("b", 7))
     cache = RedisStockCache(redis, ttl_s=60)
     store = await inventory_store(mongo_url, mongo_db, broker, cache)
     orders = [placed((sku_a, 1), (sku_b, 1)) for _ in range(12)] + [
@@ -211,13 +219,7 @@ async def test_an_order_short_on_one_sku_takes_nothing_and_is_refused_with_the_r
 ) -> None:
     # The SKU that is short sorts last, so the first one was already taken when the
     # transaction found out: the abort must give it back.
-    sku_a, sku_z = f"A-{uuid.uuid4().hex[:6]}".upper(), f"Z-{uuid.uuid4().hex[:6]}".upper()
-    await mongo_db["stock"].insert_many(
-        [
-            {"_id": sku_a, "name": "a", "price_cents": 100, "available": 5, "version": 1},
-            {"_id": sku_z, "name": "z", "price_cents": 300, "available": 3, "version": 1},
-        ]
-    )
+    sku_a, sku_z = await two_skus(mongo_db, ("a", 5), ("z", 3))
     store = await inventory_store(mongo_url, mongo_db, broker, RedisStockCache(redis, ttl_s=60))
     order = placed((sku_a, 2), (sku_z, 4))
     await inventory.on_order_placed(Envelope.wrap(order, producer="t"), order, store)
