@@ -43,9 +43,12 @@ def priced() -> list[PricedLine]:
 
 
 def new_order(
-    *lines: tuple[str, int], order_id: str = "o-1", deadline_s: float = DEFAULT_DEADLINE_S
+    *lines: tuple[str, int],
+    order_id: str = "o-1",
+    deadline_s: float = DEFAULT_DEADLINE_S,
+    now: datetime = NOW,
 ) -> Order:
-    """An order placed at NOW; two SKU-1 when no lines are given."""
+    """An order placed at `now`; two SKU-1 when no lines are given."""
     return Order.place(
-        order_id, "c-1", lines_of(*lines) or lines_of(("SKU-1", 2)), "tok_ok", NOW, deadline_s
+        order_id, "c-1", lines_of(*lines) or lines_of(("SKU-1", 2)), "tok_ok", now, deadline_s
     )

@@ -34,7 +34,7 @@ from order_service import handlers as order_handlers
 from order_service.adapters.repository import MongoOrderRepository
 from order_service.domain.model import Order, OrderStatus
 from order_service.handlers import ConcurrentUpdate
-from tests.builders import order_placed
+from tests.builders import new_order, order_placed
 
 pytestmark = pytest.mark.integration
 
@@ -177,10 +177,7 @@ async def test_a_consumer_starting_from_a_stale_remembered_order_reads_it_again(
     relay = OutboxRelay(broker, mongo_db["orders"], OutboxSettings())
     replica_a = MongoOrderRepository(mongo_db["orders"], relay, "order")
     replica_b = MongoOrderRepository(mongo_db["orders"], relay, "order")
-    order = Order.place(
-        str(uuid.uuid4()), "c-1", [OrderLine(sku="SKU-1", quantity=2)], "tok_ok",
-        datetime.now(UTC),
-    )  # fmt: skip
+    order = new_order(order_id=str(uuid.uuid4()), now=datetime.now(UTC))
     await replica_a.save(order)
     reserved = StockReserved(
         order_id=order.order_id,
@@ -297,10 +294,7 @@ async def test_two_events_of_one_order_at_once_take_turns_without_a_conflict(
         repository = MongoOrderRepository(
             orders, OutboxRelay(broker, orders, OutboxSettings()), "order"
         )
-        order = Order.place(
-            str(uuid.uuid4()), "c-1", [OrderLine(sku="SKU-1", quantity=2)], "tok_ok",
-            datetime.now(UTC),
-        )  # fmt: skip
+        order = new_order(order_id=str(uuid.uuid4()), now=datetime.now(UTC))
         await repository.save(order)
         reserved = StockReserved(
             order_id=order.order_id, customer_id="c-1", total_cents=1000, payment_method="tok_ok",
