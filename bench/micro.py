@@ -79,6 +79,31 @@ def report_variants(
     return rate, cpu
 
 
+def recorded(
+    runs: dict[str, list[Round]],
+    median: dict[str, float],
+    cpu: dict[str, float],
+    unit: str,
+    **setting: int,
+) -> dict[str, Any]:
+    """A part's rounds and medians as written to the results file."""
+    return {
+        "runs": {k: [r._asdict() for r in v] for k, v in runs.items()},
+        f"median_{unit}_per_s": median,
+        "median_cpu_us": cpu,
+        **setting,
+    }
+
+
+def runtime_target(
+    what: str, other: str, median: dict[str, float], variant: str, goal: float
+) -> Target:
+    """The runtime's median rate over another variant's: at least `goal` times."""
+    return Target(
+        f"runtime {what} ÷ {other}", ratio(median["runtime"], median[variant]), goal, False, "x"
+    )
+
+
 async def profiled(label: str, out: Path, work: Callable[[], Awaitable[Any]]) -> list[str]:
     recording = profiling.record(os.getpid(), label, out, max_s=120, rate=250)
     await asyncio.sleep(1.0)  # py-spy needs a moment to attach before the work starts
@@ -109,27 +134,10 @@ async def publish_part(args: argparse.Namespace, url: str, out: dict[str, Any]) 
         print(f"\n== publisher: {args.inflight} in flight, median of {args.rounds} rounds ==")
         median, cpu = report_variants(runs, "msg")
         print(f"  CPU per message runtime ÷ raw: {fmt(ratio(cpu['runtime'], cpu['raw']))}x")
-        out["publish"] = {
-            "runs": {k: [r._asdict() for r in v] for k, v in runs.items()},
-            "median_msgs_per_s": median,
-            "median_cpu_us": cpu,
-            "inflight": args.inflight,
-        }
+        out["publish"] = recorded(runs, median, cpu, "msgs", inflight=args.inflight)
         targets = [
-            Target(
-                "runtime Broker.publish ÷ raw aio-pika (same window)",
-                ratio(median["runtime"], median["raw"]),
-                0.9,
-                False,
-                "x",
-            ),
-            Target(
-                "runtime Broker.publish ÷ raw aio-pika await-each",
-                ratio(median["runtime"], median["raw-each"]),
-                5,
-                False,
-                "x",
-            ),
+            runtime_target("Broker.publish", "raw aio-pika (same window)", median, "raw", 0.9),
+            runtime_target("Broker.publish", "raw aio-pika await-each", median, "raw-each", 5),
         ]
         if args.profile and any(t.met is False for t in targets):
             out_dir = args.out / "profiles"
@@ -171,27 +179,12 @@ async def relay_part(args: argparse.Namespace, url: str, out: dict[str, Any]) ->
         for other in ("raw", "faststream"):
             relative_cpu = ratio(cpu["runtime"], cpu[other])
             print(f"  CPU per event runtime ÷ {other}: {fmt(relative_cpu)}x")
-        out["relay"] = {
-            "runs": {k: [r._asdict() for r in v] for k, v in runs.items()},
-            "median_events_per_s": median,
-            "median_cpu_us": cpu,
-            "prefetch": args.prefetch,
-        }
+        out["relay"] = recorded(runs, median, cpu, "events", prefetch=args.prefetch)
         targets = [
-            Target(
-                "runtime relay ÷ raw aio-pika relay (same queue, prefetch)",
-                ratio(median["runtime"], median["raw"]),
-                0.9,
-                False,
-                "x",
+            runtime_target(
+                "relay", "raw aio-pika relay (same queue, prefetch)", median, "raw", 0.9
             ),
-            Target(
-                "runtime relay ÷ FastStream relay",
-                ratio(median["runtime"], median["faststream"]),
-                1.2,
-                False,
-                "x",
-            ),
+            runtime_target("relay", "FastStream relay", median, "faststream", 1.2),
         ]
         if args.profile and any(t.met is False for t in targets):
             events = args.relay_events * 3  # enough samples

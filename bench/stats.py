@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -35,14 +35,7 @@ class Summary:
     mean: float
 
     def as_dict(self) -> dict[str, float]:
-        return {
-            "count": self.count,
-            "p50": self.p50,
-            "p95": self.p95,
-            "p99": self.p99,
-            "max": self.max,
-            "mean": self.mean,
-        }
+        return asdict(self)
 
 
 def summarize(values: Sequence[float]) -> Summary:

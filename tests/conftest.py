@@ -11,15 +11,17 @@ from __future__ import annotations
 import os
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
+import httpx
 import pytest
 import redis
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from pymongo import MongoClient
+from pymongo import AsyncMongoClient, MongoClient
 
 from infra import devstack
 from infra.devstack import Management, MongoServer, RabbitVhost
@@ -191,6 +193,22 @@ def redis_url(use_testcontainers: bool) -> Iterator[str]:
         yield flushed(url)
     finally:
         container.stop()
+
+
+@pytest.fixture(scope="session")
+async def mongo(mongo_url: str) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
+    """A client of the session's MongoDB, for tests that check what a pipeline stored."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    yield client
+    await client.close()
+
+
+@pytest.fixture(scope="session")
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    """One HTTP client for the tests that talk to a pipeline's services."""
+    limits = httpx.Limits(max_connections=64)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        yield client
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from contracts.topology import dead_letter_queue_name, queue_name
 from infra.devstack import RabbitVhost
-from tests.e2e.pipeline import Pipeline, running_pipeline
+from tests.e2e.pipeline import Pipeline, pipeline_fixture
 from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.browser
@@ -44,24 +44,14 @@ DLQ = dead_letter_queue_name(WORK_QUEUE)
 UI_WAIT_S = 20
 
 
-@pytest.fixture(scope="module")
-def pipeline(
-    rabbitmq_vhost: RabbitVhost,
-    mongo_url: str,
-    redis_url: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Pipeline]:
-    one_short_tier = {"payment": {"AMQP_RETRY_DELAYS_MS": "[300]"}}
-    with running_pipeline(
-        rabbitmq_vhost,
-        mongo_url,
-        redis_url,
-        tmp_path_factory.mktemp("browser-service-logs"),
-        {"OUTBOX_POLL_INTERVAL_S": "0.5"},
-        service_env=one_short_tier,
-        seed=(5, 100),
-    ) as running:
-        yield running
+# A pipeline of its own: its payment service has one short retry tier, and the test counts
+# the messages in that service's DLQ.
+pipeline = pipeline_fixture(
+    "pipeline",
+    {"OUTBOX_POLL_INTERVAL_S": "0.5"},
+    service_env={"payment": {"AMQP_RETRY_DELAYS_MS": "[300]"}},
+    seed=(5, 100),
+)
 
 
 @pytest.fixture

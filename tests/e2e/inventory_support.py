@@ -1,19 +1,16 @@
 """Helpers shared by the inventory end-to-end tests (no tests in here): a fresh pipeline of
-one's own, SKUs of one's own, and orders walked to their end over HTTP."""
+one's own (FAST_RETRIES), SKUs of one's own, and orders walked to their end over HTTP."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import Any
 
 import httpx
 from pymongo import AsyncMongoClient
 
-from infra.devstack import RabbitVhost
-from tests.e2e.pipeline import Pipeline, running_pipeline
+from tests.e2e.pipeline import Pipeline
 from tests.integration.waiting import eventually
 
 TERMINAL = ("CONFIRMED", "REJECTED", "CANCELLED")
@@ -22,19 +19,6 @@ ADMIN = {"Authorization": "Bearer dev-admin-token"}  # the development default
 Mongo = AsyncMongoClient[dict[str, Any]]
 # Short retry tiers keep tok_flaky (two transient failures) to a few seconds.
 FAST_RETRIES = {"AMQP_RETRY_DELAYS_MS": "[500,1000,2000]", "OUTBOX_POLL_INTERVAL_S": "0.5"}
-
-
-def fresh_pipeline(
-    rabbitmq_vhost: RabbitVhost,
-    mongo_url: str,
-    redis_url: str,
-    log_dir: Path,
-    service_env: dict[str, dict[str, str]] | None = None,
-) -> AbstractContextManager[Pipeline]:
-    """The four services on a vhost and databases of their own, with short retries."""
-    return running_pipeline(
-        rabbitmq_vhost, mongo_url, redis_url, log_dir, FAST_RETRIES, service_env
-    )
 
 
 def unique_sku(prefix: str) -> str:

@@ -6,11 +6,14 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 from urllib.parse import quote
+
+import pytest
 
 from infra import devstack
 from infra.devstack import RabbitVhost, free_port
@@ -145,3 +148,40 @@ def running_pipeline(
         for name in running.names():
             print(f"--- {name} log tail ---\n{running.tail(name, 15)}")
     assert codes == dict.fromkeys(running.names(), 0), f"unclean shutdown: {codes}"
+
+
+ServiceEnv = dict[str, dict[str, str]]
+Scope = Literal["session", "package", "module", "class", "function"]
+
+
+def pipeline_fixture(
+    name: str,
+    extra_env: dict[str, str] | None = None,
+    *,
+    scope: Scope = "module",
+    service_env: ServiceEnv | Callable[[pytest.FixtureRequest], ServiceEnv] | None = None,
+    seed: tuple[int, int] | None = None,
+    extra_replicas: dict[str, int] | None = None,
+) -> Any:
+    """A fixture `name` that runs a pipeline of its own (running_pipeline) on the session's
+    servers for `scope`. `service_env` may be computed from other fixtures through the request
+    (a Redis of the test's own, say)."""
+
+    @pytest.fixture(scope=scope, name=name)
+    def running(
+        request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    ) -> Iterator[Pipeline]:
+        per_service = service_env(request) if callable(service_env) else service_env
+        with running_pipeline(
+            request.getfixturevalue("rabbitmq_vhost"),
+            request.getfixturevalue("mongo_url"),
+            request.getfixturevalue("redis_url"),
+            tmp_path_factory.mktemp(f"{name}-logs"),
+            extra_env,
+            per_service,
+            seed,
+            extra_replicas,
+        ) as pipeline:
+            yield pipeline
+
+    return running

@@ -11,11 +11,9 @@ import aio_pika
 import httpx
 import pytest
 
-from contracts.topology import exchange_name
-from infra.messaging import codec
 from tests.e2e.inventory_support import ADMIN, unique_sku
 from tests.e2e.pipeline import Pipeline
-from tests.integration.waiting import eventually
+from tests.integration.events import collected, listening
 
 pytestmark = pytest.mark.e2e
 
@@ -23,30 +21,14 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 async def replenished(pipeline: Pipeline) -> AsyncIterator[aio_pika.abc.AbstractQueue]:
     connection = await aio_pika.connect(pipeline.amqp_url)
-    channel = await connection.channel()
-    queue = await channel.declare_queue(exclusive=True)
-    exchange = await channel.declare_exchange(
-        exchange_name("StockReplenished"), aio_pika.ExchangeType.FANOUT, durable=True
-    )
-    await queue.bind(exchange)
-    yield queue
+    yield await listening(await connection.channel(), "StockReplenished")
     await connection.close()
 
 
 async def announced(queue: aio_pika.abc.AbstractQueue, sku: str, count: int) -> list[Any]:
-    payloads: list[Any] = []
-
-    async def fetch() -> bool:
-        message = await queue.get(fail=False, no_ack=True)
-        if message is not None:
-            envelope, event = codec.decode(message.body)
-            if envelope.correlation_id == sku:
-                assert envelope.producer == "inventory"
-                payloads.append(event.model_dump())
-        return len(payloads) >= count
-
-    await eventually(fetch)
-    return payloads
+    found = await collected(queue, count, sku)
+    assert [envelope.producer for envelope, _ in found] == ["inventory"] * count
+    return [event.model_dump() for _, event in found]
 
 
 async def test_admin_endpoints_need_the_admin_token(

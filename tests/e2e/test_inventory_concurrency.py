@@ -7,16 +7,13 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from infra.devstack import RabbitVhost
 from tests.e2e.conftest import register_and_login
-from tests.e2e.inventory_support import TERMINAL, Mongo, Shop, fresh_pipeline, unique_sku
-from tests.e2e.pipeline import Pipeline
+from tests.e2e.inventory_support import FAST_RETRIES, TERMINAL, Mongo, Shop, unique_sku
+from tests.e2e.pipeline import Pipeline, pipeline_fixture
 from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -26,16 +23,7 @@ CUSTOMERS = 4
 STOCK = (40, 25, 15)
 
 
-@pytest.fixture(scope="module")
-def crowded_pipeline(
-    rabbitmq_vhost: RabbitVhost,
-    mongo_url: str,
-    redis_url: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Pipeline]:
-    log_dir: Path = tmp_path_factory.mktemp("concurrency-logs")
-    with fresh_pipeline(rabbitmq_vhost, mongo_url, redis_url, log_dir) as pipeline:
-        yield pipeline
+crowded_pipeline = pipeline_fixture("crowded_pipeline", FAST_RETRIES)
 
 
 def plan(index: int, skus: list[str]) -> tuple[list[tuple[str, int]], str]:

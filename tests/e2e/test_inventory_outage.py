@@ -9,16 +9,14 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from infra import devstack
-from infra.devstack import RabbitVhost
 from tests.e2e.conftest import register_and_login
-from tests.e2e.inventory_support import Mongo, Shop, fresh_pipeline, unique_sku
-from tests.e2e.pipeline import Pipeline
+from tests.e2e.inventory_support import FAST_RETRIES, Mongo, Shop, unique_sku
+from tests.e2e.pipeline import Pipeline, ServiceEnv, pipeline_fixture
 from tests.integration.redis_process import OwnRedis
 from tests.integration.waiting import eventually
 
@@ -38,20 +36,14 @@ def own_redis() -> Iterator[OwnRedis]:
         server.kill()
 
 
-@pytest.fixture(scope="module")
-def outage_pipeline(
-    rabbitmq_vhost: RabbitVhost,
-    mongo_url: str,
-    redis_url: str,
-    own_redis: OwnRedis,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Pipeline]:
-    log_dir: Path = tmp_path_factory.mktemp("outage-logs")
-    inventory_env = {"REDIS_URL": own_redis.url, "INVENTORY_CACHE_BREAKER_S": "0.5"}
-    with fresh_pipeline(
-        rabbitmq_vhost, mongo_url, redis_url, log_dir, {"inventory": inventory_env}
-    ) as pipeline:
-        yield pipeline
+def _inventory_on_own_redis(request: pytest.FixtureRequest) -> ServiceEnv:
+    own_redis: OwnRedis = request.getfixturevalue("own_redis")
+    return {"inventory": {"REDIS_URL": own_redis.url, "INVENTORY_CACHE_BREAKER_S": "0.5"}}
+
+
+outage_pipeline = pipeline_fixture(
+    "outage_pipeline", FAST_RETRIES, service_env=_inventory_on_own_redis
+)
 
 
 async def timed_stock(shop: Shop, sku: str) -> tuple[int, int, str, float]:

@@ -5,7 +5,6 @@ processes sweeping), and a charge the gateway answers after the deadline is refu
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,7 +16,7 @@ from pymongo import AsyncMongoClient
 
 from contracts.topology import queue_name
 from tests.e2e.conftest import register_and_login
-from tests.e2e.pipeline import Pipeline, running_pipeline
+from tests.e2e.pipeline import Pipeline, pipeline_fixture
 from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -35,34 +34,17 @@ DEADLINE_ENV = {
 }
 
 
-def deadline_pipeline(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, order_processes: int
-) -> Iterator[Pipeline]:
-    log_dir = tmp_path_factory.mktemp(f"deadline-logs-{order_processes}")
-    with running_pipeline(
-        request.getfixturevalue("rabbitmq_vhost"),
-        request.getfixturevalue("mongo_url"),
-        request.getfixturevalue("redis_url"),
-        log_dir,
-        DEADLINE_ENV,
-        seed=(4, STOCK),
-        extra_replicas={"order": order_processes - 1},
-    ) as running:
-        yield running
-
-
-@pytest.fixture
-def one_order_process(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Pipeline]:
-    yield from deadline_pipeline(request, tmp_path_factory, 1)
-
-
-@pytest.fixture
-def two_order_processes(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Pipeline]:
-    yield from deadline_pipeline(request, tmp_path_factory, 2)
+# A pipeline per test: a deadline test counts the expiries and refunds of its own processes.
+one_order_process = pipeline_fixture(
+    "one_order_process", DEADLINE_ENV, scope="function", seed=(4, STOCK)
+)
+two_order_processes = pipeline_fixture(
+    "two_order_processes",
+    DEADLINE_ENV,
+    scope="function",
+    seed=(4, STOCK),
+    extra_replicas={"order": 1},
+)
 
 
 class Stack:
@@ -166,14 +148,20 @@ def assert_ended_by_deadline(order: dict[str, Any]) -> None:
     assert datetime.fromisoformat(order["history"][-1]["at"]) >= deadline_at
 
 
+async def a_lost_reservation_answer_ends_by_the_deadline(stack: Stack, sku: str) -> str:
+    """The order ends CANCELLED by its deadline, its stock back, its customer told once."""
+    order_id, order = await lose_the_reservation_answer(stack, sku)
+    assert_ended_by_deadline(order)
+    await stack.stock_is_back(sku)
+    assert await stack.notifications(order_id, 1) == ["order_cancelled"]
+    return order_id
+
+
 async def test_an_order_whose_reservation_answer_is_lost_ends_by_its_deadline(
     one_order_process: Pipeline, http: httpx.AsyncClient, mongo: Mongo
 ) -> None:
     stack = Stack(one_order_process, http, mongo)
-    order_id, order = await lose_the_reservation_answer(stack, "SKU-0001")
-    assert_ended_by_deadline(order)
-    await stack.stock_is_back("SKU-0001")
-    assert await stack.notifications(order_id, 1) == ["order_cancelled"]
+    order_id = await a_lost_reservation_answer_ends_by_the_deadline(stack, "SKU-0001")
     # Payment met the cancellation first: voided, never charged.
     payment = await eventually(lambda: stack.db("payment")["payments"].find_one({"_id": order_id}))
     assert payment["status"] == "VOIDED"
@@ -188,10 +176,7 @@ async def test_two_order_processes_end_an_overdue_order_once(
     two_order_processes: Pipeline, http: httpx.AsyncClient, mongo: Mongo
 ) -> None:
     stack = Stack(two_order_processes, http, mongo)
-    order_id, order = await lose_the_reservation_answer(stack, "SKU-0002")
-    assert_ended_by_deadline(order)
-    await stack.stock_is_back("SKU-0002")
-    assert await stack.notifications(order_id, 1) == ["order_cancelled"]
+    order_id = await a_lost_reservation_answer_ends_by_the_deadline(stack, "SKU-0002")
     document = await stack.db("order")["orders"].find_one({"_id": order_id})
     published = [e["event_type"] for e in document["outbox"]]
     assert published.count("OrderCancelled") == 1

@@ -63,17 +63,23 @@ async def test_a_forged_cursor_is_a_400_with_a_reason(
     assert_problem(response, 400, "invalid_cursor")
 
 
+async def put_webhook_url(
+    http: httpx.AsyncClient, pipeline: Pipeline, auth: dict[str, str], length: int
+) -> httpx.Response:
+    """The customer's preference set to a webhook URL `length` characters long."""
+    base = "https://hooks.example.com/"
+    return await http.put(
+        f"{pipeline.url('order')}/customers/me/notification-preference",
+        json={"channel": "webhook", "webhook_url": base + "a" * (length - len(base))},
+        headers=auth,
+    )
+
+
 @pytest.mark.parametrize("length", [WEBHOOK_URL_MAX_LENGTH + 1, 2083])
 async def test_a_webhook_url_the_event_would_refuse_is_refused_by_the_api(
     http: httpx.AsyncClient, pipeline: Pipeline, auth: dict[str, str], length: int
 ) -> None:
-    base = "https://hooks.example.com/"
-    url = base + "a" * (length - len(base))
-    response = await http.put(
-        f"{pipeline.url('order')}/customers/me/notification-preference",
-        json={"channel": "webhook", "webhook_url": url},
-        headers=auth,
-    )
+    response = await put_webhook_url(http, pipeline, auth, length)
     problem = assert_problem(response, 422, "invalid_request")
     assert str(WEBHOOK_URL_MAX_LENGTH) in problem["detail"]
 
@@ -81,13 +87,7 @@ async def test_a_webhook_url_the_event_would_refuse_is_refused_by_the_api(
 async def test_the_longest_webhook_url_passes_api_and_event(
     http: httpx.AsyncClient, pipeline: Pipeline, auth: dict[str, str]
 ) -> None:
-    base = "https://hooks.example.com/"
-    url = base + "a" * (WEBHOOK_URL_MAX_LENGTH - len(base))
-    response = await http.put(
-        f"{pipeline.url('order')}/customers/me/notification-preference",
-        json={"channel": "webhook", "webhook_url": url},
-        headers=auth,
-    )
+    response = await put_webhook_url(http, pipeline, auth, WEBHOOK_URL_MAX_LENGTH)
     assert response.status_code < 300, response.text
 
 

@@ -9,15 +9,13 @@ import json
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from schemathesis import openapi as schemathesis_openapi
 
-from infra.devstack import RabbitVhost
-from tests.e2e.pipeline import Pipeline, running_pipeline
+from tests.e2e.pipeline import Pipeline, pipeline_fixture
 
 pytestmark = pytest.mark.fuzz
 CHECKS = ",".join(
@@ -32,17 +30,9 @@ CHECKS = ",".join(
 SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
 
 
-@pytest.fixture(scope="module")
-def fuzzed_pipeline(
-    rabbitmq_vhost: RabbitVhost, mongo_url: str, redis_url: str, tmp_path: Path
-) -> Iterator[Pipeline]:
-    with running_pipeline(rabbitmq_vhost, mongo_url, redis_url, tmp_path, seed=(60, 100)) as p:
-        yield p
-
-
-@pytest.fixture(scope="module")
-def tmp_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("fuzz")
+# A pipeline of its own: fuzzed logins rate-limit 127.0.0.1 and the fuzzed admin endpoints
+# restock whatever SKUs they name, which no other test's pipeline should see.
+fuzzed_pipeline = pipeline_fixture("fuzzed_pipeline", seed=(60, 100))
 
 
 def login(pipeline: Pipeline) -> str:

@@ -35,6 +35,7 @@ from order_service import handlers as order_handlers
 from order_service.adapters.repository import MongoOrderRepository
 from order_service.domain.model import Order, OrderStatus
 from order_service.handlers import ConcurrentUpdate
+from tests.builders import new_order, order_placed
 
 pytestmark = pytest.mark.integration
 
@@ -47,12 +48,21 @@ async def redis(redis_url: str) -> Any:
 
 
 def placed(*lines: tuple[str, int]) -> OrderPlaced:
-    return OrderPlaced(
-        order_id=str(uuid.uuid4()),
-        customer_id="c-1",
-        lines=[OrderLine(sku=s, quantity=q) for s, q in lines],
-        payment_method="tok_ok",
-    )
+    return order_placed(*lines, order_id=str(uuid.uuid4()))
+
+
+async def two_skus(
+    mongo_db: AsyncDatabase[dict[str, Any]], first: tuple[str, int], second: tuple[str, int]
+) -> tuple[str, str]:
+    """Two SKUs of the test's own, (name, available) each, at 100 and 300 cents: their ids
+    start with the name, so they sort in the order of the names."""
+    skus = []
+    for (name, available), price_cents in ((first, 100), (second, 300)):
+        sku = f"{name}-{uuid.uuid4().hex[:6]}".upper()
+        document = {"_id": sku, "name": name, "price_cents": price_cents, "available": available}
+        await mongo_db["stock"].insert_one(document | {"version": 1})
+        skus.append(sku)
+    return skus[0], skus[1]
 
 
 async def inventory_store(
@@ -73,13 +83,7 @@ async def inventory_store(
 async def test_concurrent_reservations_never_oversell_and_cache_follows(
     mongo_url: str, mongo_db: AsyncDatabase[dict[str, Any]], broker: Broker, redis: Redis
 ) -> None:
-    sku_a, sku_b = f"A-{uuid.uuid4().hex[:6]}".upper(), f"B-{uuid.uuid4().hex[:6]}".upper()
-    await mongo_db["stock"].insert_many(
-        [
-            {"_id": sku_a, "name": "a", "price_cents": 100, "available": 10, "version": 1},
-            {"_id": sku_b, "name": "b", "price_cents": 300, "available": 7, "version": 1},
-        ]
-    )
+    sku_a, sku_b = await two_skus(mongo_db, ("a", 10), ("b", 7))
     cache = RedisStockCache(redis, ttl_s=60)
     store = await inventory_store(mongo_url, mongo_db, broker, cache)
     orders = [placed((sku_a, 1), (sku_b, 1)) for _ in range(12)] + [
@@ -174,10 +178,7 @@ async def test_a_consumer_starting_from_a_stale_remembered_order_reads_it_again(
     relay = OutboxRelay(broker, mongo_db["orders"], OutboxSettings())
     replica_a = MongoOrderRepository(mongo_db["orders"], relay, "order")
     replica_b = MongoOrderRepository(mongo_db["orders"], relay, "order")
-    order = Order.place(
-        str(uuid.uuid4()), "c-1", [OrderLine(sku="SKU-1", quantity=2)], "tok_ok",
-        datetime.now(UTC),
-    )  # fmt: skip
+    order = new_order(order_id=str(uuid.uuid4()), now=datetime.now(UTC))
     await replica_a.save(order)
     reserved = StockReserved(
         order_id=order.order_id,
@@ -218,13 +219,7 @@ async def test_an_order_short_on_one_sku_takes_nothing_and_is_refused_with_the_r
 ) -> None:
     # The SKU that is short sorts last, so the first one was already taken when the
     # transaction found out: the abort must give it back.
-    sku_a, sku_z = f"A-{uuid.uuid4().hex[:6]}".upper(), f"Z-{uuid.uuid4().hex[:6]}".upper()
-    await mongo_db["stock"].insert_many(
-        [
-            {"_id": sku_a, "name": "a", "price_cents": 100, "available": 5, "version": 1},
-            {"_id": sku_z, "name": "z", "price_cents": 300, "available": 3, "version": 1},
-        ]
-    )
+    sku_a, sku_z = await two_skus(mongo_db, ("a", 5), ("z", 3))
     store = await inventory_store(mongo_url, mongo_db, broker, RedisStockCache(redis, ttl_s=60))
     order = placed((sku_a, 2), (sku_z, 4))
     await inventory.on_order_placed(Envelope.wrap(order, producer="t"), order, store)
@@ -302,10 +297,7 @@ async def test_two_events_of_one_order_at_once_take_turns_without_a_conflict(
         repository = MongoOrderRepository(
             orders, OutboxRelay(broker, orders, OutboxSettings()), "order"
         )
-        order = Order.place(
-            str(uuid.uuid4()), "c-1", [OrderLine(sku="SKU-1", quantity=2)], "tok_ok",
-            datetime.now(UTC),
-        )  # fmt: skip
+        order = new_order(order_id=str(uuid.uuid4()), now=datetime.now(UTC))
         await repository.save(order)
         reserved = StockReserved(
             order_id=order.order_id, customer_id="c-1", total_cents=1000, payment_method="tok_ok",

@@ -11,7 +11,7 @@ import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import aio_pika
 import pytest
@@ -110,15 +110,29 @@ async def forget(channel: AbstractChannel, *queues: str) -> None:
     await channel.close()
 
 
-async def test_an_operator_inspects_fixes_and_replays_dead_letters(
-    broker: Broker, rabbitmq_vhost: RabbitVhost
-) -> None:
-    rabbit = rabbitmq_vhost
+class Subscribed(NamedTuple):
+    service: str
+    settings: AmqpSettings
+    channel: AbstractChannel
+    work: str
+    dlq: str
+
+
+async def subscribed(broker: Broker) -> Subscribed:
+    """A service of the test's own subscribed to OrderPlaced, without retry tiers: its work
+    queue and its DLQ."""
     service = f"dlqcli-{uuid.uuid4().hex[:6]}"
     settings = AmqpSettings(retry_delays_ms=[])
     channel = await broker.new_channel()
     work = (await declare_subscription(channel, service, "OrderPlaced", settings)).name
-    dlq = dead_letter_queue_name(work)
+    return Subscribed(service, settings, channel, work, dead_letter_queue_name(work))
+
+
+async def test_an_operator_inspects_fixes_and_replays_dead_letters(
+    broker: Broker, rabbitmq_vhost: RabbitVhost
+) -> None:
+    rabbit = rabbitmq_vhost
+    service, settings, channel, work, dlq = await subscribed(broker)
 
     broken = True
     handled: list[str] = []
@@ -289,11 +303,7 @@ async def test_a_replay_killed_midway_loses_nothing(
     """SIGKILL the CLI while it moves letters: every letter is still in the DLQ or in the
     work queue afterwards (one may be in both: a duplicate is allowed, a loss is not)."""
     rabbit = rabbitmq_vhost
-    service = f"dlqcli-{uuid.uuid4().hex[:6]}"
-    settings = AmqpSettings(retry_delays_ms=[])
-    channel = await broker.new_channel()
-    work = (await declare_subscription(channel, service, "OrderPlaced", settings)).name
-    dlq = dead_letter_queue_name(work)
+    service, settings, channel, work, dlq = await subscribed(broker)
 
     async def poisoned(envelope: Envelope, event: OrderPlaced) -> None:
         raise PermanentFailure("warehouse offline")

@@ -17,8 +17,6 @@ from redis.asyncio import Redis
 
 from contracts.envelope import Envelope
 from contracts.events import OrderLine, OrderPlaced
-from contracts.topology import exchange_name
-from infra.messaging import codec
 from infra.messaging.broker import Broker
 from infra.messaging.outbox import OutboxRelay
 from infra.settings import OutboxSettings
@@ -26,6 +24,7 @@ from inventory_service import handlers as inventory
 from inventory_service.adapters.cache import RedisStockCache
 from inventory_service.adapters.store import MongoInventoryStore
 from inventory_service.handlers import SkuExists
+from tests.integration.events import collected, listening
 from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -68,28 +67,11 @@ async def store(
 @pytest.fixture
 async def replenished(broker: Broker) -> aio_pika.abc.AbstractQueue:
     """Our own queue on the StockReplenished exchange, to see what is published."""
-    channel = await broker.new_channel()
-    queue = await channel.declare_queue(exclusive=True)
-    exchange = await channel.declare_exchange(
-        exchange_name("StockReplenished"), aio_pika.ExchangeType.FANOUT, durable=True
-    )
-    await queue.bind(exchange)
-    return queue
+    return await listening(await broker.new_channel(), "StockReplenished")
 
 
 async def payloads(queue: aio_pika.abc.AbstractQueue, sku: str, count: int) -> list[Any]:
-    got: list[Any] = []
-
-    async def fetch() -> bool:
-        message = await queue.get(fail=False, no_ack=True)
-        if message is not None:
-            envelope, event = codec.decode(message.body)
-            if envelope.correlation_id == sku:
-                got.append(event)
-        return len(got) >= count
-
-    await eventually(fetch)
-    return got
+    return [event for _, event in await collected(queue, count, sku)]
 
 
 def new_sku() -> str:

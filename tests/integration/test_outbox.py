@@ -19,6 +19,7 @@ from infra.messaging import codec
 from infra.messaging.broker import Broker
 from infra.messaging.outbox import OutboxRelay, merge_updates, outbox_append, outbox_fields
 from infra.settings import OutboxSettings
+from tests.integration.events import collected, listening
 from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -31,26 +32,11 @@ def confirmed(order_id: str) -> Envelope:
 
 
 async def listen(broker: Broker) -> aio_pika.abc.AbstractQueue:
-    channel = await broker.new_channel()
-    queue = await channel.declare_queue(exclusive=True)
-    exchange = await channel.declare_exchange(
-        exchange_name("OrderConfirmed"), aio_pika.ExchangeType.FANOUT, durable=True
-    )
-    await queue.bind(exchange)
-    return queue
+    return await listening(await broker.new_channel(), "OrderConfirmed")
 
 
 async def received(queue: aio_pika.abc.AbstractQueue, count: int) -> list[Envelope]:
-    got: list[Envelope] = []
-
-    async def fetch() -> bool:
-        message = await queue.get(fail=False, no_ack=True)
-        if message is not None:
-            got.append(codec.decode(message.body)[0])
-        return len(got) >= count
-
-    await eventually(fetch)
-    return got
+    return [envelope for envelope, _ in await collected(queue, count)]
 
 
 async def test_fast_path_publishes_in_order_and_marks_sent(

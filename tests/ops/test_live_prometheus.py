@@ -31,7 +31,7 @@ from contracts.topology import dead_letter_queue_name, exchange_name, queue_name
 from infra.devstack import RabbitVhost
 from infra.devstack.prometheus import PrometheusServer, start_prometheus
 from infra.devstack.services import SERVICES
-from tests.e2e.pipeline import Pipeline, running_pipeline
+from tests.e2e.pipeline import Pipeline, pipeline_fixture
 from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.ops
@@ -50,19 +50,12 @@ POISON_EVENT, POISON_CONSUMER = "OrderConfirmed", "notification"
 STUCK_FOR = timedelta(minutes=2)
 
 
-@pytest.fixture(scope="module")
-def pipeline(
-    rabbitmq_vhost: RabbitVhost,
-    mongo_url: str,
-    redis_url: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Pipeline]:
-    fast = {"AMQP_RETRY_DELAYS_MS": "[500]", "OUTBOX_POLL_INTERVAL_S": "0.5"}
-    log_dir = tmp_path_factory.mktemp("ops-service-logs")
-    with running_pipeline(
-        rabbitmq_vhost, mongo_url, redis_url, log_dir, fast, seed=(5, 100)
-    ) as running:
-        yield running
+# A pipeline of its own: these tests stop a service and unbind an exchange.
+pipeline = pipeline_fixture(
+    "pipeline",
+    {"AMQP_RETRY_DELAYS_MS": "[500]", "OUTBOX_POLL_INTERVAL_S": "0.5"},
+    seed=(5, 100),
+)
 
 
 @pytest.fixture(scope="module")

@@ -5,17 +5,14 @@ of 127.0.0.1 and ::1 must be refused while a receiver on 127.0.0.2 gets its deli
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from pymongo import AsyncMongoClient
 
-from infra.devstack import RabbitVhost
-from tests.e2e.pipeline import Pipeline, running_pipeline
+from tests.e2e.pipeline import Pipeline, pipeline_fixture
 
 PASSWORD = "correct horse battery"
 LIMITS = {
@@ -33,37 +30,18 @@ LIMITS = {
 }
 
 
-@pytest.fixture(scope="session")
-def stack(
-    rabbitmq_vhost: RabbitVhost,
-    mongo_url: str,
-    redis_url: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Pipeline]:
-    env = {
+stack = pipeline_fixture(
+    "stack",
+    {
         **{name: str(value) for name, value in LIMITS.items()},
         "WEBHOOK_ALLOWED_CIDRS": '["127.0.0.2/32"]',
         "NOTIFICATION_WEBHOOK_TIMEOUT_S": "2",
         "AMQP_RETRY_DELAYS_MS": "[1000,2000,4000]",
         "OUTBOX_POLL_INTERVAL_S": "0.5",
-    }
-    log_dir = tmp_path_factory.mktemp("security-logs")
-    with running_pipeline(rabbitmq_vhost, mongo_url, redis_url, log_dir, env, seed=(20, 100)) as p:
-        yield p
-
-
-@pytest.fixture(scope="session")
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    limits = httpx.Limits(max_connections=64)
-    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
-        yield client
-
-
-@pytest.fixture(scope="session")
-async def mongo(mongo_url: str) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
-    yield client
-    await client.close()
+    },
+    scope="package",
+    seed=(20, 100),
+)
 
 
 @pytest.fixture

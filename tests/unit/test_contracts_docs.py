@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from contracts import topology
 from contracts.asyncapi import (
     DEFAULT_DELIVERY_LIMIT,
     DEFAULT_RETRY_DELAYS_MS,
@@ -23,15 +24,6 @@ from contracts.docs import (
 )
 from contracts.envelope import Envelope
 from contracts.events import EVENT_SCHEMAS, OrderLine, OrderPlaced
-from contracts.topology import (
-    PUBLICATIONS,
-    SUBSCRIPTIONS,
-    dead_letter_queue_name,
-    exchange_name,
-    jittered_delays,
-    queue_name,
-    retry_tier_name,
-)
 from infra.settings import AmqpSettings
 
 pytestmark = pytest.mark.unit
@@ -51,10 +43,10 @@ def test_it_is_an_asyncapi_3_document_for_the_local_broker() -> None:
 def test_one_channel_per_fanout_exchange() -> None:
     assert sorted(DOC["channels"]) == TYPES
     for event_type, channel in DOC["channels"].items():
-        assert channel["address"] == exchange_name(event_type)
+        assert channel["address"] == topology.exchange_name(event_type)
         exchange = channel["bindings"]["amqp"]["exchange"]
         assert exchange == {
-            "name": exchange_name(event_type),
+            "name": topology.exchange_name(event_type),
             "type": "fanout",
             "durable": True,
             "autoDelete": False,
@@ -66,11 +58,11 @@ def test_one_channel_per_fanout_exchange() -> None:
 def test_operations_follow_publications_and_subscriptions() -> None:
     expected = {
         (service, "send", cls.event_type)
-        for service, events in PUBLICATIONS.items()
+        for service, events in topology.PUBLICATIONS.items()
         for cls in events
     } | {
         (service, "receive", cls.event_type)
-        for service, events in SUBSCRIPTIONS.items()
+        for service, events in topology.SUBSCRIPTIONS.items()
         for cls in events
     }
     found = {
@@ -82,17 +74,17 @@ def test_operations_follow_publications_and_subscriptions() -> None:
 
 def test_a_receive_operation_names_its_queue_dlq_and_retry_tiers() -> None:
     operation = DOC["operations"]["inventory_receiveOrderPlaced"]
-    queue = queue_name("inventory", "OrderPlaced")
+    queue = topology.queue_name("inventory", "OrderPlaced")
     binding = operation["bindings"]["amqp"]
     assert binding["ack"] is True
     assert binding["x-queue"]["name"] == queue
-    assert binding["x-queue"]["deadLetterQueue"] == dead_letter_queue_name(queue)
+    assert binding["x-queue"]["deadLetterQueue"] == topology.dead_letter_queue_name(queue)
     assert binding["x-queue"]["retryQueues"] == [
-        retry_tier_name("inventory", variant)
+        topology.retry_tier_name("inventory", variant)
         for delay in DEFAULT_RETRY_DELAYS_MS
-        for variant in jittered_delays(delay, DEFAULT_RETRY_JITTER)
+        for variant in topology.jittered_delays(delay, DEFAULT_RETRY_JITTER)
     ]
-    assert f"`{dead_letter_queue_name(queue)}`" in operation["description"]
+    assert f"`{topology.dead_letter_queue_name(queue)}`" in operation["description"]
 
 
 def test_documented_defaults_match_the_runtime_settings() -> None:

@@ -4,14 +4,11 @@ from functools import partial
 
 import pytest
 
-from contracts.envelope import Envelope
 from contracts.events import (
-    Event,
     OrderLine,
     OrderPlaced,
     PaymentFailed,
     PaymentSucceeded,
-    PricedLine,
     StockReserved,
 )
 from infra.clock import utc_now
@@ -23,6 +20,7 @@ from order_service import handlers as orders
 from order_service.domain.model import OrderStatus
 from payment_service import handlers as payment
 from payment_service.domain.model import PaymentStatus
+from tests.builders import order_placed, stock_reserved, wrapped
 from tests.unit.fakes import (
     FakeGateway,
     FakeInventory,
@@ -33,27 +31,12 @@ from tests.unit.fakes import (
 pytestmark = pytest.mark.unit
 
 
-def env(event: Event) -> Envelope:
-    return Envelope.wrap(event, producer="test")
-
-
 def placed(order_id: str = "o-1", quantity: int = 2) -> OrderPlaced:
-    return OrderPlaced(
-        order_id=order_id,
-        customer_id="c-1",
-        lines=[OrderLine(sku="SKU-1", quantity=quantity)],
-        payment_method="tok_ok",
-    )
+    return order_placed(("SKU-1", quantity), order_id=order_id)
 
 
 def reserved(order_id: str) -> StockReserved:
-    return StockReserved(
-        order_id=order_id,
-        customer_id="c-1",
-        lines=[PricedLine(sku="SKU-1", quantity=2, unit_price_cents=100)],
-        total_cents=200,
-        payment_method="tok_ok",
-    )
+    return stock_reserved(2, 100, order_id)
 
 
 async def test_order_handlers_walk_an_order_to_confirmed_once() -> None:
@@ -65,10 +48,10 @@ async def test_order_handlers_walk_an_order_to_confirmed_once() -> None:
     success = PaymentSucceeded(
         order_id=order.order_id, amount_cents=200, payment_id="p", gateway_reference="ch"
     )
-    await orders.on_stock_reserved(env(reservation), reservation, orders=repo, clock=utc_now)
-    await orders.on_payment_succeeded(env(success), success, orders=repo, clock=utc_now)
+    await orders.on_stock_reserved(wrapped(reservation), reservation, orders=repo, clock=utc_now)
+    await orders.on_payment_succeeded(wrapped(success), success, orders=repo, clock=utc_now)
     await orders.on_payment_succeeded(
-        env(success), success, orders=repo, clock=utc_now
+        wrapped(success), success, orders=repo, clock=utc_now
     )  # redelivered
     assert repo.orders[order.order_id].status is OrderStatus.CONFIRMED
     assert [e.event_type for e in repo.published] == ["OrderPlaced", "OrderConfirmed"]
@@ -80,10 +63,10 @@ async def test_a_payment_result_that_overtakes_the_reservation_is_not_lost() -> 
         repo, "c-1", [OrderLine(sku="SKU-1", quantity=2)], "tok_decline", id_secret=b"s"
     )
     failed = PaymentFailed(order_id=order.order_id, amount_cents=200, reason="declined")
-    await orders.on_payment_failed(env(failed), failed, orders=repo, clock=utc_now)
+    await orders.on_payment_failed(wrapped(failed), failed, orders=repo, clock=utc_now)
     assert repo.orders[order.order_id].status is OrderStatus.PENDING
     reservation = reserved(order.order_id)
-    await orders.on_stock_reserved(env(reservation), reservation, orders=repo, clock=utc_now)
+    await orders.on_stock_reserved(wrapped(reservation), reservation, orders=repo, clock=utc_now)
     assert repo.orders[order.order_id].status is OrderStatus.CANCELLED
     assert [e.event_type for e in repo.published] == ["OrderPlaced", "OrderCancelled"]
 
@@ -92,20 +75,20 @@ async def test_event_for_an_unknown_order_is_retried() -> None:
     event = reserved("nope")
     with pytest.raises(RetryLater):
         await orders.on_stock_reserved(
-            env(event), event, orders=FakeOrderRepository(), clock=utc_now
+            wrapped(event), event, orders=FakeOrderRepository(), clock=utc_now
         )
 
 
 async def test_inventory_reserves_once_and_releases_once() -> None:
     store = FakeInventory({"SKU-1": StockItem("SKU-1", "Mug", 100, available=5)})
     order = placed(quantity=2)
-    await inventory.on_order_placed(env(order), order, store)
-    await inventory.on_order_placed(env(order), order, store)  # redelivered
+    await inventory.on_order_placed(wrapped(order), order, store)
+    await inventory.on_order_placed(wrapped(order), order, store)  # redelivered
     assert store.stock["SKU-1"].available == 3
     assert len(store.published) == 1
     failed = PaymentFailed(order_id="o-1", amount_cents=200, reason="declined")
-    await inventory.on_payment_failed(env(failed), failed, store)
-    await inventory.on_payment_failed(env(failed), failed, store)  # redelivered
+    await inventory.on_payment_failed(wrapped(failed), failed, store)
+    await inventory.on_payment_failed(wrapped(failed), failed, store)  # redelivered
     assert store.stock["SKU-1"].available == 5
     assert store.reservations["o-1"].status is ReservationStatus.RELEASED
 
@@ -113,7 +96,7 @@ async def test_inventory_reserves_once_and_releases_once() -> None:
 async def test_inventory_rejects_without_touching_stock() -> None:
     store = FakeInventory({"SKU-1": StockItem("SKU-1", "Mug", 100, available=1)})
     order = placed(quantity=2)
-    await inventory.on_order_placed(env(order), order, store)
+    await inventory.on_order_placed(wrapped(order), order, store)
     assert store.stock["SKU-1"].available == 1
     assert store.reservations["o-1"].status is ReservationStatus.FAILED
 
@@ -124,9 +107,9 @@ async def test_transient_gateway_failure_is_retried_and_charged_once() -> None:
     event = reserved("o-1")
     for _ in range(2):
         with pytest.raises(RetryLater):
-            await charge(env(event), event)
-    await charge(env(event), event)
-    await charge(env(event), event)  # redelivered
+            await charge(wrapped(event), event)
+    await charge(wrapped(event), event)
+    await charge(wrapped(event), event)  # redelivered
     assert payments.payments["o-1"].status is PaymentStatus.SUCCEEDED
     assert payments.calls("o-1") == 3
     assert gateway.captures == {"order-o-1": 200}
@@ -136,7 +119,7 @@ async def test_decline_is_recorded_as_failed_payment() -> None:
     payments = FakePayments()
     event = reserved("o-1")
     await payment.on_stock_reserved(
-        env(event),
+        wrapped(event),
         event,
         gateway=FakeGateway(approve=False),
         payments=payments,

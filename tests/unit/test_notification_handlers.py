@@ -162,12 +162,18 @@ async def test_a_sent_notification_is_never_sent_again() -> None:
     assert world.store.records["o-1:order_confirmed"].attempts == 1
 
 
-async def test_a_failed_send_stays_pending_and_the_redelivery_sends_it() -> None:
+async def a_first_email_that_fails() -> tuple[World, Envelope]:
+    """A registered customer's OrderConfirmed whose first email send failed (RetryLater)."""
     world = World(email_failures=1)
     await registered(world)
     envelope = Envelope.wrap(CONFIRMED, producer="test")
     with pytest.raises(RetryLater):
         await world.deliver(envelope)
+    return world, envelope
+
+
+async def test_a_failed_send_stays_pending_and_the_redelivery_sends_it() -> None:
+    world, envelope = await a_first_email_that_fails()
     record = world.store.records["o-1:order_confirmed"]
     assert (record.status, record.attempts) == (NotificationStatus.PENDING, 1)
     assert "email unavailable" in world.store.errors[record.key]
@@ -231,11 +237,7 @@ async def test_the_newest_preference_chooses_the_channel_whatever_the_arrival_or
 
 
 async def test_a_retry_after_a_preference_change_uses_the_new_channel() -> None:
-    world = World(email_failures=1)
-    await registered(world)
-    envelope = Envelope.wrap(CONFIRMED, producer="test")
-    with pytest.raises(RetryLater):
-        await world.deliver(envelope)
+    world, envelope = await a_first_email_that_fails()
     await world.publish(NotificationPreferenceChanged(customer_id="c-1", channel="log"))
     await world.deliver(envelope)
     assert world.sent("log") == ["o-1:order_confirmed"]

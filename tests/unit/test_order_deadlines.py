@@ -3,7 +3,7 @@ order once however many replicas sweep. Pure: fakes, no I/O."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -13,7 +13,6 @@ from contracts.events import (
     OrderCancelled,
     OrderLine,
     OrderPlaced,
-    PricedLine,
     StockReserved,
 )
 from infra.messaging.outbox import outbox_entry
@@ -21,22 +20,17 @@ from order_service.adapters.repository import to_state
 from order_service.deadlines import DeadlineSweeper, expire_overdue
 from order_service.domain.model import Order, OrderStatus
 from order_service.rebuild import differences, rebuild_order
+from tests.builders import NOW, new_order, priced
 from tests.unit.fakes import FakeOrderRepository
 
 pytestmark = pytest.mark.unit
-NOW = datetime(2026, 1, 1, tzinfo=UTC)
 LATER = NOW + timedelta(seconds=60)
 
 
 def placed(order_id: str = "o-1", deadline_s: float = 60) -> Order:
-    order = Order.place(order_id, "c-1", [OrderLine(sku="SKU-1", quantity=2)], "tok_ok", NOW,
-                        deadline_s)  # fmt: skip
+    order = new_order(order_id=order_id, deadline_s=deadline_s)
     order.events.clear()
     return order
-
-
-def priced() -> list[PricedLine]:
-    return [PricedLine(sku="SKU-1", quantity=2, unit_price_cents=150)]
 
 
 class OverdueRepository(FakeOrderRepository):

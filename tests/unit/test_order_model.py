@@ -1,28 +1,26 @@
-from datetime import UTC, datetime
-
 import pytest
 
 from contracts.events import (
     OrderCancelled,
     OrderConfirmed,
-    OrderLine,
     OrderPlaced,
     OrderRejected,
-    PricedLine,
 )
 from order_service.domain.model import IllegalTransition, Order, OrderStatus
+from tests.builders import NOW, new_order, priced
 
 pytestmark = pytest.mark.unit
-NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def placed(*lines: tuple[str, int]) -> Order:
-    items = [OrderLine(sku=s, quantity=q) for s, q in lines] or [OrderLine(sku="SKU-1", quantity=2)]
-    return Order.place("o-1", "c-1", items, "tok_ok", NOW)
+    return new_order(*lines)
 
 
-def priced() -> list[PricedLine]:
-    return [PricedLine(sku="SKU-1", quantity=2, unit_price_cents=150)]
+def pending() -> Order:
+    """A placed order whose OrderPlaced is already published."""
+    order = new_order()
+    order.events.clear()
+    return order
 
 
 def test_placing_records_order_placed_with_the_lines() -> None:
@@ -41,8 +39,7 @@ def test_lines_of_the_same_sku_are_merged() -> None:
 
 
 def test_happy_path_ends_confirmed_through_every_state() -> None:
-    order = placed()
-    order.events.clear()
+    order = pending()
     assert order.stock_reserved(priced(), 300, NOW, "e1")
     assert order.payment_succeeded(NOW, "e2")
     assert order.status is OrderStatus.CONFIRMED
@@ -58,8 +55,7 @@ def test_happy_path_ends_confirmed_through_every_state() -> None:
 
 
 def test_stock_failure_rejects_with_the_reason() -> None:
-    order = placed()
-    order.events.clear()
+    order = pending()
     assert order.stock_reservation_failed("insufficient stock", NOW, "e1")
     assert order.status is OrderStatus.REJECTED
     assert order.history[-1].reason == "insufficient stock"
@@ -76,8 +72,7 @@ def test_payment_failure_cancels() -> None:
 
 
 def test_a_payment_before_its_reservation_waits_on_the_order_then_applies() -> None:
-    order = placed()
-    order.events.clear()
+    order = pending()
     assert order.payment_succeeded(NOW, "e2")  # parked: nothing moves yet
     assert not order.payment_succeeded(NOW, "e2")  # the same result again
     assert order.status.value == "PENDING"  # (by value: mypy would keep it narrowed)
@@ -91,8 +86,7 @@ def test_a_payment_before_its_reservation_waits_on_the_order_then_applies() -> N
 
 
 def test_a_decline_before_its_reservation_cancels_once_reserved() -> None:
-    order = placed()
-    order.events.clear()
+    order = pending()
     assert order.payment_failed("card declined", NOW, "e2")
     order.stock_reserved(priced(), 300, NOW, "e1")
     assert order.status is OrderStatus.CANCELLED

@@ -7,21 +7,14 @@ from contracts.events import (
     OrderConfirmed,
     PaymentFailed,
     PaymentSucceeded,
-    PricedLine,
-    StockReserved,
 )
 from notification_service.domain.model import notification_for
 from payment_service.domain.model import ChargeResult, Payment, PaymentStatus, idempotency_key
+from tests.builders import stock_reserved
 
 pytestmark = pytest.mark.unit
 
-RESERVED = StockReserved(
-    order_id="o-1",
-    customer_id="c-1",
-    lines=[PricedLine(sku="SKU-1", quantity=1, unit_price_cents=999)],
-    total_cents=999,
-    payment_method="tok_ok",
-)
+RESERVED = stock_reserved(1, 999)
 
 
 def test_approved_charge_settles_as_succeeded() -> None:

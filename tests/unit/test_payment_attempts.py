@@ -10,21 +10,12 @@ from infra.messaging.errors import RetryLater
 from payment_service import handlers as payment
 from payment_service.adapters.timeout import TimedGateway
 from payment_service.domain.model import AttemptOutcome, GatewayUnavailable, PaymentStatus
+from tests.builders import stock_reserved, wrapped
 from tests.unit.fakes import FakeGateway, FakePayments, HangingGateway
 
 pytestmark = pytest.mark.unit
 
-RESERVED = StockReserved(
-    order_id="o-1",
-    customer_id="c-1",
-    lines=[PricedLine(sku="SKU-1", quantity=3, unit_price_cents=250)],
-    total_cents=750,
-    payment_method="tok_ok",
-)
-
-
-def envelope() -> Envelope:
-    return Envelope.wrap(RESERVED, producer="test")
+RESERVED = stock_reserved(3, 250)
 
 
 async def test_a_gateway_that_does_not_answer_in_time_is_unavailable() -> None:
@@ -42,7 +33,7 @@ async def test_a_timeout_is_retried_later_and_recorded_as_an_unavailable_attempt
         payments=payments,
     )
     with pytest.raises(RetryLater, match="payment gateway unavailable"):
-        await charge(envelope(), RESERVED)
+        await charge(wrapped(RESERVED), RESERVED)
     [attempt] = payments.attempts
     assert attempt.outcome is AttemptOutcome.UNAVAILABLE
     assert attempt.error is not None
@@ -66,9 +57,9 @@ async def test_every_attempt_is_recorded_and_the_payment_counts_them() -> None:
     )
     for _ in range(2):
         with pytest.raises(RetryLater):
-            await charge(envelope(), RESERVED)
-    await charge(envelope(), RESERVED)
-    await charge(envelope(), RESERVED)  # a redelivery after settling: no new attempt
+            await charge(wrapped(RESERVED), RESERVED)
+    await charge(wrapped(RESERVED), RESERVED)
+    await charge(wrapped(RESERVED), RESERVED)  # a redelivery after settling: no new attempt
     assert [a.outcome for a in payments.attempts] == [
         AttemptOutcome.UNAVAILABLE,
         AttemptOutcome.UNAVAILABLE,
@@ -87,7 +78,7 @@ async def test_every_attempt_is_recorded_and_the_payment_counts_them() -> None:
 async def test_a_decline_is_one_attempt_and_a_payment_failed_with_the_reason() -> None:
     payments = FakePayments()
     await payment.on_stock_reserved(
-        envelope(),
+        wrapped(RESERVED),
         RESERVED,
         gateway=FakeGateway(approve=False),
         payments=payments,

@@ -12,8 +12,6 @@ from contracts.events import (
     DEADLINE_REASON,
     OrderCancelled,
     PaymentRefunded,
-    PricedLine,
-    StockReserved,
 )
 from infra.messaging.errors import RetryLater
 from payment_service import handlers as payment
@@ -23,17 +21,12 @@ from payment_service.domain.model import (
     PaymentStatus,
     refund_reason,
 )
+from tests.builders import stock_reserved
 from tests.unit.fakes import FakeGateway, FakePayments
 
 pytestmark = pytest.mark.unit
 
-RESERVED = StockReserved(
-    order_id="o-1",
-    customer_id="c-1",
-    lines=[PricedLine(sku="SKU-1", quantity=2, unit_price_cents=250)],
-    total_cents=500,
-    payment_method="tok_ok",
-)
+RESERVED = stock_reserved(2, 250)
 CANCELLED = OrderCancelled(order_id="o-1", customer_id="c-1", reason=DEADLINE_REASON)
 
 

@@ -1,7 +1,8 @@
 import pytest
 
-from contracts.events import OrderLine, OrderPlaced, StockReservationFailed, StockReserved
+from contracts.events import OrderPlaced, StockReservationFailed, StockReserved
 from inventory_service.domain.model import Reservation, ReservationStatus, StockItem
+from tests.builders import order_placed
 
 pytestmark = pytest.mark.unit
 
@@ -12,12 +13,7 @@ STOCK = {
 
 
 def order(*lines: tuple[str, int]) -> OrderPlaced:
-    return OrderPlaced(
-        order_id="o-1",
-        customer_id="c-1",
-        lines=[OrderLine(sku=s, quantity=q) for s, q in lines],
-        payment_method="tok_ok",
-    )
+    return order_placed(*lines)
 
 
 def test_reserves_all_lines_priced_from_the_catalog() -> None:
