@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from contracts.events import PaymentFailed, PaymentSucceeded, StockReservationFailed, StockReserved
 from contracts.topology import ORDER
+from infra.clock import utc_now
 from infra.http import create_http_app
 from infra.persistence.rate_limits import RedisRateLimiter
 from infra.persistence.sessions import RedisSessionStore
@@ -28,8 +29,12 @@ from order_service.wiring import OrderServiceDeps
 
 
 async def build(runtime: Runtime, settings: OrderSettings) -> OrderServiceDeps:
-    orders = MongoOrderRepository(runtime.db["orders"], runtime.relays["orders"], ORDER)
-    customers = MongoCustomerStore(runtime.db["customers"], runtime.relays["customers"], ORDER)
+    orders = MongoOrderRepository(
+        runtime.db["orders"], runtime.relays["orders"], ORDER, clock=utc_now
+    )
+    customers = MongoCustomerStore(
+        runtime.db["customers"], runtime.relays["customers"], ORDER, clock=utc_now
+    )
     await orders.create_indexes()
     await customers.create_indexes()
     guard = RedisLoginGuard(
@@ -44,7 +49,9 @@ async def build(runtime: Runtime, settings: OrderSettings) -> OrderServiceDeps:
         settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism
     )
     limiter = RedisRateLimiter(runtime.redis, settings.rate_window_s)
-    return OrderServiceDeps(orders, customers, sessions, guard, passwords, limiter, settings)
+    return OrderServiceDeps(
+        orders, customers, sessions, guard, passwords, limiter, settings, utc_now
+    )
 
 
 def create_app(runtime_settings: RuntimeSettings, settings: OrderSettings) -> FastAPI:
@@ -54,16 +61,21 @@ def create_app(runtime_settings: RuntimeSettings, settings: OrderSettings) -> Fa
         async with open_runtime(runtime_settings, outbox_collections=outboxes) as runtime:
             app.state.deps = deps = await build(runtime, settings)
             orders = deps.orders
-            await runtime.consume(StockReserved, partial(handlers.on_stock_reserved, orders=orders))
+            await runtime.consume(
+                StockReserved, partial(handlers.on_stock_reserved, orders=orders, clock=utc_now)
+            )
             await runtime.consume(
                 StockReservationFailed,
-                partial(handlers.on_stock_reservation_failed, orders=orders),
+                partial(handlers.on_stock_reservation_failed, orders=orders, clock=utc_now),
             )
             await runtime.consume(
-                PaymentSucceeded, partial(handlers.on_payment_succeeded, orders=orders)
+                PaymentSucceeded,
+                partial(handlers.on_payment_succeeded, orders=orders, clock=utc_now),
             )
-            await runtime.consume(PaymentFailed, partial(handlers.on_payment_failed, orders=orders))
-            sweeper = DeadlineSweeper(orders, settings.deadline_sweep_s)
+            await runtime.consume(
+                PaymentFailed, partial(handlers.on_payment_failed, orders=orders, clock=utc_now)
+            )
+            sweeper = DeadlineSweeper(orders, settings.deadline_sweep_s, clock=utc_now)
             sweeper.start()
             app.state.runtime = runtime
             try:

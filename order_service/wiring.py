@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from infra.clock import Clock
 from infra.persistence.rate_limits import RedisRateLimiter
 from infra.persistence.sessions import RedisSessionStore
 from order_service.adapters.customers import MongoCustomerStore
@@ -22,3 +23,4 @@ class OrderServiceDeps:
     passwords: Passwords
     limiter: RedisRateLimiter
     settings: OrderSettings
+    clock: Clock

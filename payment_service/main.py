@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.events import OrderCancelled, StockReserved
 from contracts.topology import PAYMENT
+from infra.clock import utc_now
 from infra.http import create_http_app
 from infra.runtime import open_runtime
 from infra.service import serve
@@ -38,9 +39,11 @@ def create_app(settings: RuntimeSettings, payment: PaymentSettings | None = None
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_runtime(settings, ("payments",), redis_use="unused") as runtime:
             relay = runtime.relays["payments"]
-            payments = MongoPaymentRepository(runtime.db["payments"], relay, PAYMENT)
+            payments = MongoPaymentRepository(runtime.db["payments"], relay, PAYMENT, clock=utc_now)
             gateway = TimedGateway(
-                SimulatedGateway(runtime.db["gateway_charges"], payment.simulated_late_s),
+                SimulatedGateway(
+                    runtime.db["gateway_charges"], payment.simulated_late_s, clock=utc_now
+                ),
                 payment.gateway_timeout_s,
             )
             await runtime.consume(
@@ -49,6 +52,7 @@ def create_app(settings: RuntimeSettings, payment: PaymentSettings | None = None
                     handlers.on_stock_reserved,
                     gateway=gateway,
                     payments=payments,
+                    clock=utc_now,
                 ),
             )
             await runtime.consume(
