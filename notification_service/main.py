@@ -23,6 +23,7 @@ from contracts.events import (
 )
 from contracts.topology import NOTIFICATION, SUBSCRIPTIONS
 from contracts.webhook_urls import parse_networks
+from infra.clock import Clock, utc_now
 from infra.http import create_http_app
 from infra.messaging.consumer import Handler
 from infra.persistence.sessions import SessionReader
@@ -37,7 +38,8 @@ from notification_service.adapters.metrics import MeteredChannel
 from notification_service.adapters.store import MongoNotificationStore
 from notification_service.adapters.webhook import WebhookChannel
 from notification_service.api import ApiDeps, router
-from notification_service.handlers import Channel, ContactStore, Delivery
+from notification_service.handlers import Delivery
+from notification_service.ports import Channel, ContactStore
 from notification_service.settings import NotificationSettings
 
 log = logging.getLogger(__name__)
@@ -58,14 +60,18 @@ def build_channels(settings: NotificationSettings, http: httpx.AsyncClient) -> d
     return {"log": logged, "email": email, "webhook": webhook}
 
 
-def build_handlers(contacts: ContactStore, delivery: Delivery) -> dict[type[Event], Handler]:
-    on_outcome = partial(handlers.on_order_outcome, contacts=contacts, delivery=delivery)
+def build_handlers(
+    contacts: ContactStore, delivery: Delivery, clock: Clock
+) -> dict[type[Event], Handler]:
+    on_outcome = partial(
+        handlers.on_order_outcome, contacts=contacts, delivery=delivery, clock=clock
+    )
     return {
         OrderConfirmed: on_outcome,
         OrderRejected: on_outcome,
         OrderCancelled: on_outcome,
         PaymentRefunded: on_outcome,
-        StockReplenished: partial(handlers.on_stock_replenished, delivery=delivery),
+        StockReplenished: partial(handlers.on_stock_replenished, delivery=delivery, clock=clock),
         CustomerRegistered: partial(handlers.on_customer_registered, contacts=contacts),
         NotificationPreferenceChanged: partial(handlers.on_preference_changed, contacts=contacts),
     }
@@ -93,7 +99,7 @@ def create_app(runtime_settings: RuntimeSettings, settings: NotificationSettings
             )
             channels = build_channels(settings, http)
             delivery = Delivery(notifications, channels, settings.send_lease_s)
-            by_type = build_handlers(MongoContactStore(runtime.db["contacts"]), delivery)
+            by_type = build_handlers(MongoContactStore(runtime.db["contacts"]), delivery, utc_now)
             # Every subscription of the contract, or no start (KeyError): an event type
             # without a queue here would make its publisher's publishes unroutable.
             for event_type in SUBSCRIPTIONS[NOTIFICATION]:
