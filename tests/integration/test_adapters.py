@@ -33,7 +33,7 @@ from inventory_service.domain.model import StockItem
 from order_service import handlers as order_handlers
 from order_service.adapters.repository import MongoOrderRepository
 from order_service.domain.model import Order, OrderStatus
-from order_service.handlers import ConcurrentUpdate
+from order_service.ports import ConcurrentUpdate
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ from infra.settings import OutboxSettings
 from inventory_service import handlers as inventory
 from inventory_service.adapters.cache import RedisStockCache
 from inventory_service.adapters.store import MongoInventoryStore
-from inventory_service.handlers import SkuExists
+from inventory_service.ports import SkuExists
 from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.integration

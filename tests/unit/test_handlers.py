@@ -14,6 +14,7 @@ from contracts.events import (
     PricedLine,
     StockReserved,
 )
+from infra.clock import utc_now
 from infra.messaging.errors import RetryLater
 from inventory_service import handlers as inventory
 from inventory_service.domain.model import ReservationStatus, StockItem
@@ -58,15 +59,17 @@ def reserved(order_id: str) -> StockReserved:
 async def test_order_handlers_walk_an_order_to_confirmed_once() -> None:
     repo = FakeOrderRepository()
     order, _ = await commands.place_order(
-        repo, "c-1", [OrderLine(sku="SKU-1", quantity=2)], "tok_ok", id_secret=b"s"
+        repo, "c-1", [OrderLine(sku="SKU-1", quantity=2)], "tok_ok", clock=utc_now, id_secret=b"s"
     )
     reservation = reserved(order.order_id)
     success = PaymentSucceeded(
         order_id=order.order_id, amount_cents=200, payment_id="p", gateway_reference="ch"
     )
-    await orders.on_stock_reserved(env(reservation), reservation, repo)
-    await orders.on_payment_succeeded(env(success), success, repo)
-    await orders.on_payment_succeeded(env(success), success, repo)  # redelivered
+    await orders.on_stock_reserved(env(reservation), reservation, orders=repo, clock=utc_now)
+    await orders.on_payment_succeeded(env(success), success, orders=repo, clock=utc_now)
+    await orders.on_payment_succeeded(
+        env(success), success, orders=repo, clock=utc_now
+    )  # redelivered
     assert repo.orders[order.order_id].status is OrderStatus.CONFIRMED
     assert [e.event_type for e in repo.published] == ["OrderPlaced", "OrderConfirmed"]
 
@@ -74,13 +77,18 @@ async def test_order_handlers_walk_an_order_to_confirmed_once() -> None:
 async def test_a_payment_result_that_overtakes_the_reservation_is_not_lost() -> None:
     repo = FakeOrderRepository()
     order, _ = await commands.place_order(
-        repo, "c-1", [OrderLine(sku="SKU-1", quantity=2)], "tok_decline", id_secret=b"s"
+        repo,
+        "c-1",
+        [OrderLine(sku="SKU-1", quantity=2)],
+        "tok_decline",
+        clock=utc_now,
+        id_secret=b"s",
     )
     failed = PaymentFailed(order_id=order.order_id, amount_cents=200, reason="declined")
-    await orders.on_payment_failed(env(failed), failed, repo)
+    await orders.on_payment_failed(env(failed), failed, orders=repo, clock=utc_now)
     assert repo.orders[order.order_id].status is OrderStatus.PENDING
     reservation = reserved(order.order_id)
-    await orders.on_stock_reserved(env(reservation), reservation, repo)
+    await orders.on_stock_reserved(env(reservation), reservation, orders=repo, clock=utc_now)
     assert repo.orders[order.order_id].status is OrderStatus.CANCELLED
     assert [e.event_type for e in repo.published] == ["OrderPlaced", "OrderCancelled"]
 
@@ -88,19 +96,21 @@ async def test_a_payment_result_that_overtakes_the_reservation_is_not_lost() -> 
 async def test_event_for_an_unknown_order_is_retried() -> None:
     event = reserved("nope")
     with pytest.raises(RetryLater):
-        await orders.on_stock_reserved(env(event), event, FakeOrderRepository())
+        await orders.on_stock_reserved(
+            env(event), event, orders=FakeOrderRepository(), clock=utc_now
+        )
 
 
 async def test_inventory_reserves_once_and_releases_once() -> None:
     store = FakeInventory({"SKU-1": StockItem("SKU-1", "Mug", 100, available=5)})
     order = placed(quantity=2)
-    await inventory.on_order_placed(env(order), order, store)
-    await inventory.on_order_placed(env(order), order, store)  # redelivered
+    await inventory.on_order_placed(env(order), order, store=store)
+    await inventory.on_order_placed(env(order), order, store=store)  # redelivered
     assert store.stock["SKU-1"].available == 3
     assert len(store.published) == 1
     failed = PaymentFailed(order_id="o-1", amount_cents=200, reason="declined")
-    await inventory.on_payment_failed(env(failed), failed, store)
-    await inventory.on_payment_failed(env(failed), failed, store)  # redelivered
+    await inventory.on_payment_failed(env(failed), failed, store=store)
+    await inventory.on_payment_failed(env(failed), failed, store=store)  # redelivered
     assert store.stock["SKU-1"].available == 5
     assert store.reservations["o-1"].status is ReservationStatus.RELEASED
 
@@ -108,14 +118,14 @@ async def test_inventory_reserves_once_and_releases_once() -> None:
 async def test_inventory_rejects_without_touching_stock() -> None:
     store = FakeInventory({"SKU-1": StockItem("SKU-1", "Mug", 100, available=1)})
     order = placed(quantity=2)
-    await inventory.on_order_placed(env(order), order, store)
+    await inventory.on_order_placed(env(order), order, store=store)
     assert store.stock["SKU-1"].available == 1
     assert store.reservations["o-1"].status is ReservationStatus.FAILED
 
 
 async def test_transient_gateway_failure_is_retried_and_charged_once() -> None:
     gateway, payments = FakeGateway(failures_before_answer=2), FakePayments()
-    charge = partial(payment.on_stock_reserved, gateway=gateway, payments=payments)
+    charge = partial(payment.on_stock_reserved, gateway=gateway, payments=payments, clock=utc_now)
     event = reserved("o-1")
     for _ in range(2):
         with pytest.raises(RetryLater):
@@ -135,6 +145,7 @@ async def test_decline_is_recorded_as_failed_payment() -> None:
         event,
         gateway=FakeGateway(approve=False),
         payments=payments,
+        clock=utc_now,
     )
     assert payments.payments["o-1"].status is PaymentStatus.FAILED
     assert payments.payments["o-1"].reason == "card declined"

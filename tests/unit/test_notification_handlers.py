@@ -111,8 +111,8 @@ class World:
             "email": FakeChannel("email", email_failures),
             "webhook": FakeChannel("webhook"),
         }
-        self.delivery = Delivery(self.store, self.channels, lease_s=60, clock=self.clock)
-        self.handle = build_handlers(self.contacts, self.delivery)
+        self.delivery = Delivery(self.store, self.channels, lease_s=60)
+        self.handle = build_handlers(self.contacts, self.delivery, self.clock)
 
     async def deliver(self, envelope: Envelope) -> None:
         event = SUBSCRIPTIONS_BY_NAME[envelope.event_type].model_validate(envelope.payload)
