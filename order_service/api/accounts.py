@@ -22,9 +22,9 @@ from infra.http_errors import ApiError, error_responses
 from infra.observability.audit import audit
 from infra.observability.metrics import RATE_LIMITED
 from infra.persistence.rate_limits import Bucket
+from order_service.api.deps import ClientAddress, CustomerId, Deps, Token, within_limits
 from order_service.metrics import PASSWORD_VERIFICATIONS
 from order_service.ports import EmailTaken
-from order_service.api.deps import ClientAddress, CustomerId, Deps, Token, within_limits
 
 router = APIRouter(tags=["accounts"])
 MIN_PASSWORD_CHARS = 12

@@ -16,8 +16,8 @@ from infra.http_errors import ApiError, error_responses
 from infra.persistence.rate_limits import Bucket
 from order_service import commands
 from order_service.api.deps import ClientAddress, CustomerId, Deps, within_limits
-from order_service.domain.model import CannotCancel, Order, OrderStatus
 from order_service.commands import IdempotencyConflict
+from order_service.domain.model import CannotCancel, Order, OrderStatus
 from order_service.ports import ConcurrentUpdate
 
 router = APIRouter(tags=["orders"])

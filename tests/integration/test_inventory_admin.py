@@ -145,7 +145,10 @@ async def test_restocks_racing_reservations_stay_exact(
     ]
     await asyncio.gather(
         *(inventory.restock(store, sku, 3) for _ in range(8)),
-        *(inventory.on_order_placed(Envelope.wrap(o, producer="t"), o, store) for o in orders),
+        *(
+            inventory.on_order_placed(Envelope.wrap(o, producer="t"), o, store=store)
+            for o in orders
+        ),
     )
     reserved = await mongo_db["reservations"].count_documents({"status": "RESERVED"})
     document = await mongo_db["stock"].find_one({"_id": sku})
