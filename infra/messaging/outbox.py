@@ -45,7 +45,6 @@ from infra.messaging.outbox_entries import (
     outbox_append,
     outbox_entry,
     outbox_fields,
-    wrap_events,
 )
 from infra.observability import tracing
 from infra.observability.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_RELAYED
@@ -57,7 +56,6 @@ __all__ = [
     "outbox_append",
     "outbox_entry",
     "outbox_fields",
-    "wrap_events",
 ]
 log = logging.getLogger(__name__)
 # Longest a relay step (a fast-path batch, a sweep, a bulk mark) may take before the relay
