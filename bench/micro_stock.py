@@ -130,7 +130,8 @@ class StockBench:
         store = self.store(cached)
         orders = [self._order() for _ in range(count)]
         jobs = [
-            partial(handlers.on_order_placed, envelope, event, store) for envelope, event in orders
+            partial(handlers.on_order_placed, envelope, event, store=store)
+            for envelope, event in orders
         ]
         return await bounded(jobs, concurrency)
 

@@ -1,4 +1,5 @@
-"""The one clock services are handed (tests hand them a fixed or stepping one instead)."""
+"""The one clock of the services: handlers, commands and repositories take a `clock` and ask it
+the time, so tests pass a fixed or stepping one and every time a write records comes from it."""
 
 from __future__ import annotations
 

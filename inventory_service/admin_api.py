@@ -14,7 +14,7 @@ from infra.messaging.errors import RetryLater
 from infra.observability.audit import audit
 from inventory_service import handlers
 from inventory_service.api import SKU_PATTERN, Deps, SkuPath, StockLevel
-from inventory_service.handlers import SkuExists
+from inventory_service.ports import SkuExists
 
 # auto_error=False: a missing token gets the service's own 401 shape, not FastAPI's 403.
 _bearer = HTTPBearer(auto_error=False, description="INVENTORY_ADMIN_TOKEN")

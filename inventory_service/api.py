@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -35,7 +34,7 @@ class StockLevel(BaseModel):
 
     @classmethod
     def of(cls, item: StockItem) -> StockLevel:
-        return cls(**asdict(item))
+        return cls.model_validate(item.level())
 
 
 _X_CACHE = {

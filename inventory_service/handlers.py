@@ -5,62 +5,21 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Protocol, TypeVar
 
 from contracts.envelope import Envelope
-from contracts.events import Event, OrderCancelled, OrderPlaced, PaymentFailed
+from contracts.events import OrderCancelled, OrderPlaced, PaymentFailed
 from infra.kit import Registry
 from infra.messaging.errors import RetryLater
 from inventory_service.domain.model import Reservation, ReservationStatus, StockItem
-
-T = TypeVar("T")
-
-
-class AlreadyRecorded(Exception):
-    """A reservation for this order exists: the event was handled before."""
-
-
-class SkuExists(Exception):
-    """A SKU with this code is in the catalog already."""
+from inventory_service.ports import (
+    AlreadyRecorded,
+    InventoryStore,
+    InventoryTransaction,
+    StockShort,
+)
 
 
-class StockShort(Exception):
-    """`take_stock` found a SKU unknown or short; the transaction is abandoned."""
-
-
-class InventoryTransaction(Protocol):
-    async def stock_items(self, skus: list[str]) -> dict[str, StockItem]: ...
-    async def reservation(self, order_id: str) -> Reservation | None: ...
-    async def adjust_stock(self, sku: str, delta: int) -> None: ...
-    async def take_stock(self, quantities: Mapping[str, int]) -> dict[str, StockItem]:
-        """Take `quantities` (per SKU) if every SKU has them; return the items as they were
-        before. Raise StockShort otherwise (what was taken goes back with the transaction)."""
-
-    async def add_reservation(self, reservation: Reservation, caused_by: str) -> None:
-        """Raise AlreadyRecorded if the order has a reservation."""
-
-    async def save_reservation(self, reservation: Reservation, was: ReservationStatus) -> None: ...
-    async def add_item(self, item: StockItem, events: list[Event]) -> None:
-        """Raise SkuExists if the SKU is in the catalog."""
-
-    async def save_item(self, before: StockItem, after: StockItem, events: list[Event]) -> None:
-        """Store `after` over `before` (same SKU) with `events` in the same document update."""
-
-
-class InventoryStore(Protocol):
-    async def transaction(
-        self,
-        work: Callable[[InventoryTransaction], Awaitable[T]],
-        *,
-        serialize_on: Iterable[str] = (),
-    ) -> T:
-        """Run `work` in one transaction. `serialize_on`: SKUs it will change, so this
-        process runs such transactions one after the other instead of letting them conflict
-        in the database and retry (a saving, not a guarantee: MongoDB still decides)."""
-
-
-async def on_order_placed(envelope: Envelope, event: OrderPlaced, store: InventoryStore) -> None:
+async def on_order_placed(envelope: Envelope, event: OrderPlaced, *, store: InventoryStore) -> None:
     quantities = Counter[str]()
     for line in event.lines:
         quantities[line.sku] += line.quantity
@@ -91,7 +50,7 @@ async def on_order_placed(envelope: Envelope, event: OrderPlaced, store: Invento
 
 
 async def on_payment_failed(
-    envelope: Envelope, event: PaymentFailed, store: InventoryStore
+    envelope: Envelope, event: PaymentFailed, *, store: InventoryStore
 ) -> None:
     async def release(tx: InventoryTransaction) -> None:
         reservation = await tx.reservation(event.order_id)
@@ -102,7 +61,7 @@ async def on_payment_failed(
 
 
 async def on_order_cancelled(
-    envelope: Envelope, event: OrderCancelled, store: InventoryStore
+    envelope: Envelope, event: OrderCancelled, *, store: InventoryStore
 ) -> None:
     reason = f"order cancelled: {event.reason}"
 
@@ -134,10 +93,10 @@ async def add_sku(
     store: InventoryStore, sku: str, name: str, price_cents: int, stock: int
 ) -> StockItem:
     """Raise SkuExists if the SKU is in the catalog."""
-    item, events = StockItem.introduce(sku, name, price_cents, stock)
+    item = StockItem.introduce(sku, name, price_cents, stock)
 
     async def add(tx: InventoryTransaction) -> None:
-        await tx.add_item(item, events)
+        await tx.add_item(item)
 
     await store.transaction(add)
     return item
@@ -150,8 +109,8 @@ async def restock(store: InventoryStore, sku: str, quantity: int) -> StockItem |
         before = (await tx.stock_items([sku])).get(sku)
         if before is None:
             return None
-        after, replenished = before.replenish(quantity)
-        await tx.save_item(before, after, [replenished])
+        after = before.replenish(quantity)
+        await tx.save_item(before, after)
         return after
 
     return await store.transaction(replenish)

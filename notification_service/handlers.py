@@ -8,10 +8,8 @@ redelivery; a sent one is never sent again.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from contracts.envelope import Envelope
 from contracts.events import (
@@ -23,6 +21,7 @@ from contracts.events import (
     PaymentRefunded,
     StockReplenished,
 )
+from infra.clock import Clock
 from infra.kit import Registry
 from infra.messaging.errors import PermanentFailure, RetryLater
 from notification_service.domain.contacts import (
@@ -39,44 +38,7 @@ from notification_service.domain.model import (
     notification_for,
     operator_notification,
 )
-
-
-class NotificationStore(Protocol):
-    async def record(
-        self, notification: Notification, now: datetime, lease_s: float
-    ) -> tuple[Notification, bool]:
-        """Insert it pending and claimed by the caller for `lease_s`, returning (it, True); if
-        one with its key exists, return (that one, False): not claimed."""
-        ...
-
-    async def claim(self, key: str, now: datetime, lease_s: float) -> bool:
-        """Take the right to send a pending notification for `lease_s`; False if it is sent
-        or another delivery holds an unexpired claim."""
-        ...
-
-    async def release(self, key: str, error: str) -> None: ...
-
-    async def mark_sent(self, key: str, channel: str, at: datetime) -> None: ...
-
-
-class ContactStore(Protocol):
-    async def get(self, customer_id: str) -> Contact | None: ...
-
-    async def register(self, customer_id: str, email: str, name: str) -> None: ...
-
-    async def prefer(self, customer_id: str, preference: Preference) -> None:
-        """Store it unless the contact holds a preference at least as recent."""
-        ...
-
-
-class Channel(Protocol):
-    name: str
-
-    async def send(self, notification: Notification, contact: Contact) -> None: ...
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
+from notification_service.ports import Channel, ContactStore, NotificationStore
 
 
 @dataclass(frozen=True)
@@ -86,15 +48,14 @@ class Delivery:
     # Longer than any channel's timeout: a claim outlives the send it covers, and a claim
     # left by a crashed process expires within the retry tiers.
     lease_s: float = 60.0
-    clock: Callable[[], datetime] = field(default=_utc_now)
 
-    async def deliver(self, draft: Notification, contact: Contact) -> None:
-        notification, claimed = await self.notifications.record(draft, self.clock(), self.lease_s)
+    async def deliver(self, draft: Notification, contact: Contact, *, clock: Clock) -> None:
+        notification, claimed = await self.notifications.record(draft, clock(), self.lease_s)
         if notification.status is NotificationStatus.SENT:
             return  # a redelivery: already told
         channel = self.channels[draft.channel]
         if not claimed and not await self.notifications.claim(
-            notification.key, self.clock(), self.lease_s
+            notification.key, clock(), self.lease_s
         ):
             # A duplicate of this event is being handled right now (copies can be in flight
             # together): come back later to find it sent, or its claim expired.
@@ -104,11 +65,16 @@ class Delivery:
         except Exception as error:
             await self.notifications.release(notification.key, f"{type(error).__name__}: {error}")
             raise
-        await self.notifications.mark_sent(notification.key, channel.name, self.clock())
+        await self.notifications.mark_sent(notification.key, channel.name, clock())
 
 
 async def on_order_outcome(
-    envelope: Envelope, event: OrderOutcome, contacts: ContactStore, delivery: Delivery
+    envelope: Envelope,
+    event: OrderOutcome,
+    *,
+    contacts: ContactStore,
+    delivery: Delivery,
+    clock: Clock,
 ) -> None:
     contact = await contacts.get(event.customer_id)
     if contact is None:
@@ -118,25 +84,25 @@ async def on_order_outcome(
         channel = contact.route()
     except ContactIncomplete as error:
         raise RetryLater(str(error)) from error
-    draft = notification_for(event, channel, delivery.clock(), str(envelope.event_id))
-    await delivery.deliver(draft, contact)
+    draft = notification_for(event, channel, clock(), str(envelope.event_id))
+    await delivery.deliver(draft, contact, clock=clock)
 
 
 async def on_stock_replenished(
-    envelope: Envelope, event: StockReplenished, delivery: Delivery
+    envelope: Envelope, event: StockReplenished, *, delivery: Delivery, clock: Clock
 ) -> None:
-    draft = operator_notification(event, str(envelope.event_id), delivery.clock())
-    await delivery.deliver(draft, OPERATOR)
+    draft = operator_notification(event, str(envelope.event_id), clock())
+    await delivery.deliver(draft, OPERATOR, clock=clock)
 
 
 async def on_customer_registered(
-    envelope: Envelope, event: CustomerRegistered, contacts: ContactStore
+    envelope: Envelope, event: CustomerRegistered, *, contacts: ContactStore
 ) -> None:
     await contacts.register(event.customer_id, event.email, event.name)
 
 
 async def on_preference_changed(
-    envelope: Envelope, event: NotificationPreferenceChanged, contacts: ContactStore
+    envelope: Envelope, event: NotificationPreferenceChanged, *, contacts: ContactStore
 ) -> None:
     try:
         # When the customer chose, not when this arrived: that is what orders preferences.

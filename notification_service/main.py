@@ -22,7 +22,8 @@ from notification_service.adapters.metrics import MeteredChannel
 from notification_service.adapters.store import MongoNotificationStore
 from notification_service.adapters.webhook import WebhookChannel
 from notification_service.api import router
-from notification_service.handlers import HANDLERS, Channel, Delivery
+from notification_service.handlers import HANDLERS, Delivery
+from notification_service.ports import Channel
 from notification_service.settings import NotificationSettings
 from notification_service.wiring import NotificationDeps
 

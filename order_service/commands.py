@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from contracts.events import CUSTOMER_CANCEL_REASON, OrderLine
+from infra.clock import Clock
+from order_service.domain.ids import fingerprint, order_id_for
 from order_service.domain.model import DEFAULT_DEADLINE_S, Order
-from order_service.handlers import (
-    Clock,
-    ConcurrentUpdate,
-    DuplicateOrder,
-    IdempotencyConflict,
-    OrderRepository,
-    fingerprint,
-    order_id_for,
-    utc_now,
-)
+from order_service.ports import ConcurrentUpdate, DuplicateOrder, OrderRepository
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used before with a different request."""
+
 
 # An HTTP request races consumed events for the same order; a few retries settle it.
 _CONCURRENT_RETRIES = 3
@@ -25,15 +23,15 @@ async def place_order(
     lines: list[OrderLine],
     payment_method: str,
     idempotency_key: str | None = None,
-    now: Clock = utc_now,
     *,
+    clock: Clock,
     id_secret: bytes,
     deadline_s: float = DEFAULT_DEADLINE_S,
 ) -> tuple[Order, bool]:
     """Returns (order, created). A repeated key with the same request returns the order it
     created first; with another request it raises IdempotencyConflict."""
     order_id = order_id_for(customer_id, idempotency_key, id_secret)
-    order = Order.place(order_id, customer_id, lines, payment_method, now(), deadline_s)
+    order = Order.place(order_id, customer_id, lines, payment_method, clock(), deadline_s)
     order.request_fingerprint = fingerprint(lines, payment_method)
     try:
         await orders.save(order)
@@ -46,14 +44,14 @@ async def place_order(
 
 
 async def cancel_order(
-    orders: OrderRepository, customer_id: str, order_id: str, now: Clock = utc_now
+    orders: OrderRepository, customer_id: str, order_id: str, *, clock: Clock
 ) -> Order | None:
     """None if the customer has no such order; CannotCancel once it is paid."""
     for attempt in range(_CONCURRENT_RETRIES):
         order = await orders.get(order_id)
         if order is None or order.customer_id != customer_id:
             return None
-        if not order.cancel(CUSTOMER_CANCEL_REASON, now()):
+        if not order.cancel(CUSTOMER_CANCEL_REASON, clock()):
             return order
         try:
             await orders.save(order)

@@ -13,21 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from datetime import datetime
-from typing import Protocol
 
-from infra.observability.metrics import ORDERS_DEADLINE_EXPIRED, ORDERS_ENDED
-from order_service.domain.model import Order
-from order_service.handlers import ConcurrentUpdate, OrderRepository, utc_now
+from infra.clock import Clock
+from order_service.metrics import ORDERS_DEADLINE_EXPIRED, ORDERS_ENDED
+from order_service.ports import ConcurrentUpdate, OverdueOrders
 
 log = logging.getLogger(__name__)
 # Batches one sweep takes at most before it sleeps (a backlog is worked off over sweeps).
 MAX_BATCHES = 10
-
-
-class OverdueOrders(OrderRepository, Protocol):
-    async def overdue(self, now: datetime, limit: int) -> list[Order]: ...
 
 
 async def expire_overdue(orders: OverdueOrders, now: datetime, limit: int) -> tuple[int, int]:
@@ -58,12 +52,13 @@ class DeadlineSweeper:
         orders: OverdueOrders,
         interval_s: float,
         batch: int = 100,
-        now: Callable[[], datetime] = utc_now,
+        *,
+        clock: Clock,
     ) -> None:
         self._orders = orders
         self._interval_s = interval_s
         self._batch = batch
-        self._now = now
+        self._clock = clock
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -81,7 +76,7 @@ class DeadlineSweeper:
         orders this replica ended."""
         ended_total = 0
         for _ in range(MAX_BATCHES):
-            found, ended = await expire_overdue(self._orders, self._now(), self._batch)
+            found, ended = await expire_overdue(self._orders, self._clock(), self._batch)
             ended_total += ended
             if found < self._batch:
                 break

@@ -2,83 +2,24 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import logging
-import uuid
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
-from datetime import UTC, datetime
-from typing import Protocol
 
 from contracts.envelope import Envelope
 from contracts.events import (
-    OrderLine,
     PaymentFailed,
     PaymentSucceeded,
     StockReservationFailed,
     StockReserved,
 )
+from infra.clock import Clock
 from infra.kit import Registry
 from infra.messaging.errors import RetryLater
-from infra.observability.metrics import EVENTS_IGNORED, ORDERS_ENDED
 from order_service.domain.model import Order, OrderStatus
+from order_service.metrics import EVENTS_IGNORED, ORDERS_ENDED
+from order_service.ports import ConcurrentUpdate, OrderRepository
 
 log = logging.getLogger(__name__)
-
-
-class OrderRepository(Protocol):
-    async def get(self, order_id: str, *, latest: bool = True) -> Order | None:
-        """`latest=False` may answer from this process's own last copy of the order (no round
-        trip); if another writer changed it since, `save` raises ConcurrentUpdate."""
-
-    async def save(self, order: Order, cause: Envelope | None = None) -> None:
-        """Raise DuplicateOrder when a new order's id exists already, ConcurrentUpdate when
-        the order changed since it was read."""
-
-    def serialized(self, order_id: str) -> AbstractAsyncContextManager[object]:
-        """Held while one change of the order is made in this process, so the next one
-        starts from its result (other processes are kept apart by ConcurrentUpdate)."""
-
-
-class ConcurrentUpdate(RetryLater):
-    """The order changed between read and write; reading it again resolves it."""
-
-
-class DuplicateOrder(Exception):
-    """An order with this id exists (an idempotency key used again)."""
-
-
-class IdempotencyConflict(Exception):
-    """The Idempotency-Key was used before with a different request."""
-
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def fingerprint(lines: list[OrderLine], payment_method: str) -> str:
-    canonical = json.dumps(
-        {"items": [line.model_dump() for line in lines], "payment_method": payment_method},
-        sort_keys=True,
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def order_id_for(customer_id: str, idempotency_key: str | None, secret: bytes) -> str:
-    """A fresh id, or the one id this customer's key always maps to: an HMAC under a server
-    secret, so nobody can compute another customer's order id from a guessed key. Shaped as
-    a version-4 UUID, like the random ids, which it is indistinguishable from without the
-    secret."""
-    if idempotency_key is None:
-        return str(uuid.uuid4())
-    message = f"{customer_id}\n{idempotency_key}".encode()
-    digest = hmac.new(secret, message, hashlib.sha256).digest()
-    return str(uuid.UUID(bytes=digest[:16], version=4))
 
 
 async def on_stock_reserved(

@@ -24,8 +24,12 @@ from order_service.wiring import OrderServiceDeps
 
 @asynccontextmanager
 async def build_deps(runtime: Runtime, settings: OrderSettings) -> AsyncIterator[OrderServiceDeps]:
-    orders = MongoOrderRepository(runtime.db["orders"], runtime.relays["orders"], ORDER)
-    customers = MongoCustomerStore(runtime.db["customers"], runtime.relays["customers"], ORDER)
+    orders = MongoOrderRepository(
+        runtime.db["orders"], runtime.relays["orders"], ORDER, clock=utc_now
+    )
+    customers = MongoCustomerStore(
+        runtime.db["customers"], runtime.relays["customers"], ORDER, clock=utc_now
+    )
     await orders.create_indexes()
     await customers.create_indexes()
     guard = RedisLoginGuard(
@@ -40,7 +44,7 @@ async def build_deps(runtime: Runtime, settings: OrderSettings) -> AsyncIterator
         settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism
     )
     limiter = RedisRateLimiter(runtime.redis, settings.rate_window_s)
-    sweeper = DeadlineSweeper(orders, settings.deadline_sweep_s)
+    sweeper = DeadlineSweeper(orders, settings.deadline_sweep_s, clock=utc_now)
     sweeper.start()
     try:
         yield OrderServiceDeps(

@@ -14,59 +14,27 @@ replicas refund and announce it once.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
-from typing import Protocol
 
 from contracts.envelope import Envelope
-from contracts.events import OrderCancelled, PaymentRefunded, StockReserved
+from contracts.events import OrderCancelled, StockReserved
+from infra.clock import Clock
 from infra.kit import Registry
 from infra.messaging.errors import RetryLater
-from infra.observability.metrics import PAYMENT_ATTEMPTS, PAYMENTS_REFUNDED
 from payment_service.domain.model import (
     Charge,
-    ChargeResult,
-    GatewayUnavailable,
     Payment,
     PaymentAttempt,
     PaymentStatus,
-    RefundResult,
     idempotency_key,
     refund_key,
     refund_reason,
     refunded_event,
 )
+from payment_service.metrics import PAYMENT_ATTEMPTS, PAYMENTS_REFUNDED
+from payment_service.ports import GatewayUnavailable, PaymentGateway, PaymentRepository
 
 log = logging.getLogger(__name__)
 VOIDED = PaymentStatus.VOIDED
-
-
-class PaymentGateway(Protocol):
-    async def charge(
-        self, key: str, amount_cents: int, currency: str, payment_method: str
-    ) -> ChargeResult: ...
-
-    async def refund(self, charge: Charge, idempotency_key: str) -> RefundResult: ...
-
-
-class PaymentRepository(Protocol):
-    async def open(self, order_id: str) -> bool:
-        """Ready to log calls for this order; False if it was settled or voided before."""
-
-    async def record_attempt(self, attempt: PaymentAttempt) -> None: ...
-
-    async def settle(self, payment: Payment, caused_by: str, attempt: PaymentAttempt) -> bool:
-        """Store the outcome and the call that gave it; False if settled or voided meanwhile
-        (the call is logged all the same)."""
-
-    async def void(self, payment: Payment) -> bool:
-        """Settle as voided; False if the payment was settled before."""
-
-    async def get(self, order_id: str) -> Payment | None:
-        """The settled payment, or None if there is none yet."""
-
-    async def mark_refunded(self, event: PaymentRefunded, caused_by: str) -> bool:
-        """Move a settled or voided payment to REFUNDED with its event; False if it was
-        refunded before (or there is no such payment)."""
 
 
 async def on_stock_reserved(
@@ -75,6 +43,7 @@ async def on_stock_reserved(
     *,
     gateway: PaymentGateway,
     payments: PaymentRepository,
+    clock: Clock,
 ) -> None:
     charge = Charge(idempotency_key(event.order_id), event.total_cents, event.currency)
     if not await payments.open(event.order_id):
@@ -87,11 +56,11 @@ async def on_stock_reserved(
         result = await gateway.charge(charge.key, charge.amount_cents, charge.currency,
                                       event.payment_method)  # fmt: skip
     except GatewayUnavailable as error:
-        unanswered = PaymentAttempt.unanswered(event, str(error), datetime.now(UTC))
+        unanswered = PaymentAttempt.unanswered(event, str(error), clock())
         await payments.record_attempt(unanswered)
         PAYMENT_ATTEMPTS.labels(unanswered.outcome.value).inc()
         raise RetryLater(f"payment gateway unavailable: {error}") from error
-    answered = PaymentAttempt.answered(event, result, datetime.now(UTC))
+    answered = PaymentAttempt.answered(event, result, clock())
     PAYMENT_ATTEMPTS.labels(answered.outcome.value).inc()
     # A concurrent redelivery charges with the same key, gets the same answer and stores
     # nothing new.

@@ -20,9 +20,10 @@ from payment_service.wiring import PaymentDeps
 
 @asynccontextmanager
 async def build_deps(runtime: Runtime, settings: PaymentSettings) -> AsyncIterator[PaymentDeps]:
-    payments = MongoPaymentRepository(runtime.db["payments"], runtime.relays["payments"], PAYMENT)
+    relay = runtime.relays["payments"]
+    payments = MongoPaymentRepository(runtime.db["payments"], relay, PAYMENT, clock=utc_now)
     gateway = TimedGateway(
-        SimulatedGateway(runtime.db["gateway_charges"], settings.simulated_late_s),
+        SimulatedGateway(runtime.db["gateway_charges"], settings.simulated_late_s, clock=utc_now),
         settings.gateway_timeout_s,
     )
     yield PaymentDeps(payments, gateway, utc_now)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from infra.clock import Clock
 from payment_service.adapters.repository import MongoPaymentRepository
-from payment_service.handlers import PaymentGateway
+from payment_service.ports import PaymentGateway
 
 
 @dataclass(frozen=True)

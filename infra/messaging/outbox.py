@@ -44,7 +44,6 @@ from infra.messaging.outbox_entries import (
     outbox_append,
     outbox_entry,
     outbox_fields,
-    wrap_events,
 )
 from infra.messaging.transport import Publisher
 from infra.observability import tracing
@@ -57,7 +56,6 @@ __all__ = [
     "outbox_append",
     "outbox_entry",
     "outbox_fields",
-    "wrap_events",
 ]
 log = logging.getLogger(__name__)
 # Longest a relay step (a fast-path batch, a sweep, a bulk mark) may take before the relay

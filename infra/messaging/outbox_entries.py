@@ -34,11 +34,6 @@ def outbox_append(envelopes: Iterable[Envelope]) -> Document:
     return {"$push": {"outbox": {"$each": entries}}, "$set": {"outbox_pending": True}}
 
 
-def wrap_events(events: Iterable[Any], producer: str, causation_id: str | None) -> list[Envelope]:
-    """Envelopes for the events an aggregate recorded while handling one command or event."""
-    return [Envelope.wrap(e, producer=producer, causation_id=causation_id) for e in events]
-
-
 def merge_updates(*updates: Document) -> Document:
     """Merge MongoDB update documents operator by operator ($set with $set, ...)."""
     merged: Document = {}

@@ -1,5 +1,6 @@
-"""Prometheus metrics of the shared runtime. One process is one service, so the default
-registry is the service's registry; label values are bounded (event types, queue names, outcomes).
+"""Prometheus metrics of the shared runtime (messaging, outbox, HTTP, clients). One process is
+one service, so the default registry is the service's registry; label values are bounded (event
+types, queue names, outcomes). A service's business counters live in its own `metrics.py`.
 """
 
 from __future__ import annotations
@@ -73,42 +74,10 @@ HTTP_DURATION = Histogram(
     ["route", "method"],
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
-EVENTS_IGNORED = Counter(
-    "domain_events_ignored_total",
-    "Consumed events the domain ignored (duplicates, or late for an ended aggregate).",
-    ["event_type"],
-)
-ORDERS_ENDED = Counter(
-    "orders_ended_total",
-    "Orders that reached a terminal status, by status.",
-    ["status"],
-)
-ORDERS_DEADLINE_EXPIRED = Counter(
-    "orders_deadline_expired_total",
-    "Orders ended (cancelled) by their deadline, by the status they were stuck in "
-    "(PENDING, RESERVED, or PAID: paid with no known reservation).",
-    ["status_at_expiry"],
-)
-PAYMENTS_REFUNDED = Counter(
-    "payments_refunded_total",
-    "Captured payments refunded because their order ended cancelled, by why it was cancelled "
-    "(deadline, customer, other).",
-    ["reason"],
-)
-PAYMENT_ATTEMPTS = Counter(
-    "payment_attempts_total",
-    "Payment gateway calls by outcome (approved, declined, unavailable).",
-    ["outcome"],
-)
 MONGO_CLIENT = Info(
     "mongo_client",
     "MongoDB driver options in force in this process, read back from the client "
     "(retry_writes, retry_reads, write_concern, read_preference).",
-)
-PASSWORD_VERIFICATIONS = Counter(
-    "password_verifications_total",
-    "Password hashes verified at login, by outcome (ok, wrong); refused attempts are not.",
-    ["outcome"],
 )
 RATE_LIMITED = Counter(
     "http_rate_limited_total",

@@ -24,14 +24,13 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
 from typing import Literal, TypeVar
 
-from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from inventory_service.domain.model import StockItem
+from inventory_service.metrics import CACHE_REQUESTS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -39,11 +38,6 @@ T = TypeVar("T")
 # the entry may be stale), read from MongoDB.
 Source = Literal["hit", "miss", "bypass"]
 
-CACHE_REQUESTS = Counter(
-    "stock_cache_requests_total",
-    "Stock cache lookups by result (hit, miss, bypass, error).",
-    ["result"],
-)
 
 # KEYS[1] entry; ARGV: version, json, ttl seconds, epoch. Returns 1 if stored, 0 if the
 # entry is of the same epoch and not older. An entry of another epoch is always replaced.
@@ -149,14 +143,14 @@ class RedisStockCache:
             [item] = items
             await self._set_if_newer(
                 keys=[_key(item.sku)],
-                args=[item.version, json.dumps(asdict(item)), self._ttl_s, epoch],
+                args=[item.version, json.dumps(item.level()), self._ttl_s, epoch],
             )
             return
         async with self._redis.pipeline(transaction=False) as pipe:
             for item in items:
                 await self._set_if_newer(
                     keys=[_key(item.sku)],
-                    args=[item.version, json.dumps(asdict(item)), self._ttl_s, epoch],
+                    args=[item.version, json.dumps(item.level()), self._ttl_s, epoch],
                     client=pipe,
                 )
             await pipe.execute()

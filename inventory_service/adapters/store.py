@@ -25,18 +25,12 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from contracts.envelope import Envelope
-from contracts.events import Event, PricedLine
+from contracts.events import PricedLine
 from infra.messaging.errors import RetryLater
-from infra.messaging.outbox import (
-    OutboxRelay,
-    merge_updates,
-    outbox_append,
-    outbox_fields,
-    wrap_events,
-)
+from infra.messaging.outbox import OutboxRelay
+from infra.persistence.outbox_write import EventsWrite, Outbox
 from inventory_service.domain.model import Reservation, ReservationStatus, StockItem
-from inventory_service.handlers import AlreadyRecorded, SkuExists, StockShort
+from inventory_service.ports import AlreadyRecorded, SkuExists, StockShort
 
 Document = dict[str, Any]
 T = TypeVar("T")
@@ -58,7 +52,8 @@ class InventoryTransaction:
         self._session = session
         self._held = held
         self.changed_items: list[StockItem] = []
-        self.outbox: list[tuple[OutboxRelay | None, str, list[Envelope]]] = []
+        # Handed to the relays once the transaction has committed.
+        self.events: list[EventsWrite] = []
 
     async def stock_items(self, skus: list[str]) -> dict[str, StockItem]:
         cursor = self._store.stock.find({"_id": {"$in": skus}}, _NO_OUTBOX, session=self._session)
@@ -105,15 +100,17 @@ class InventoryTransaction:
         return item
 
     async def add_reservation(self, reservation: Reservation, caused_by: str) -> None:
-        envelopes = wrap_events(reservation.events, self._store.producer, caused_by)
+        events = self._store.reservations_outbox.write(
+            reservation.order_id, reservation.events, causation_id=caused_by
+        )
         try:
             await self._store.reservations.insert_one(
-                {"_id": reservation.order_id, **_state(reservation), **outbox_fields(envelopes)},
+                {"_id": reservation.order_id, **_state(reservation), **events.fields()},
                 session=self._session,
             )
         except DuplicateKeyError as error:
             raise AlreadyRecorded(reservation.order_id) from error
-        self.outbox.append((self._store.relay, reservation.order_id, envelopes))
+        self.events.append(events)
 
     async def save_reservation(self, reservation: Reservation, was: ReservationStatus) -> None:
         result = await self._store.reservations.update_one(
@@ -124,32 +121,32 @@ class InventoryTransaction:
         if result.matched_count == 0:
             raise StockChanged(f"reservation {reservation.order_id} changed concurrently")
 
-    async def add_item(self, item: StockItem, events: list[Event]) -> None:
-        envelopes = wrap_events(events, self._store.producer, None)
+    async def add_item(self, item: StockItem) -> None:
+        events = self._store.stock_outbox.write(item.sku, item.events)
         self._hold(item.sku)
         document = {"_id": item.sku, **_item_state(item), "reserved": 0}
         try:
             await self._store.stock.insert_one(
-                {**document, **outbox_fields(envelopes)}, session=self._session
+                {**document, **events.fields()}, session=self._session
             )
         except DuplicateKeyError as error:
             raise SkuExists(item.sku) from error
         self.changed_items.append(item)
-        self.outbox.append((self._store.stock_relay, item.sku, envelopes))
+        self.events.append(events)
 
-    async def save_item(self, before: StockItem, after: StockItem, events: list[Event]) -> None:
-        envelopes = wrap_events(events, self._store.producer, None)
+    async def save_item(self, before: StockItem, after: StockItem) -> None:
+        events = self._store.stock_outbox.write(after.sku, after.events)
         self._hold(after.sku)
         # The version guard makes the events' figures (computed from `before`) exact.
         result = await self._store.stock.update_one(
             {"_id": before.sku, "version": before.version},
-            merge_updates({"$set": _item_state(after)}, outbox_append(envelopes)),
+            events.update({"$set": _item_state(after)}),
             session=self._session,
         )
         if result.matched_count == 0:
             raise StockChanged(f"stock of {before.sku} changed under the transaction")
         self.changed_items.append(after)
-        self.outbox.append((self._store.stock_relay, after.sku, envelopes))
+        self.events.append(events)
 
     def _hold(self, sku: str) -> None:
         if sku not in self._held:
@@ -173,9 +170,8 @@ class MongoInventoryStore:
         self._client = client
         self.stock = stock
         self.reservations = reservations
-        self.relay = relay
-        self.stock_relay = stock_relay
-        self.producer = producer
+        self.reservations_outbox = Outbox(relay, producer)
+        self.stock_outbox = Outbox(stock_relay, producer)
         self._on_stock_changed = on_stock_changed
         self._changing: Counter[str] = Counter()
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -217,9 +213,8 @@ class MongoInventoryStore:
 
                 result = await session.with_transaction(attempt)
             tx = done[0]
-            for relay, document_id, envelopes in tx.outbox:
-                if relay is not None:
-                    relay.notify(document_id, envelopes)
+            for events in tx.events:
+                events.landed()
             if tx.changed_items:
                 await self._on_stock_changed(tx.changed_items)
             return result

@@ -22,28 +22,42 @@ from contracts.events import (
 
 @dataclass(frozen=True)
 class StockItem:
+    """A SKU's level at one version. Each change is a new item; `events` holds what the change
+    that made it recorded (not part of the level: equality and the cache ignore it)."""
+
     sku: str
     name: str
     price_cents: int
     available: int
     version: int = 0
+    events: list[Event] = field(default_factory=list, compare=False, repr=False)
 
     @classmethod
-    def introduce(
-        cls, sku: str, name: str, price_cents: int, stock: int
-    ) -> tuple[StockItem, list[Event]]:
+    def introduce(cls, sku: str, name: str, price_cents: int, stock: int) -> StockItem:
         """A new SKU at version 1; its first stock, if any, is announced like a restock."""
         item = cls(sku, name, price_cents, available=stock, version=1)
-        if stock == 0:
-            return item, []
-        return item, [StockReplenished(sku=sku, quantity=stock, available=stock)]
+        if stock > 0:
+            item.events.append(StockReplenished(sku=sku, quantity=stock, available=stock))
+        return item
 
-    def replenish(self, quantity: int) -> tuple[StockItem, StockReplenished]:
-        """The level after adding `quantity` (a new version), and the event announcing it."""
+    def replenish(self, quantity: int) -> StockItem:
+        """The level after adding `quantity` (a new version), recording the event announcing
+        it."""
         if quantity < 1:
             raise ValueError(f"a restock adds at least 1 unit, not {quantity}")
-        after = replace(self, available=self.available + quantity, version=self.version + 1)
-        return after, StockReplenished(sku=self.sku, quantity=quantity, available=after.available)
+        available = self.available + quantity
+        replenished = StockReplenished(sku=self.sku, quantity=quantity, available=available)
+        return replace(self, available=available, version=self.version + 1, events=[replenished])
+
+    def level(self) -> dict[str, str | int]:
+        """The fields of the level alone, without the events."""
+        return {
+            "sku": self.sku,
+            "name": self.name,
+            "price_cents": self.price_cents,
+            "available": self.available,
+            "version": self.version,
+        }
 
 
 class ReservationStatus(StrEnum):

@@ -1,24 +1,11 @@
-"""Prometheus metrics of the notification channels (default registry: one process, one
-service). Label values are bounded: channel and notification kind names."""
+"""A channel that counts its sends and failures (notification_service.metrics)."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter
-
 from notification_service.domain.contacts import Contact
 from notification_service.domain.model import Notification
-from notification_service.handlers import Channel
-
-NOTIFICATIONS_SENT = Counter(
-    "notifications_sent_total",
-    "Notifications a channel accepted, by channel and kind.",
-    ["channel", "kind"],
-)
-NOTIFICATION_SEND_FAILURES = Counter(
-    "notification_send_failures_total",
-    "Sends that failed (retried or dead-lettered by the consumer), by channel.",
-    ["channel"],
-)
+from notification_service.metrics import NOTIFICATION_SEND_FAILURES, NOTIFICATIONS_SENT
+from notification_service.ports import Channel
 
 
 class MeteredChannel:

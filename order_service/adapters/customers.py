@@ -8,35 +8,32 @@ reach the customer without asking this service.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from contracts.events import CustomerRegistered, NotificationPreferenceChanged
-from infra.messaging.outbox import (
-    OutboxRelay,
-    merge_updates,
-    outbox_append,
-    outbox_fields,
-    wrap_events,
-)
+from infra.clock import Clock
+from infra.messaging.outbox import OutboxRelay
+from infra.persistence.outbox_write import Outbox
+from order_service.ports import EmailTaken
 
 Document = dict[str, Any]
 
 
-class EmailTaken(Exception):
-    pass
-
-
 class MongoCustomerStore:
     def __init__(
-        self, collection: AsyncCollection[Document], relay: OutboxRelay, producer: str
+        self,
+        collection: AsyncCollection[Document],
+        relay: OutboxRelay,
+        producer: str,
+        *,
+        clock: Clock,
     ) -> None:
         self._collection = collection
-        self._relay = relay
-        self._producer = producer
+        self._outbox = Outbox(relay, producer)
+        self._clock = clock
 
     async def create_indexes(self) -> None:
         await self._collection.create_index("email", unique=True)
@@ -44,7 +41,7 @@ class MongoCustomerStore:
     async def add(self, email: str, name: str, password_hash: str) -> str:
         customer_id = str(uuid.uuid4())
         registered = CustomerRegistered(customer_id=customer_id, email=email.lower(), name=name)
-        envelopes = wrap_events([registered], self._producer, None)
+        events = self._outbox.write(customer_id, [registered])
         try:
             await self._collection.insert_one(
                 {
@@ -53,13 +50,13 @@ class MongoCustomerStore:
                     "name": name,
                     "password_hash": password_hash,
                     "notification_channel": "email",
-                    "created_at": datetime.now(UTC),
-                    **outbox_fields(envelopes),
+                    "created_at": self._clock(),
+                    **events.fields(),
                 }
             )
         except DuplicateKeyError as error:
             raise EmailTaken(email) from error
-        self._relay.notify(customer_id, envelopes)
+        events.landed()
         return customer_id
 
     async def by_email(self, email: str) -> Document | None:
@@ -81,13 +78,12 @@ class MongoCustomerStore:
             channel=channel,  # validated by the API model
             webhook_url=webhook_url,
         )
-        envelopes = wrap_events([changed], self._producer, None)
+        events = self._outbox.write(customer_id, [changed])
         await self._collection.update_one(
             {"_id": customer_id}, {"$pull": {"outbox": {"event_type": changed.event_type}}}
         )
-        update = merge_updates(
-            {"$set": {"notification_channel": channel, "webhook_url": webhook_url}},
-            outbox_append(envelopes),
+        update = events.update(
+            {"$set": {"notification_channel": channel, "webhook_url": webhook_url}}
         )
         await self._collection.update_one({"_id": customer_id}, update)
-        self._relay.notify(customer_id, envelopes)
+        events.landed()

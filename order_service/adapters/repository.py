@@ -17,7 +17,7 @@ import asyncio
 import weakref
 from collections import OrderedDict
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pymongo import DESCENDING
@@ -26,15 +26,11 @@ from pymongo.errors import DuplicateKeyError
 
 from contracts.envelope import Envelope
 from contracts.events import OrderLine, PricedLine
-from infra.messaging.outbox import (
-    OutboxRelay,
-    merge_updates,
-    outbox_append,
-    outbox_entry,
-    outbox_fields,
-)
+from infra.clock import Clock
+from infra.messaging.outbox import OutboxRelay, outbox_entry
+from infra.persistence.outbox_write import EventsWrite, Outbox
 from order_service.domain.model import TERMINAL, HistoryEntry, Order, OrderStatus, ParkedPayment
-from order_service.handlers import ConcurrentUpdate, DuplicateOrder
+from order_service.ports import ConcurrentUpdate, DuplicateOrder
 
 Document = dict[str, Any]
 
@@ -46,11 +42,16 @@ RECENT_ORDERS = 10_000
 
 class MongoOrderRepository:
     def __init__(
-        self, collection: AsyncCollection[Document], relay: OutboxRelay, producer: str
+        self,
+        collection: AsyncCollection[Document],
+        relay: OutboxRelay,
+        producer: str,
+        *,
+        clock: Clock,
     ) -> None:
         self._collection = collection
-        self._relay = relay
-        self._producer = producer
+        self._outbox = Outbox(relay, producer)
+        self._clock = clock
         self._recent: OrderedDict[str, Document] = OrderedDict()
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -140,25 +141,18 @@ class MongoOrderRepository:
         """Store the order's new state, the events it recorded and the event that caused
         them, in one document write."""
         at = order.history[-1].at  # events carry the time of the transition they record
-        envelopes = [
-            Envelope.wrap(
-                e,
-                producer=self._producer,
-                causation_id=None if cause is None else str(cause.event_id),
-                occurred_at=at,
-            )
-            for e in order.events
-        ]
-        state = to_state(order)
+        events = self._outbox.write(
+            order.order_id,
+            order.events,
+            causation_id=None if cause is None else str(cause.event_id),
+            occurred_at=at,
+        )
+        state = {**to_state(order), "updated_at": self._clock()}
         if order.version == 0:
-            await self._insert(order, state, envelopes)
+            await self._insert(order, state, events)
         else:
             consumed = {} if cause is None else {"$push": {"inbox": _inbox_entry(cause, at)}}
-            update = merge_updates(
-                {"$set": {**state, "version": order.version + 1}},
-                outbox_append(envelopes),
-                consumed,
-            )
+            update = events.update({"$set": {**state, "version": order.version + 1}}, consumed)
             result = await self._collection.update_one(
                 {"_id": order.order_id, "version": order.version}, update
             )
@@ -175,11 +169,11 @@ class MongoOrderRepository:
         )
         order.version += 1
         order.events.clear()
-        self._relay.notify(order.order_id, envelopes)
+        events.landed()
 
-    async def _insert(self, order: Order, state: Document, envelopes: list[Envelope]) -> None:
+    async def _insert(self, order: Order, state: Document, events: EventsWrite) -> None:
         document = {"_id": order.order_id, **state, "version": 1, "inbox": []}
-        document.update(outbox_fields(envelopes))
+        document.update(events.fields())
         document["request_fingerprint"] = order.request_fingerprint
         try:
             await self._collection.insert_one(document)
@@ -195,7 +189,8 @@ def _inbox_entry(envelope: Envelope, applied_at: datetime) -> Document:
 
 
 def to_state(order: Order) -> Document:
-    """The read model's fields, as stored (and as the rebuild recomputes them)."""
+    """The read model's fields, as stored (and as the rebuild recomputes them); the write
+    adds `updated_at`, bookkeeping the rebuild does not compare."""
     return {
         "customer_id": order.customer_id,
         "status": order.status.value,
@@ -208,7 +203,6 @@ def to_state(order: Order) -> Document:
         "payment_method": order.payment_method,
         "created_at": order.created_at,
         "deadline_at": order.deadline_at,
-        "updated_at": datetime.now(UTC),
         "history": [
             {"status": h.status.value, "at": h.at, "reason": h.reason, "event_id": h.event_id}
             for h in order.history

@@ -20,10 +20,11 @@ from contracts.events import WEBHOOK_URL_MAX_LENGTH
 from contracts.webhook_urls import UnsafeWebhookUrl, check_webhook_url, parse_networks
 from infra.http_errors import ApiError, error_responses
 from infra.observability.audit import audit
-from infra.observability.metrics import PASSWORD_VERIFICATIONS, RATE_LIMITED
+from infra.observability.metrics import RATE_LIMITED
 from infra.persistence.rate_limits import Bucket
-from order_service.adapters.customers import EmailTaken
 from order_service.api.deps import ClientAddress, CustomerId, Deps, Token, within_limits
+from order_service.metrics import PASSWORD_VERIFICATIONS
+from order_service.ports import EmailTaken
 
 router = APIRouter(tags=["accounts"])
 MIN_PASSWORD_CHARS = 12

@@ -16,8 +16,9 @@ from infra.http_errors import ApiError, error_responses
 from infra.persistence.rate_limits import Bucket
 from order_service import commands
 from order_service.api.deps import ClientAddress, CustomerId, Deps, within_limits
+from order_service.commands import IdempotencyConflict
 from order_service.domain.model import CannotCancel, Order, OrderStatus
-from order_service.handlers import ConcurrentUpdate, IdempotencyConflict
+from order_service.ports import ConcurrentUpdate
 
 router = APIRouter(tags=["orders"])
 OrderIdPath = Annotated[str, Path(min_length=1, max_length=64)]
@@ -108,7 +109,7 @@ async def place_order(
     try:
         order, created = await commands.place_order(
             deps.orders, customer_id, body.items, body.payment_method, idempotency_key,
-            id_secret=settings.order_id_secret.get_secret_value().encode(),
+            clock=deps.clock, id_secret=settings.order_id_secret.get_secret_value().encode(),
             deadline_s=settings.deadline_s,
         )  # fmt: skip
     except ValidationError as error:  # e.g. two lines of one SKU adding up past the limit
@@ -154,7 +155,7 @@ async def cancel_order(order_id: OrderIdPath, customer_id: CustomerId, deps: Dep
     """Cancel an order that is not paid yet; its stock is released. Refunds of paid orders
     are out of scope: a paid order answers 409."""
     try:
-        order = await commands.cancel_order(deps.orders, customer_id, order_id)
+        order = await commands.cancel_order(deps.orders, customer_id, order_id, clock=deps.clock)
     except CannotCancel as error:
         raise ApiError(409, "cannot_cancel", f"cannot cancel: {error}") from None
     except ConcurrentUpdate:

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 
-from payment_service.domain.model import Charge, ChargeResult, GatewayUnavailable, RefundResult
+from infra.clock import Clock
+from payment_service.domain.model import Charge, ChargeResult, RefundResult
+from payment_service.ports import GatewayUnavailable
 
 Document = dict[str, Any]
 FLAKY_FAILURES = 2
@@ -33,9 +35,12 @@ class SimulatedGateway:
     stored answer. No findAndModify: SecantusDB 0.7.0b3 re-checks a findAndModify's query with
     a collection scan, so each one cost a scan of the whole (ever-growing) ledger."""
 
-    def __init__(self, ledger: AsyncCollection[Document], late_s: float = 3.0) -> None:
+    def __init__(
+        self, ledger: AsyncCollection[Document], late_s: float = 3.0, *, clock: Clock
+    ) -> None:
         self._ledger = ledger
         self._late_s = late_s
+        self._clock = clock
 
     async def charge(
         self, key: str, amount_cents: int, currency: str, payment_method: str
@@ -51,8 +56,8 @@ class SimulatedGateway:
                     "amount_cents": amount_cents,
                     "currency": currency,
                     "payment_method": payment_method,
-                    "created_at": datetime.now(UTC),
-                    **_decision_fields(decided),
+                    "created_at": self._clock(),
+                    **_decision_fields(decided, self._clock()),
                 },
             },
             upsert=True,
@@ -67,7 +72,7 @@ class SimulatedGateway:
             raise GatewayUnavailable(f"simulated outage (attempt {entry['attempts']} for {key})")
         decided = _decide(payment_method)
         stored = await self._ledger.update_one(
-            {"_id": key, "outcome": None}, {"$set": _decision_fields(decided)}
+            {"_id": key, "outcome": None}, {"$set": _decision_fields(decided, self._clock())}
         )
         if stored.modified_count == 0:
             # A concurrent attempt with the same key decided first; its answer stands.
@@ -81,7 +86,7 @@ class SimulatedGateway:
                 "$set": {
                     "refund_key": idempotency_key,
                     "refund_reference": f"re_{uuid.uuid4().hex}",
-                    "refunded_at": datetime.now(UTC),
+                    "refunded_at": self._clock(),
                 },
                 "$inc": {"refunds": 1},
             },
@@ -101,12 +106,12 @@ def _decide(payment_method: str) -> Document:
     return {"outcome": "declined", "decline_reason": "unsupported payment method"}
 
 
-def _decision_fields(decided: Document | None) -> Document:
+def _decision_fields(decided: Document | None, at: datetime) -> Document:
     if decided is None:
         return {"outcome": None, "captures": 0}
     # `captures` counts money actually taken for this key: reconciliation reads it.
     captures = 1 if decided["outcome"] == "captured" else 0
-    return {**decided, "captures": captures, "decided_at": datetime.now(UTC)}
+    return {**decided, "captures": captures, "decided_at": at}
 
 
 def _result(entry: Document) -> ChargeResult:

@@ -12,20 +12,15 @@ one order cannot both land: the second finds the document settled and stores not
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from contracts.events import PaymentRefunded
-from infra.messaging.outbox import (
-    OutboxRelay,
-    merge_updates,
-    outbox_append,
-    outbox_fields,
-    wrap_events,
-)
+from infra.clock import Clock
+from infra.messaging.outbox import OutboxRelay
+from infra.persistence.outbox_write import Outbox
 from payment_service.domain.model import Payment, PaymentAttempt, PaymentStatus
 
 Document = dict[str, Any]
@@ -34,11 +29,16 @@ _UNSETTLED: Document = {"status": {"$exists": False}}
 
 class MongoPaymentRepository:
     def __init__(
-        self, collection: AsyncCollection[Document], relay: OutboxRelay, producer: str
+        self,
+        collection: AsyncCollection[Document],
+        relay: OutboxRelay,
+        producer: str,
+        *,
+        clock: Clock,
     ) -> None:
         self._collection = collection
-        self._relay = relay
-        self._producer = producer
+        self._outbox = Outbox(relay, producer)
+        self._clock = clock
 
     async def open(self, order_id: str) -> bool:
         """Make sure the order has a document to log its calls in; False if its payment was
@@ -46,7 +46,7 @@ class MongoPaymentRepository:
         try:
             await self._collection.update_one(
                 {"_id": order_id, **_UNSETTLED},
-                {"$setOnInsert": {"opened_at": datetime.now(UTC), "attempts": []}},
+                {"$setOnInsert": {"opened_at": self._clock(), "attempts": []}},
                 upsert=True,
             )
         except DuplicateKeyError:
@@ -61,18 +61,19 @@ class MongoPaymentRepository:
     async def settle(self, payment: Payment, caused_by: str, attempt: PaymentAttempt) -> bool:
         """Store the outcome with the call that gave it; False (the call still logged) if the
         payment was settled or voided meanwhile."""
-        envelopes = wrap_events(payment.events, self._producer, caused_by)
+        events = self._outbox.write(payment.order_id, payment.events, causation_id=caused_by)
         result = await self._collection.update_one(
             {"_id": payment.order_id, **_UNSETTLED},
             {
-                "$set": {**_outcome(payment), **outbox_fields(envelopes)},
+                # The first events of the document: the outbox is set, not appended to.
+                "$set": {**self._outcome(payment), **events.fields()},
                 "$push": {"attempts": _attempt(attempt)},
             },
         )
         if result.matched_count == 0:
             await self.record_attempt(attempt)
             return False
-        self._relay.notify(payment.order_id, envelopes)
+        events.landed()
         return True
 
     async def void(self, payment: Payment) -> bool:
@@ -80,7 +81,7 @@ class MongoPaymentRepository:
         try:
             await self._collection.update_one(
                 {"_id": payment.order_id, **_UNSETTLED},
-                {"$set": _outcome(payment), "$setOnInsert": {"attempts": []}},
+                {"$set": self._outcome(payment), "$setOnInsert": {"attempts": []}},
                 upsert=True,
             )
         except DuplicateKeyError:
@@ -103,38 +104,36 @@ class MongoPaymentRepository:
 
     async def mark_refunded(self, event: PaymentRefunded, caused_by: str) -> bool:
         """Guarded on the status: of concurrent refunds of one order, one write matches."""
-        envelopes = wrap_events([event], self._producer, caused_by)
+        events = self._outbox.write(event.order_id, [event], causation_id=caused_by)
         refundable = [PaymentStatus.SUCCEEDED.value, PaymentStatus.VOIDED.value]
         result = await self._collection.update_one(
             {"_id": event.order_id, "status": {"$in": refundable}},
-            merge_updates(
+            events.update(
                 {
                     "$set": {
                         "status": PaymentStatus.REFUNDED.value,
                         "amount_cents": event.amount_cents,
                         "gateway_reference": event.gateway_reference,
                         "refund_reference": event.refund_reference,
-                        "refunded_at": datetime.now(UTC),
+                        "refunded_at": self._clock(),
                     }
-                },
-                outbox_append(envelopes),
+                }
             ),
         )
         if result.matched_count == 0:
             return False
-        self._relay.notify(event.order_id, envelopes)
+        events.landed()
         return True
 
-
-def _outcome(payment: Payment) -> Document:
-    return {
-        "amount_cents": payment.amount_cents,
-        "currency": payment.currency,
-        "status": payment.status.value,
-        "gateway_reference": payment.gateway_reference,
-        "reason": payment.reason,
-        "settled_at": datetime.now(UTC),
-    }
+    def _outcome(self, payment: Payment) -> Document:
+        return {
+            "amount_cents": payment.amount_cents,
+            "currency": payment.currency,
+            "status": payment.status.value,
+            "gateway_reference": payment.gateway_reference,
+            "reason": payment.reason,
+            "settled_at": self._clock(),
+        }
 
 
 def _attempt(attempt: PaymentAttempt) -> Document:

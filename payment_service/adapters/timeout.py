@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import Awaitable
 from typing import TypeVar
 
-from payment_service.domain.model import Charge, ChargeResult, GatewayUnavailable, RefundResult
-from payment_service.handlers import PaymentGateway
+from payment_service.domain.model import Charge, ChargeResult, RefundResult
+from payment_service.ports import GatewayUnavailable, PaymentGateway
 
 T = TypeVar("T")
 

@@ -20,11 +20,6 @@ from contracts.events import (
 )
 
 
-class GatewayUnavailable(Exception):
-    """The gateway could not answer (timeout, 5xx): the charge may be retried with the same
-    idempotency key."""
-
-
 @dataclass(frozen=True)
 class ChargeResult:
     approved: bool

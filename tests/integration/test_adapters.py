@@ -34,7 +34,7 @@ from inventory_service.domain.model import StockItem
 from order_service import handlers as order_handlers
 from order_service.adapters.repository import MongoOrderRepository
 from order_service.domain.model import Order, OrderStatus
-from order_service.handlers import ConcurrentUpdate
+from order_service.ports import ConcurrentUpdate
 from tests.builders import new_order, order_placed
 
 pytestmark = pytest.mark.integration
@@ -90,7 +90,7 @@ async def test_concurrent_reservations_never_oversell_and_cache_follows(
         placed((sku_a, 1)) for _ in range(6)
     ]
     await asyncio.gather(
-        *(inventory.on_order_placed(Envelope.wrap(o, producer="t"), o, store) for o in orders)
+        *(inventory.on_order_placed(Envelope.wrap(o, producer="t"), o, store=store) for o in orders)
     )
 
     stock = {d["_id"]: d async for d in mongo_db["stock"].find()}
@@ -126,10 +126,10 @@ async def test_release_restores_stock_once(
     )
     store = await inventory_store(mongo_url, mongo_db, broker, RedisStockCache(redis, 60))
     order = placed((sku, 3))
-    await inventory.on_order_placed(Envelope.wrap(order, producer="t"), order, store)
+    await inventory.on_order_placed(Envelope.wrap(order, producer="t"), order, store=store)
     failed = PaymentFailed(order_id=order.order_id, amount_cents=300, reason="declined")
     for _ in range(3):  # redeliveries
-        await inventory.on_payment_failed(Envelope.wrap(failed, producer="t"), failed, store)
+        await inventory.on_payment_failed(Envelope.wrap(failed, producer="t"), failed, store=store)
     document = await mongo_db["stock"].find_one({"_id": sku})
     assert document is not None
     assert document["available"] == 5
@@ -150,7 +150,7 @@ async def test_a_stale_order_write_is_refused(
     mongo_db: AsyncDatabase[dict[str, Any]], broker: Broker
 ) -> None:
     relay = OutboxRelay(broker, mongo_db["orders"], OutboxSettings())
-    repository = MongoOrderRepository(mongo_db["orders"], relay, "order")
+    repository = MongoOrderRepository(mongo_db["orders"], relay, "order", clock=utc_now)
     now = datetime.now(UTC)
     order = Order.place(
         str(uuid.uuid4()), "c-1", [OrderLine(sku="SKU-1", quantity=1)], "tok_ok", now
@@ -176,8 +176,8 @@ async def test_a_consumer_starting_from_a_stale_remembered_order_reads_it_again(
     """Two replicas of the order service: each remembers what it stored. Replica A's copy
     goes stale when B changes the order; A's next event still applies, on the fresh state."""
     relay = OutboxRelay(broker, mongo_db["orders"], OutboxSettings())
-    replica_a = MongoOrderRepository(mongo_db["orders"], relay, "order")
-    replica_b = MongoOrderRepository(mongo_db["orders"], relay, "order")
+    replica_a = MongoOrderRepository(mongo_db["orders"], relay, "order", clock=utc_now)
+    replica_b = MongoOrderRepository(mongo_db["orders"], relay, "order", clock=utc_now)
     order = new_order(order_id=str(uuid.uuid4()), now=datetime.now(UTC))
     await replica_a.save(order)
     reserved = StockReserved(
@@ -222,7 +222,7 @@ async def test_an_order_short_on_one_sku_takes_nothing_and_is_refused_with_the_r
     sku_a, sku_z = await two_skus(mongo_db, ("a", 5), ("z", 3))
     store = await inventory_store(mongo_url, mongo_db, broker, RedisStockCache(redis, ttl_s=60))
     order = placed((sku_a, 2), (sku_z, 4))
-    await inventory.on_order_placed(Envelope.wrap(order, producer="t"), order, store)
+    await inventory.on_order_placed(Envelope.wrap(order, producer="t"), order, store=store)
 
     stock = {d["_id"]: (d["available"], d["version"]) async for d in mongo_db["stock"].find()}
     assert stock == {sku_a: (5, 1), sku_z: (3, 1)}
@@ -271,7 +271,10 @@ async def test_reservations_of_one_hot_sku_in_one_process_run_without_conflict_r
         )
         orders = [placed((sku, 1)) for _ in range(16)]
         await asyncio.gather(
-            *(inventory.on_order_placed(Envelope.wrap(o, producer="t"), o, store) for o in orders)
+            *(
+                inventory.on_order_placed(Envelope.wrap(o, producer="t"), o, store=store)
+                for o in orders
+            )
         )
     finally:
         await client.close()
@@ -295,7 +298,7 @@ async def test_two_events_of_one_order_at_once_take_turns_without_a_conflict(
     try:
         orders = client[mongo_db.name]["orders"]
         repository = MongoOrderRepository(
-            orders, OutboxRelay(broker, orders, OutboxSettings()), "order"
+            orders, OutboxRelay(broker, orders, OutboxSettings()), "order", clock=utc_now
         )
         order = new_order(order_id=str(uuid.uuid4()), now=datetime.now(UTC))
         await repository.save(order)

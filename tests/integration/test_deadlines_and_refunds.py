@@ -15,6 +15,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts.envelope import Envelope
 from contracts.events import DEADLINE_REASON, OrderCancelled, OrderLine, PricedLine, StockReserved
+from infra.clock import utc_now
 from infra.messaging.broker import Broker
 from infra.messaging.outbox import OutboxRelay
 from infra.settings import OutboxSettings
@@ -39,7 +40,9 @@ async def test_two_sweeping_replicas_end_each_overdue_order_once(
     mongo_db: Db, broker: Broker
 ) -> None:
     relay = OutboxRelay(broker, mongo_db["orders"], OutboxSettings())
-    replicas = [MongoOrderRepository(mongo_db["orders"], relay, "order") for _ in range(2)]
+    replicas = [
+        MongoOrderRepository(mongo_db["orders"], relay, "order", clock=utc_now) for _ in range(2)
+    ]
     await replicas[0].create_indexes()
     placed_at = datetime.now(UTC) - timedelta(seconds=30)
     due = [new_order(10, placed_at) for _ in range(6)]
@@ -51,7 +54,7 @@ async def test_two_sweeping_replicas_end_each_overdue_order_once(
                             placed_at, "e1")  # fmt: skip
     await replicas[0].save(reserved)
 
-    sweepers = [DeadlineSweeper(r, interval_s=1, batch=4) for r in replicas]
+    sweepers = [DeadlineSweeper(r, interval_s=1, batch=4, clock=utc_now) for r in replicas]
     ended = await asyncio.gather(*(s.sweep() for s in sweepers))
     assert sum(ended) == len(due)
     for order in due:
@@ -73,7 +76,7 @@ async def test_two_sweeping_replicas_end_each_overdue_order_once(
 
 
 async def test_the_ledger_refunds_a_capture_once_however_often_asked(mongo_db: Db) -> None:
-    gateway = SimulatedGateway(mongo_db["gateway_charges"])
+    gateway = SimulatedGateway(mongo_db["gateway_charges"], clock=utc_now)
     charged = await gateway.charge("order-r1", 700, "EUR", "tok_ok")
     charge = Charge("order-r1", 700, "EUR", charged.reference)
     answers = await asyncio.gather(*(gateway.refund(charge, "refund-order-r1") for _ in range(5)))
@@ -96,15 +99,17 @@ async def test_a_capture_meeting_a_cancellation_is_refunded_and_announced_once(
     mongo_db: Db, broker: Broker
 ) -> None:
     relay = OutboxRelay(broker, mongo_db["payments"], OutboxSettings())
-    payments = MongoPaymentRepository(mongo_db["payments"], relay, "payment")
-    gateway = SimulatedGateway(mongo_db["gateway_charges"])
+    payments = MongoPaymentRepository(mongo_db["payments"], relay, "payment", clock=utc_now)
+    gateway = SimulatedGateway(mongo_db["gateway_charges"], clock=utc_now)
     order_id = str(uuid.uuid4())
     reserved = StockReserved(
         order_id=order_id, customer_id="c-1", total_cents=900, payment_method="tok_ok",
         lines=[PricedLine(sku="SKU-1", quantity=2, unit_price_cents=450)],
     )  # fmt: skip
     cancelled = OrderCancelled(order_id=order_id, customer_id="c-1", reason=DEADLINE_REASON)
-    on_reserved = partial(payment.on_stock_reserved, gateway=gateway, payments=payments)
+    on_reserved = partial(
+        payment.on_stock_reserved, gateway=gateway, payments=payments, clock=utc_now
+    )
     on_cancelled = partial(payment.on_order_cancelled, gateway=gateway, payments=payments)
     await on_reserved(Envelope.wrap(reserved, producer="t"), reserved)
     # The cancellation twice at once (copies, replicas), then a redelivered reservation.

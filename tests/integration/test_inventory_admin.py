@@ -23,7 +23,7 @@ from infra.settings import OutboxSettings
 from inventory_service import handlers as inventory
 from inventory_service.adapters.cache import RedisStockCache
 from inventory_service.adapters.store import MongoInventoryStore
-from inventory_service.handlers import SkuExists
+from inventory_service.ports import SkuExists
 from tests.integration.events import collected, listening
 from tests.integration.waiting import eventually
 
@@ -127,7 +127,10 @@ async def test_restocks_racing_reservations_stay_exact(
     ]
     await asyncio.gather(
         *(inventory.restock(store, sku, 3) for _ in range(8)),
-        *(inventory.on_order_placed(Envelope.wrap(o, producer="t"), o, store) for o in orders),
+        *(
+            inventory.on_order_placed(Envelope.wrap(o, producer="t"), o, store=store)
+            for o in orders
+        ),
     )
     reserved = await mongo_db["reservations"].count_documents({"status": "RESERVED"})
     document = await mongo_db["stock"].find_one({"_id": sku})

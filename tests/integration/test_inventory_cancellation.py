@@ -72,9 +72,9 @@ async def test_a_cancellation_before_the_order_arrives_reserves_nothing(
 ) -> None:
     sku = await new_sku(mongo_db, 5)
     placed, cancelled = order(sku, 2)
-    await inventory.on_order_cancelled(env(cancelled), cancelled, store)
-    await inventory.on_order_placed(env(placed), placed, store)  # late, on its own queue
-    await inventory.on_order_cancelled(env(cancelled), cancelled, store)  # redelivered
+    await inventory.on_order_cancelled(env(cancelled), cancelled, store=store)
+    await inventory.on_order_placed(env(placed), placed, store=store)  # late, on its own queue
+    await inventory.on_order_cancelled(env(cancelled), cancelled, store=store)  # redelivered
 
     tombstone = await mongo_db["reservations"].find_one({"_id": placed.order_id})
     assert tombstone is not None
@@ -95,9 +95,9 @@ async def test_a_cancellation_after_the_reservation_gives_the_stock_back(
 ) -> None:
     sku = await new_sku(mongo_db, 5)
     placed, cancelled = order(sku, 3)
-    await inventory.on_order_placed(env(placed), placed, store)
+    await inventory.on_order_placed(env(placed), placed, store=store)
     for _ in range(2):
-        await inventory.on_order_cancelled(env(cancelled), cancelled, store)
+        await inventory.on_order_cancelled(env(cancelled), cancelled, store=store)
     reservation = await mongo_db["reservations"].find_one({"_id": placed.order_id})
     assert reservation is not None
     assert reservation["status"] == "RELEASED"
@@ -115,14 +115,14 @@ async def test_placing_and_cancelling_at_once_never_leaks_stock(
     async def cancel(event: OrderCancelled) -> None:
         for _ in range(5):  # what the delay tiers do with a RetryLater
             try:
-                await inventory.on_order_cancelled(env(event), event, store)
+                await inventory.on_order_cancelled(env(event), event, store=store)
                 return
             except RetryLater:
                 continue
         raise AssertionError(f"cancellation of {event.order_id} never went through")
 
     await asyncio.gather(
-        *(inventory.on_order_placed(env(p), p, store) for p, _ in orders),
+        *(inventory.on_order_placed(env(p), p, store=store) for p, _ in orders),
         *(cancel(c) for _, c in orders),
     )
     statuses = {

@@ -14,6 +14,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts.envelope import Envelope
 from contracts.events import PricedLine, StockReserved
+from infra.clock import utc_now
 from infra.messaging.broker import Broker
 from infra.messaging.errors import RetryLater
 from infra.messaging.outbox import OutboxRelay
@@ -43,8 +44,11 @@ async def test_a_flaky_charge_leaves_three_attempts_and_one_capture(
     relay = OutboxRelay(broker, mongo_db["payments"], OutboxSettings())
     charge = partial(
         payment.on_stock_reserved,
-        gateway=TimedGateway(SimulatedGateway(mongo_db["gateway_charges"]), timeout_s=5),
-        payments=MongoPaymentRepository(mongo_db["payments"], relay, "payment"),
+        gateway=TimedGateway(
+            SimulatedGateway(mongo_db["gateway_charges"], clock=utc_now), timeout_s=5
+        ),
+        payments=MongoPaymentRepository(mongo_db["payments"], relay, "payment", clock=utc_now),
+        clock=utc_now,
     )
     event = reserved("tok_flaky")
     for _ in range(2):  # the delay tiers would redeliver these
@@ -72,13 +76,13 @@ async def test_racing_deliveries_capture_once_settle_once_and_log_every_call(
     mongo_db: AsyncDatabase[dict[str, Any]], broker: Broker
 ) -> None:
     relay = OutboxRelay(broker, mongo_db["payments"], OutboxSettings())
-    payments = MongoPaymentRepository(mongo_db["payments"], relay, "payment")
-    gateway = SimulatedGateway(mongo_db["gateway_charges"])
+    payments = MongoPaymentRepository(mongo_db["payments"], relay, "payment", clock=utc_now)
+    gateway = SimulatedGateway(mongo_db["gateway_charges"], clock=utc_now)
     event = reserved("tok_ok")
     deliveries = [Envelope.wrap(event, producer="t") for _ in range(8)]
     await asyncio.gather(
         *(
-            payment.on_stock_reserved(d, event, gateway=gateway, payments=payments)
+            payment.on_stock_reserved(d, event, gateway=gateway, payments=payments, clock=utc_now)
             for d in deliveries
         )
     )
@@ -97,7 +101,7 @@ async def test_a_cancellation_voids_an_open_payment_and_a_late_answer_changes_no
     mongo_db: AsyncDatabase[dict[str, Any]], broker: Broker
 ) -> None:
     relay = OutboxRelay(broker, mongo_db["payments"], OutboxSettings())
-    payments = MongoPaymentRepository(mongo_db["payments"], relay, "payment")
+    payments = MongoPaymentRepository(mongo_db["payments"], relay, "payment", clock=utc_now)
     event = reserved("tok_ok")
     assert await payments.open(event.order_id)
     assert await payments.void(Payment.void(event.order_id, "changed my mind"))
@@ -121,7 +125,7 @@ async def test_a_cancellation_voids_an_open_payment_and_a_late_answer_changes_no
 async def test_a_repeated_key_gets_the_first_answer_and_never_captures_twice(
     mongo_db: AsyncDatabase[dict[str, Any]], method: str, approved: bool, captures: int
 ) -> None:
-    gateway = SimulatedGateway(mongo_db["gateway_charges"])
+    gateway = SimulatedGateway(mongo_db["gateway_charges"], clock=utc_now)
     key = f"order-{uuid.uuid4()}"
     answers = [await gateway.charge(key, 900, "EUR", method) for _ in range(3)]
     answers += await asyncio.gather(*(gateway.charge(key, 900, "EUR", method) for _ in range(5)))

@@ -10,18 +10,18 @@ from typing import Any, TypeVar
 from contracts.envelope import Envelope
 from contracts.events import Event, PaymentRefunded
 from inventory_service.domain.model import Reservation, ReservationStatus, StockItem
-from inventory_service.handlers import AlreadyRecorded, SkuExists, StockShort
+from inventory_service.ports import AlreadyRecorded, SkuExists, StockShort
 from order_service.domain.model import Order
-from order_service.handlers import ConcurrentUpdate, DuplicateOrder
+from order_service.ports import ConcurrentUpdate, DuplicateOrder
 from payment_service.domain.model import (
     Charge,
     ChargeResult,
-    GatewayUnavailable,
     Payment,
     PaymentAttempt,
     PaymentStatus,
     RefundResult,
 )
+from payment_service.ports import GatewayUnavailable
 
 T = TypeVar("T")
 
@@ -108,16 +108,16 @@ class _FakeTransaction:
         assert self.reservations[reservation.order_id].status is was
         self.reservations[reservation.order_id] = copy.deepcopy(reservation)
 
-    async def add_item(self, item: StockItem, events: list[Event]) -> None:
+    async def add_item(self, item: StockItem) -> None:
         if item.sku in self.stock:
             raise SkuExists(item.sku)
         self.stock[item.sku] = item
-        self.published.extend(events)
+        self.published.extend(item.events)
 
-    async def save_item(self, before: StockItem, after: StockItem, events: list[Event]) -> None:
+    async def save_item(self, before: StockItem, after: StockItem) -> None:
         assert self.stock[before.sku] == before, "changed under the transaction"
         self.stock[after.sku] = after
-        self.published.extend(events)
+        self.published.extend(after.events)
 
 
 class FakeGateway:

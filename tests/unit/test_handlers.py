@@ -42,7 +42,7 @@ def reserved(order_id: str) -> StockReserved:
 async def test_order_handlers_walk_an_order_to_confirmed_once() -> None:
     repo = FakeOrderRepository()
     order, _ = await commands.place_order(
-        repo, "c-1", [OrderLine(sku="SKU-1", quantity=2)], "tok_ok", id_secret=b"s"
+        repo, "c-1", [OrderLine(sku="SKU-1", quantity=2)], "tok_ok", clock=utc_now, id_secret=b"s"
     )
     reservation = reserved(order.order_id)
     success = PaymentSucceeded(
@@ -60,7 +60,12 @@ async def test_order_handlers_walk_an_order_to_confirmed_once() -> None:
 async def test_a_payment_result_that_overtakes_the_reservation_is_not_lost() -> None:
     repo = FakeOrderRepository()
     order, _ = await commands.place_order(
-        repo, "c-1", [OrderLine(sku="SKU-1", quantity=2)], "tok_decline", id_secret=b"s"
+        repo,
+        "c-1",
+        [OrderLine(sku="SKU-1", quantity=2)],
+        "tok_decline",
+        clock=utc_now,
+        id_secret=b"s",
     )
     failed = PaymentFailed(order_id=order.order_id, amount_cents=200, reason="declined")
     await orders.on_payment_failed(wrapped(failed), failed, orders=repo, clock=utc_now)
@@ -82,13 +87,13 @@ async def test_event_for_an_unknown_order_is_retried() -> None:
 async def test_inventory_reserves_once_and_releases_once() -> None:
     store = FakeInventory({"SKU-1": StockItem("SKU-1", "Mug", 100, available=5)})
     order = placed(quantity=2)
-    await inventory.on_order_placed(wrapped(order), order, store)
-    await inventory.on_order_placed(wrapped(order), order, store)  # redelivered
+    await inventory.on_order_placed(wrapped(order), order, store=store)
+    await inventory.on_order_placed(wrapped(order), order, store=store)  # redelivered
     assert store.stock["SKU-1"].available == 3
     assert len(store.published) == 1
     failed = PaymentFailed(order_id="o-1", amount_cents=200, reason="declined")
-    await inventory.on_payment_failed(wrapped(failed), failed, store)
-    await inventory.on_payment_failed(wrapped(failed), failed, store)  # redelivered
+    await inventory.on_payment_failed(wrapped(failed), failed, store=store)
+    await inventory.on_payment_failed(wrapped(failed), failed, store=store)  # redelivered
     assert store.stock["SKU-1"].available == 5
     assert store.reservations["o-1"].status is ReservationStatus.RELEASED
 
@@ -96,14 +101,14 @@ async def test_inventory_reserves_once_and_releases_once() -> None:
 async def test_inventory_rejects_without_touching_stock() -> None:
     store = FakeInventory({"SKU-1": StockItem("SKU-1", "Mug", 100, available=1)})
     order = placed(quantity=2)
-    await inventory.on_order_placed(wrapped(order), order, store)
+    await inventory.on_order_placed(wrapped(order), order, store=store)
     assert store.stock["SKU-1"].available == 1
     assert store.reservations["o-1"].status is ReservationStatus.FAILED
 
 
 async def test_transient_gateway_failure_is_retried_and_charged_once() -> None:
     gateway, payments = FakeGateway(failures_before_answer=2), FakePayments()
-    charge = partial(payment.on_stock_reserved, gateway=gateway, payments=payments)
+    charge = partial(payment.on_stock_reserved, gateway=gateway, payments=payments, clock=utc_now)
     event = reserved("o-1")
     for _ in range(2):
         with pytest.raises(RetryLater):
@@ -123,6 +128,7 @@ async def test_decline_is_recorded_as_failed_payment() -> None:
         event,
         gateway=FakeGateway(approve=False),
         payments=payments,
+        clock=utc_now,
     )
     assert payments.payments["o-1"].status is PaymentStatus.FAILED
     assert payments.payments["o-1"].reason == "card declined"

@@ -9,8 +9,8 @@ from contracts.events import StockReplenished
 from infra.settings import RuntimeSettings, SettingsRefused
 from inventory_service import handlers as inventory
 from inventory_service.domain.model import StockItem
-from inventory_service.handlers import SkuExists
 from inventory_service.main import SERVICE, create_app
+from inventory_service.ports import SkuExists
 from inventory_service.settings import DEV_ADMIN_TOKEN, InventorySettings
 from tests.unit.fakes import FakeInventory
 
@@ -19,19 +19,21 @@ pytestmark = pytest.mark.unit
 
 def test_a_restock_is_a_new_version_announced_with_the_new_level() -> None:
     item = StockItem("SKU-1", "Mug", 250, available=3, version=7)
-    after, event = item.replenish(10)
+    after = item.replenish(10)
     assert (after.available, after.version, after.price_cents) == (13, 8, 250)
+    [event] = after.events
     assert event == StockReplenished(sku="SKU-1", quantity=10, available=13)
+    assert item.events == []
     assert event.aggregate_id == "SKU-1"
     with pytest.raises(ValueError):
         item.replenish(0)
 
 
 def test_a_new_sku_announces_its_first_stock_only_if_it_has_some() -> None:
-    item, events = StockItem.introduce("SKU-9", "Cap", 1000, stock=40)
+    item = StockItem.introduce("SKU-9", "Cap", 1000, stock=40)
     assert (item.available, item.version) == (40, 1)
-    assert events == [StockReplenished(sku="SKU-9", quantity=40, available=40)]
-    assert StockItem.introduce("SKU-9", "Cap", 1000, stock=0)[1] == []
+    assert item.events == [StockReplenished(sku="SKU-9", quantity=40, available=40)]
+    assert StockItem.introduce("SKU-9", "Cap", 1000, stock=0).events == []
 
 
 async def test_add_sku_then_restock_through_the_store() -> None:

@@ -44,10 +44,10 @@ def levels(fake: FakeInventory) -> dict[str, int]:
 
 async def test_cancelling_a_reserved_order_gives_every_line_back_once() -> None:
     fake = store()
-    await inventory.on_order_placed(wrapped(placed()), placed(), fake)
+    await inventory.on_order_placed(wrapped(placed()), placed(), store=fake)
     assert levels(fake) == {"SKU-1": 3, "SKU-2": 2}
     for _ in range(2):  # redelivered
-        await inventory.on_order_cancelled(wrapped(cancelled()), cancelled(), fake)
+        await inventory.on_order_cancelled(wrapped(cancelled()), cancelled(), store=fake)
     assert levels(fake) == {"SKU-1": 5, "SKU-2": 3}
     reservation = fake.reservations["o-1"]
     assert reservation.status is ReservationStatus.RELEASED
@@ -57,15 +57,15 @@ async def test_cancelling_a_reserved_order_gives_every_line_back_once() -> None:
 
 async def test_a_cancellation_before_the_order_arrives_leaves_a_tombstone() -> None:
     fake = store()
-    await inventory.on_order_cancelled(wrapped(cancelled()), cancelled(), fake)
+    await inventory.on_order_cancelled(wrapped(cancelled()), cancelled(), store=fake)
     tombstone = fake.reservations["o-1"]
     assert (tombstone.status, tombstone.lines, tombstone.total_cents) == (
         ReservationStatus.CANCELLED,
         [],
         0,
     )
-    await inventory.on_order_placed(wrapped(placed()), placed(), fake)  # the late OrderPlaced
-    await inventory.on_order_cancelled(wrapped(cancelled()), cancelled(), fake)  # redelivered
+    await inventory.on_order_placed(wrapped(placed()), placed(), store=fake)  # the late OrderPlaced
+    await inventory.on_order_cancelled(wrapped(cancelled()), cancelled(), store=fake)  # redelivered
     assert levels(fake) == {"SKU-1": 5, "SKU-2": 3}
     assert fake.reservations["o-1"].status is ReservationStatus.CANCELLED
     assert fake.published == []  # neither StockReserved nor StockReservationFailed
@@ -77,7 +77,7 @@ async def test_cancelling_an_order_holding_no_stock_changes_nothing(
 ) -> None:
     fake = store()
     fake.reservations["o-1"] = Reservation("o-1", status, [], 0, "earlier")
-    await inventory.on_order_cancelled(wrapped(cancelled()), cancelled(), fake)
+    await inventory.on_order_cancelled(wrapped(cancelled()), cancelled(), store=fake)
     assert fake.reservations["o-1"].status is status
     assert fake.reservations["o-1"].reason == "earlier"
     assert levels(fake) == {"SKU-1": 5, "SKU-2": 3}
@@ -85,10 +85,10 @@ async def test_cancelling_an_order_holding_no_stock_changes_nothing(
 
 async def test_payment_failure_and_cancellation_of_one_order_release_once() -> None:
     fake = store()
-    await inventory.on_order_placed(wrapped(placed()), placed(), fake)
+    await inventory.on_order_placed(wrapped(placed()), placed(), store=fake)
     failed = PaymentFailed(order_id="o-1", amount_cents=500, reason="card declined")
-    await inventory.on_payment_failed(wrapped(failed), failed, fake)
-    await inventory.on_order_cancelled(wrapped(cancelled()), cancelled(), fake)
+    await inventory.on_payment_failed(wrapped(failed), failed, store=fake)
+    await inventory.on_order_cancelled(wrapped(cancelled()), cancelled(), store=fake)
     assert levels(fake) == {"SKU-1": 5, "SKU-2": 3}
     assert fake.reservations["o-1"].reason == "payment failed: card declined"
 
@@ -117,11 +117,11 @@ async def _none(order_id: str) -> None:
 
 async def test_a_cancellation_losing_the_race_to_the_order_is_retried_and_releases() -> None:
     fake = _StaleFirstRead(store().stock)
-    await inventory.on_order_placed(wrapped(placed()), placed(), fake)
+    await inventory.on_order_placed(wrapped(placed()), placed(), store=fake)
     fake.stale = True
     with pytest.raises(RetryLater):
-        await inventory.on_order_cancelled(wrapped(cancelled()), cancelled(), fake)
+        await inventory.on_order_cancelled(wrapped(cancelled()), cancelled(), store=fake)
     assert status(fake) is ReservationStatus.RESERVED  # nothing half-done
-    await inventory.on_order_cancelled(wrapped(cancelled()), cancelled(), fake)  # the retry
+    await inventory.on_order_cancelled(wrapped(cancelled()), cancelled(), store=fake)  # the retry
     assert status(fake) is ReservationStatus.RELEASED
     assert levels(fake) == {"SKU-1": 5, "SKU-2": 3}

@@ -111,7 +111,7 @@ class World:
             "email": FakeChannel("email", email_failures),
             "webhook": FakeChannel("webhook"),
         }
-        self.delivery = Delivery(self.store, self.channels, lease_s=60, clock=self.clock)
+        self.delivery = Delivery(self.store, self.channels, lease_s=60)
         self.handle = bind_handlers(HANDLERS, self)
 
     async def deliver(self, envelope: Envelope) -> None:

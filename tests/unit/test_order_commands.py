@@ -6,15 +6,17 @@ from functools import partial
 import pytest
 
 from contracts.events import OrderCancelled, OrderLine, PricedLine
+from infra.clock import utc_now
 from order_service import commands
+from order_service.commands import IdempotencyConflict
+from order_service.domain.ids import order_id_for
 from order_service.domain.model import CannotCancel, OrderStatus
-from order_service.handlers import IdempotencyConflict, order_id_for
 from tests.unit.fakes import FakeOrderRepository
 
 pytestmark = pytest.mark.unit
 LINES = [OrderLine(sku="SKU-1", quantity=2)]
 SECRET = b"unit-test-order-id-secret"
-place = partial(commands.place_order, id_secret=SECRET)
+place = partial(commands.place_order, clock=utc_now, id_secret=SECRET)
 
 
 async def test_the_same_key_and_request_give_back_the_first_order() -> None:
@@ -63,8 +65,8 @@ async def test_without_a_key_every_request_is_a_new_order() -> None:
 async def test_an_unpaid_order_can_be_cancelled_once() -> None:
     repo = FakeOrderRepository()
     order, _ = await place(repo, "c-1", LINES, "tok_ok")
-    cancelled = await commands.cancel_order(repo, "c-1", order.order_id)
-    again = await commands.cancel_order(repo, "c-1", order.order_id)
+    cancelled = await commands.cancel_order(repo, "c-1", order.order_id, clock=utc_now)
+    again = await commands.cancel_order(repo, "c-1", order.order_id, clock=utc_now)
     assert cancelled is not None
     assert again is not None
     assert again.status is OrderStatus.CANCELLED
@@ -79,5 +81,5 @@ async def test_a_paid_order_cannot_be_cancelled_and_others_orders_are_invisible(
                           stored.created_at, "e1")  # fmt: skip
     stored.payment_succeeded(stored.created_at, "e2")
     with pytest.raises(CannotCancel):
-        await commands.cancel_order(repo, "c-1", order.order_id)
-    assert await commands.cancel_order(repo, "c-2", order.order_id) is None
+        await commands.cancel_order(repo, "c-1", order.order_id, clock=utc_now)
+    assert await commands.cancel_order(repo, "c-2", order.order_id, clock=utc_now) is None

@@ -127,7 +127,7 @@ async def test_the_sweeper_works_off_a_backlog_in_batches() -> None:
     repo = OverdueRepository()
     for n in range(25):
         await repo.save(placed(f"o-{n}", deadline_s=10))
-    sweeper = DeadlineSweeper(repo, interval_s=1, batch=10, now=lambda: LATER)
+    sweeper = DeadlineSweeper(repo, interval_s=1, batch=10, clock=lambda: LATER)
     assert await sweeper.sweep() == 25
     assert all(o.status is OrderStatus.CANCELLED for o in repo.orders.values())
     assert await sweeper.sweep() == 0  # nothing left, nothing ended twice

@@ -6,10 +6,12 @@ import pytest
 
 from contracts.envelope import Envelope
 from contracts.events import OrderCancelled, PaymentFailed, PricedLine, StockReserved
+from infra.clock import utc_now
 from infra.messaging.errors import RetryLater
 from payment_service import handlers as payment
 from payment_service.adapters.timeout import TimedGateway
-from payment_service.domain.model import AttemptOutcome, GatewayUnavailable, PaymentStatus
+from payment_service.domain.model import AttemptOutcome, PaymentStatus
+from payment_service.ports import GatewayUnavailable
 from tests.builders import stock_reserved, wrapped
 from tests.unit.fakes import FakeGateway, FakePayments, HangingGateway
 
@@ -31,6 +33,7 @@ async def test_a_timeout_is_retried_later_and_recorded_as_an_unavailable_attempt
         payment.on_stock_reserved,
         gateway=TimedGateway(HangingGateway(), timeout_s=0.05),
         payments=payments,
+        clock=utc_now,
     )
     with pytest.raises(RetryLater, match="payment gateway unavailable"):
         await charge(wrapped(RESERVED), RESERVED)
@@ -54,6 +57,7 @@ async def test_every_attempt_is_recorded_and_the_payment_counts_them() -> None:
         payment.on_stock_reserved,
         gateway=FakeGateway(failures_before_answer=2),
         payments=payments,
+        clock=utc_now,
     )
     for _ in range(2):
         with pytest.raises(RetryLater):
@@ -82,6 +86,7 @@ async def test_a_decline_is_one_attempt_and_a_payment_failed_with_the_reason() -
         RESERVED,
         gateway=FakeGateway(approve=False),
         payments=payments,
+        clock=utc_now,
     )
     [attempt] = payments.attempts
     assert (attempt.outcome, attempt.decline_reason) == (AttemptOutcome.DECLINED, "card declined")
@@ -114,6 +119,7 @@ async def test_a_cancelled_order_is_never_charged_after_the_void() -> None:
         reserved,
         gateway=gateway,
         payments=payments,
+        clock=utc_now,
     )
     assert gateway.captures == {}
     assert gateway.refunds == {}  # nothing taken, nothing given back

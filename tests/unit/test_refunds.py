@@ -13,6 +13,7 @@ from contracts.events import (
     OrderCancelled,
     PaymentRefunded,
 )
+from infra.clock import utc_now
 from infra.messaging.errors import RetryLater
 from payment_service import handlers as payment
 from payment_service.domain.model import (
@@ -37,7 +38,7 @@ class Shop:
     async def reserved(self) -> None:
         await payment.on_stock_reserved(
             Envelope.wrap(RESERVED, producer="test"), RESERVED,
-            gateway=self.gateway, payments=self.payments,
+            gateway=self.gateway, payments=self.payments, clock=utc_now,
         )  # fmt: skip
 
     async def cancelled(self) -> None:
