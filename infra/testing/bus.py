@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from contracts.envelope import Envelope
@@ -28,6 +29,8 @@ from infra.messaging.hooks import ConsumeHook, Delivery, Inbound
 from infra.messaging.retry_policy import Pick
 from infra.settings import AmqpSettings
 
+# Where the virtual clock starts (any fixed, timezone-aware instant).
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 # Deliveries one `drain` makes at most: a handler that always fails with tiers that never end
 # would otherwise spin forever.
 MAX_DELIVERIES = 10_000
@@ -122,6 +125,7 @@ class InMemoryBus:
         pick: Pick | None = None,
         hooks: Sequence[ConsumeHook] = (),
         amqp: AmqpSettings | None = None,
+        epoch: datetime = EPOCH,
     ) -> None:
         self._pick = pick or _longest
         self._hooks = tuple(hooks)
@@ -132,6 +136,7 @@ class InMemoryBus:
         self._due: list[_Due] = []
         self._sequence = itertools.count()
         self.now_ms = 0
+        self._epoch = epoch
         self.published: list[Envelope] = []
         self.settled: list[Settled] = []
         self.dead_letters: dict[str, list[DeadLettered]] = defaultdict(list)
@@ -174,20 +179,40 @@ class InMemoryBus:
         """Put any message on one queue, as a hostile or broken producer could."""
         self._enqueue(queue, message, delay_ms=0)
 
+    def clock(self) -> datetime:
+        """The bus's virtual time as a clock for the services' deps: a retry delayed by 30 s
+        finds the clock 30 s later, so leases, deadlines and retry tiers meet as they would."""
+        return self._epoch + timedelta(milliseconds=self.now_ms)
+
+    def advance(self, seconds: float) -> None:
+        self.now_ms += round(seconds * 1000)
+
     async def drain(self, max_deliveries: int = MAX_DELIVERIES) -> int:
         """Deliver until no message is left, retries included (the virtual clock jumps to
         each retry's due time); the number of deliveries made."""
         made = 0
-        while self._due:
-            if made >= max_deliveries:
-                raise RuntimeError(f"still delivering after {made} deliveries")
-            due = heapq.heappop(self._due)
-            self.now_ms = max(self.now_ms, due.at_ms)
-            subscription = self._subscriptions[due.queue]
-            settlement = _Settlement(self, due.queue, due.message)
-            await self._dispatch[due.queue](subscription, due.message, settlement)
+        while await self.deliver_next() is not None:
             made += 1
+            if made >= max_deliveries and self._due:
+                raise RuntimeError(f"still delivering after {made} deliveries")
         return made
+
+    async def deliver_next(self) -> Settled | None:
+        """Make the next delivery (the clock moves to its due time if it is later); how it
+        ended, or None if no message is waiting."""
+        if not self._due:
+            return None
+        due = heapq.heappop(self._due)
+        self.now_ms = max(self.now_ms, due.at_ms)
+        subscription = self._subscriptions[due.queue]
+        settlement = _Settlement(self, due.queue, due.message)
+        await self._dispatch[due.queue](subscription, due.message, settlement)
+        return self.settled[-1]
+
+    @property
+    def waiting(self) -> int:
+        """Messages waiting in the queues and the delay tiers."""
+        return len(self._due)
 
     def queues_of(self, event_type: str) -> list[str]:
         """The queues bound to `event_type`'s fanout exchange."""

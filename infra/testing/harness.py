@@ -37,12 +37,10 @@ class InMemoryOutbox:
         self._bus = bus
         self._producer = producer
 
-    def __call__(self, events: Iterable[Event], cause: Envelope | None = None) -> None:
-        causation_id = str(cause.event_id) if cause is not None else None
+    def __call__(self, events: Iterable[Event], causation_id: str | None = None) -> None:
         for event in events:
-            self._bus.publish(
-                Envelope.wrap(event, producer=self._producer, causation_id=causation_id)
-            )
+            envelope = Envelope.wrap(event, producer=self._producer, causation_id=causation_id)
+            self._bus.publish(envelope)
 
 
 class ServiceHarness:
@@ -76,6 +74,12 @@ class ServiceHarness:
         self.bus.publish(envelope)
         await self.bus.drain()
         return envelope
+
+    async def redeliver(self, envelope: Envelope) -> None:
+        """Deliver `envelope` again, as a broker does after a lost ack or a publish repeated
+        after a lost confirm, and everything that follows, until the bus is idle."""
+        self.bus.publish(envelope)
+        await self.bus.drain()
 
     def outcomes(self) -> list[str]:
         return [s.outcome for s in self.bus.settled if s.queue in self.queues]

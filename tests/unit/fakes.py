@@ -24,12 +24,27 @@ from payment_service.domain.model import (
 from payment_service.ports import GatewayUnavailable
 
 T = TypeVar("T")
+# Where a fake store's events go once stored, besides its `published` list: an
+# infra.testing.InMemoryOutbox delivers them to the services subscribed on its bus.
+Outbox = Callable[[Iterable[Event], str | None], None]
 
 
-class FakeOrderRepository:
-    def __init__(self) -> None:
-        self.orders: dict[str, Order] = {}
+class _Publishing:
+    def __init__(self, outbox: Outbox | None) -> None:
         self.published: list[Event] = []
+        self._outbox = outbox
+
+    def _publish(self, events: Iterable[Event], causation_id: str | None) -> None:
+        stored = list(events)
+        self.published.extend(stored)
+        if self._outbox is not None and stored:
+            self._outbox(stored, causation_id)
+
+
+class FakeOrderRepository(_Publishing):
+    def __init__(self, outbox: Outbox | None = None) -> None:
+        super().__init__(outbox)
+        self.orders: dict[str, Order] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def get(self, order_id: str, *, latest: bool = True) -> Order | None:
@@ -42,7 +57,7 @@ class FakeOrderRepository:
             raise DuplicateOrder(order.order_id)
         if stored is not None and stored.version != order.version:
             raise ConcurrentUpdate(order.order_id)
-        self.published.extend(order.events)
+        self._publish(order.events, str(cause.event_id) if cause else None)
         order.events.clear()
         order.version += 1
         self.orders[order.order_id] = copy.deepcopy(order)
@@ -51,13 +66,13 @@ class FakeOrderRepository:
         return self._locks.setdefault(order_id, asyncio.Lock())
 
 
-class FakeInventory:
+class FakeInventory(_Publishing):
     """Applies a transaction's work to copies and keeps them only if it completes."""
 
-    def __init__(self, stock: dict[str, StockItem]) -> None:
+    def __init__(self, stock: dict[str, StockItem], outbox: Outbox | None = None) -> None:
+        super().__init__(outbox)
         self.stock = stock
         self.reservations: dict[str, Reservation] = {}
-        self.published: list[Event] = []
 
     async def transaction(
         self, work: Callable[[Any], Awaitable[T]], *, serialize_on: Iterable[str] = ()
@@ -65,7 +80,8 @@ class FakeInventory:
         tx = _FakeTransaction(dict(self.stock), dict(self.reservations))
         result = await work(tx)
         self.stock, self.reservations = tx.stock, tx.reservations
-        self.published.extend(tx.published)
+        for events, causation_id in tx.written:
+            self._publish(events, causation_id)
         return result
 
 
@@ -73,7 +89,8 @@ class _FakeTransaction:
     def __init__(self, stock: dict[str, StockItem], reservations: dict[str, Reservation]) -> None:
         self.stock = stock
         self.reservations = reservations
-        self.published: list[Event] = []
+        # The events of each write, with their cause: published if the transaction commits.
+        self.written: list[tuple[list[Event], str | None]] = []
 
     async def stock_items(self, skus: list[str]) -> dict[str, StockItem]:
         return {sku: self.stock[sku] for sku in skus if sku in self.stock}
@@ -101,7 +118,7 @@ class _FakeTransaction:
     async def add_reservation(self, reservation: Reservation, caused_by: str) -> None:
         if reservation.order_id in self.reservations:
             raise AlreadyRecorded(reservation.order_id)
-        self.published.extend(reservation.events)
+        self.written.append((list(reservation.events), caused_by))
         self.reservations[reservation.order_id] = copy.deepcopy(reservation)
 
     async def save_reservation(self, reservation: Reservation, was: ReservationStatus) -> None:
@@ -112,12 +129,12 @@ class _FakeTransaction:
         if item.sku in self.stock:
             raise SkuExists(item.sku)
         self.stock[item.sku] = item
-        self.published.extend(item.events)
+        self.written.append((list(item.events), None))
 
     async def save_item(self, before: StockItem, after: StockItem) -> None:
         assert self.stock[before.sku] == before, "changed under the transaction"
         self.stock[after.sku] = after
-        self.published.extend(after.events)
+        self.written.append((list(after.events), None))
 
 
 class FakeGateway:
@@ -170,14 +187,14 @@ class HangingGateway:
         raise AssertionError("unreachable")
 
 
-class FakePayments:
+class FakePayments(_Publishing):
     """The payment repository's contract in memory: one record per order with its calls."""
 
-    def __init__(self) -> None:
+    def __init__(self, outbox: Outbox | None = None) -> None:
+        super().__init__(outbox)
         self.payments: dict[str, Payment] = {}
         self.opened: set[str] = set()
         self.attempts: list[PaymentAttempt] = []
-        self.published: list[Event] = []
 
     async def open(self, order_id: str) -> bool:
         if order_id in self.payments:
@@ -190,7 +207,10 @@ class FakePayments:
 
     async def settle(self, payment: Payment, caused_by: str, attempt: PaymentAttempt) -> bool:
         self.attempts.append(attempt)
-        return self._store(payment)
+        stored = self._store(payment)
+        if stored:
+            self._publish(payment.events, caused_by)
+        return stored
 
     async def void(self, payment: Payment) -> bool:
         return self._store(payment)
@@ -213,5 +233,5 @@ class FakePayments:
         if payment is None or payment.status not in refundable:
             return False
         payment.status = PaymentStatus.REFUNDED
-        self.published.append(event)
+        self._publish([event], caused_by)
         return True
