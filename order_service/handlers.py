@@ -15,59 +15,30 @@ from contracts.events import (
 from infra.clock import Clock
 from infra.kit import Registry
 from infra.messaging.errors import RetryLater
-from order_service.domain.model import Order, OrderStatus
+from order_service.domain.model import Order, OrderStatus, SagaEvent
 from order_service.metrics import EVENTS_IGNORED, ORDERS_ENDED
 from order_service.ports import ConcurrentUpdate, OrderRepository
 
 log = logging.getLogger(__name__)
 
 
-async def on_stock_reserved(
-    envelope: Envelope, event: StockReserved, *, orders: OrderRepository, clock: Clock
+async def on_saga_event(
+    envelope: Envelope, event: SagaEvent, *, orders: OrderRepository, clock: Clock
 ) -> None:
-    event_id = str(envelope.event_id)
-    await _change(
-        orders, envelope, event.order_id,
-        lambda order: order.stock_reserved(event.lines, event.total_cents, clock(), event_id),
-    )  # fmt: skip
-
-
-async def on_stock_reservation_failed(
-    envelope: Envelope,
-    event: StockReservationFailed,
-    *,
-    orders: OrderRepository,
-    clock: Clock,
-) -> None:
-    event_id = str(envelope.event_id)
-    await _change(
-        orders, envelope, event.order_id,
-        lambda order: order.stock_reservation_failed(event.reason, clock(), event_id),
-    )  # fmt: skip
-
-
-async def on_payment_succeeded(
-    envelope: Envelope, event: PaymentSucceeded, *, orders: OrderRepository, clock: Clock
-) -> None:
+    """What inventory and payment announced about an order, applied to it (Order.apply)."""
     event_id = str(envelope.event_id)
     order, applied = await _change(
-        orders, envelope, event.order_id, lambda order: order.payment_succeeded(clock(), event_id)
+        orders, envelope, event.order_id, lambda order: order.apply(event, clock(), event_id)
     )
-    if not applied and order.status is OrderStatus.CANCELLED:
+    if (
+        not applied
+        and isinstance(event, PaymentSucceeded)
+        and order.status is OrderStatus.CANCELLED
+    ):
         # Cancelled (customer, deadline) while the charge was in flight: the payment service
         # refunds it when it meets the OrderCancelled and the capture together.
         log.info("order %s was cancelled before payment %s arrived; payment refunds it",
                  order.order_id, event.gateway_reference)  # fmt: skip
-
-
-async def on_payment_failed(
-    envelope: Envelope, event: PaymentFailed, *, orders: OrderRepository, clock: Clock
-) -> None:
-    event_id = str(envelope.event_id)
-    await _change(
-        orders, envelope, event.order_id,
-        lambda order: order.payment_failed(event.reason, clock(), event_id),
-    )  # fmt: skip
 
 
 async def _change(
@@ -112,8 +83,8 @@ async def _store(orders: OrderRepository, order: Order, cause: Envelope, applied
 # What this service consumes: one line per event (infra.kit checks it against
 # contracts.topology.SUBSCRIPTIONS and injects each handler's keyword dependencies).
 HANDLERS: Registry = {
-    StockReserved: on_stock_reserved,
-    StockReservationFailed: on_stock_reservation_failed,
-    PaymentSucceeded: on_payment_succeeded,
-    PaymentFailed: on_payment_failed,
+    StockReserved: on_saga_event,
+    StockReservationFailed: on_saga_event,
+    PaymentSucceeded: on_saga_event,
+    PaymentFailed: on_saga_event,
 }

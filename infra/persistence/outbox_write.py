@@ -15,8 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pymongo.asynchronous.collection import AsyncCollection
+
 from contracts.envelope import Envelope
 from contracts.events import Event
+from infra.clock import Clock
 from infra.messaging.outbox import OutboxRelay
 from infra.messaging.outbox_entries import merge_updates, outbox_append, outbox_fields
 
@@ -68,3 +71,20 @@ class Outbox:
             for event in events
         ]
         return EventsWrite(document_id, envelopes, self.relay)
+
+
+class OutboxDocuments:
+    """Base of a repository whose documents carry an outbox: the collection, the outbox its
+    aggregates' events are written through, and the clock its timestamps come from."""
+
+    def __init__(
+        self,
+        collection: AsyncCollection[Document],
+        relay: OutboxRelay | None,
+        producer: str,
+        *,
+        clock: Clock,
+    ) -> None:
+        self._collection = collection
+        self._outbox = Outbox(relay, producer)
+        self._clock = clock

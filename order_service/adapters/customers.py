@@ -10,31 +10,16 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from contracts.events import CustomerRegistered, NotificationPreferenceChanged
-from infra.clock import Clock
-from infra.messaging.outbox import OutboxRelay
-from infra.persistence.outbox_write import Outbox
+from infra.persistence.outbox_write import OutboxDocuments
 from order_service.ports import EmailTaken
 
 Document = dict[str, Any]
 
 
-class MongoCustomerStore:
-    def __init__(
-        self,
-        collection: AsyncCollection[Document],
-        relay: OutboxRelay,
-        producer: str,
-        *,
-        clock: Clock,
-    ) -> None:
-        self._collection = collection
-        self._outbox = Outbox(relay, producer)
-        self._clock = clock
-
+class MongoCustomerStore(OutboxDocuments):
     async def create_indexes(self) -> None:
         await self._collection.create_index("email", unique=True)
 

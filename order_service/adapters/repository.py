@@ -18,17 +18,16 @@ import weakref
 from collections import OrderedDict
 from dataclasses import asdict
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from pymongo import DESCENDING
-from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from contracts.envelope import Envelope
 from contracts.events import OrderLine, PricedLine
-from infra.clock import Clock
-from infra.messaging.outbox import OutboxRelay, outbox_entry
-from infra.persistence.outbox_write import EventsWrite, Outbox
+from infra.messaging.outbox import outbox_entry
+from infra.persistence.outbox_write import EventsWrite, OutboxDocuments
 from order_service.domain.model import TERMINAL, HistoryEntry, Order, OrderStatus, ParkedPayment
 from order_service.ports import ConcurrentUpdate, DuplicateOrder
 
@@ -40,20 +39,14 @@ OPEN_STATUSES = [s.value for s in OrderStatus if s not in TERMINAL]
 RECENT_ORDERS = 10_000
 
 
-class MongoOrderRepository:
-    def __init__(
-        self,
-        collection: AsyncCollection[Document],
-        relay: OutboxRelay,
-        producer: str,
-        *,
-        clock: Clock,
-    ) -> None:
-        self._collection = collection
-        self._outbox = Outbox(relay, producer)
-        self._clock = clock
-        self._recent: OrderedDict[str, Document] = OrderedDict()
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+class MongoOrderRepository(OutboxDocuments):
+    @cached_property
+    def _recent(self) -> OrderedDict[str, Document]:
+        return OrderedDict()
+
+    @cached_property
+    def _locks(self) -> weakref.WeakValueDictionary[str, asyncio.Lock]:
+        return weakref.WeakValueDictionary()
 
     async def create_indexes(self) -> None:
         await self._collection.create_index([("customer_id", 1), ("created_at", DESCENDING)])

@@ -24,8 +24,15 @@ from contracts.events import (
     OrderLine,
     OrderPlaced,
     OrderRejected,
+    PaymentFailed,
+    PaymentSucceeded,
     PricedLine,
+    StockReservationFailed,
+    StockReserved,
 )
+
+# What the other services announce about an order (Order.apply).
+SagaEvent = StockReserved | StockReservationFailed | PaymentSucceeded | PaymentFailed
 
 
 class OrderStatus(StrEnum):
@@ -150,10 +157,7 @@ class Order:
             return False
         if self.status not in (OrderStatus.PENDING, OrderStatus.RESERVED):
             raise CannotCancel(f"order is {self.status.value}")
-        self._move(OrderStatus.CANCELLED, now, reason, None)
-        self.events.append(
-            OrderCancelled(order_id=self.order_id, customer_id=self.customer_id, reason=reason)
-        )
+        self._end(OrderStatus.CANCELLED, OrderCancelled, reason, now, None)
         return True
 
     def expire(self, now: datetime) -> str | None:
@@ -189,10 +193,7 @@ class Order:
     def stock_reservation_failed(self, reason: str, now: datetime, event_id: str) -> bool:
         if self.status is not OrderStatus.PENDING:
             return False
-        self._move(OrderStatus.REJECTED, now, reason, event_id)
-        self.events.append(
-            OrderRejected(order_id=self.order_id, customer_id=self.customer_id, reason=reason)
-        )
+        self._end(OrderStatus.REJECTED, OrderRejected, reason, now, event_id)
         return True
 
     def payment_succeeded(self, now: datetime, event_id: str) -> bool:
@@ -216,11 +217,34 @@ class Order:
             return self._park(ParkedPayment(False, reason, event_id))
         if self.status is not OrderStatus.RESERVED:
             return False
-        self._move(OrderStatus.CANCELLED, now, reason, event_id)
-        self.events.append(
-            OrderCancelled(order_id=self.order_id, customer_id=self.customer_id, reason=reason)
-        )
+        self._end(OrderStatus.CANCELLED, OrderCancelled, reason, now, event_id)
         return True
+
+    def apply(self, event: SagaEvent, now: datetime, event_id: str) -> bool:
+        """The order's part of the saga: what another service announced about it. True if
+        it changed the order (False: a duplicate, or an event the order has moved past)."""
+        match event:
+            case StockReserved():
+                return self.stock_reserved(event.lines, event.total_cents, now, event_id)
+            case StockReservationFailed():
+                return self.stock_reservation_failed(event.reason, now, event_id)
+            case PaymentSucceeded():
+                return self.payment_succeeded(now, event_id)
+            case PaymentFailed():
+                return self.payment_failed(event.reason, now, event_id)
+
+    def _end(
+        self,
+        to: OrderStatus,
+        announce: type[OrderCancelled | OrderRejected],
+        reason: str,
+        now: datetime,
+        event_id: str | None,
+    ) -> None:
+        self._move(to, now, reason, event_id)
+        self.events.append(
+            announce(order_id=self.order_id, customer_id=self.customer_id, reason=reason)
+        )
 
     def _park(self, payment: ParkedPayment) -> bool:
         if self.parked_payment is not None:

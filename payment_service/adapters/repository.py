@@ -14,32 +14,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from contracts.events import PaymentRefunded
-from infra.clock import Clock
-from infra.messaging.outbox import OutboxRelay
-from infra.persistence.outbox_write import Outbox
+from infra.persistence.outbox_write import OutboxDocuments
 from payment_service.domain.model import Payment, PaymentAttempt, PaymentStatus
 
 Document = dict[str, Any]
 _UNSETTLED: Document = {"status": {"$exists": False}}
 
 
-class MongoPaymentRepository:
-    def __init__(
-        self,
-        collection: AsyncCollection[Document],
-        relay: OutboxRelay,
-        producer: str,
-        *,
-        clock: Clock,
-    ) -> None:
-        self._collection = collection
-        self._outbox = Outbox(relay, producer)
-        self._clock = clock
-
+class MongoPaymentRepository(OutboxDocuments):
     async def open(self, order_id: str) -> bool:
         """Make sure the order has a document to log its calls in; False if its payment was
         settled or voided before (then nothing is to be charged)."""

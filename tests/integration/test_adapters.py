@@ -187,7 +187,7 @@ async def test_a_consumer_starting_from_a_stale_remembered_order_reads_it_again(
         total_cents=1000,
         payment_method="tok_ok",
     )
-    await order_handlers.on_stock_reserved(
+    await order_handlers.on_saga_event(
         Envelope.wrap(reserved, producer="t"), reserved, orders=replica_b, clock=utc_now
     )
     stale = await replica_a.get(order.order_id, latest=False)
@@ -200,7 +200,7 @@ async def test_a_consumer_starting_from_a_stale_remembered_order_reads_it_again(
         payment_id="p-1",
         gateway_reference="ch_1",
     )
-    await order_handlers.on_payment_succeeded(
+    await order_handlers.on_saga_event(
         Envelope.wrap(paid, producer="t"), paid, orders=replica_a, clock=utc_now
     )
     stored = await replica_b.get(order.order_id)
@@ -310,10 +310,10 @@ async def test_two_events_of_one_order_at_once_take_turns_without_a_conflict(
             order_id=order.order_id, amount_cents=1000, payment_id="p-1", gateway_reference="ch"
         )
         await asyncio.gather(
-            order_handlers.on_stock_reserved(
+            order_handlers.on_saga_event(
                 Envelope.wrap(reserved, producer="t"), reserved, orders=repository, clock=utc_now
             ),
-            order_handlers.on_payment_succeeded(
+            order_handlers.on_saga_event(
                 Envelope.wrap(paid, producer="t"), paid, orders=repository, clock=utc_now
             ),
         )

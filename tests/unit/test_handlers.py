@@ -48,11 +48,9 @@ async def test_order_handlers_walk_an_order_to_confirmed_once() -> None:
     success = PaymentSucceeded(
         order_id=order.order_id, amount_cents=200, payment_id="p", gateway_reference="ch"
     )
-    await orders.on_stock_reserved(wrapped(reservation), reservation, orders=repo, clock=utc_now)
-    await orders.on_payment_succeeded(wrapped(success), success, orders=repo, clock=utc_now)
-    await orders.on_payment_succeeded(
-        wrapped(success), success, orders=repo, clock=utc_now
-    )  # redelivered
+    await orders.on_saga_event(wrapped(reservation), reservation, orders=repo, clock=utc_now)
+    await orders.on_saga_event(wrapped(success), success, orders=repo, clock=utc_now)
+    await orders.on_saga_event(wrapped(success), success, orders=repo, clock=utc_now)  # redelivered
     assert repo.orders[order.order_id].status is OrderStatus.CONFIRMED
     assert [e.event_type for e in repo.published] == ["OrderPlaced", "OrderConfirmed"]
 
@@ -68,10 +66,10 @@ async def test_a_payment_result_that_overtakes_the_reservation_is_not_lost() -> 
         id_secret=b"s",
     )
     failed = PaymentFailed(order_id=order.order_id, amount_cents=200, reason="declined")
-    await orders.on_payment_failed(wrapped(failed), failed, orders=repo, clock=utc_now)
+    await orders.on_saga_event(wrapped(failed), failed, orders=repo, clock=utc_now)
     assert repo.orders[order.order_id].status is OrderStatus.PENDING
     reservation = reserved(order.order_id)
-    await orders.on_stock_reserved(wrapped(reservation), reservation, orders=repo, clock=utc_now)
+    await orders.on_saga_event(wrapped(reservation), reservation, orders=repo, clock=utc_now)
     assert repo.orders[order.order_id].status is OrderStatus.CANCELLED
     assert [e.event_type for e in repo.published] == ["OrderPlaced", "OrderCancelled"]
 
@@ -79,7 +77,7 @@ async def test_a_payment_result_that_overtakes_the_reservation_is_not_lost() -> 
 async def test_event_for_an_unknown_order_is_retried() -> None:
     event = reserved("nope")
     with pytest.raises(RetryLater):
-        await orders.on_stock_reserved(
+        await orders.on_saga_event(
             wrapped(event), event, orders=FakeOrderRepository(), clock=utc_now
         )
 
