@@ -25,7 +25,7 @@ from functools import partial
 from typing import Any, Generic, TypeVar
 
 from fastapi import APIRouter, FastAPI
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from contracts.envelope import Envelope
 from contracts.events import Event
@@ -34,6 +34,7 @@ from infra.http import create_http_app
 from infra.messaging.dispatch import Handler
 from infra.runtime import RedisUse, Runtime, open_runtime
 from infra.service import serve
+from infra.service_defaults import DEFAULTS
 from infra.settings import RuntimeSettings, ServiceSettings, SettingsRefused
 
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
@@ -53,8 +54,6 @@ class ServiceDeclarationError(Exception):
 class ServiceDefinition(Generic[SettingsT, DepsT]):
     name: str
     description: str
-    port: int
-    database: str
     settings: type[SettingsT]
     deps: type[DepsT]
     build_deps: Callable[[Runtime, SettingsT], AbstractAsyncContextManager[DepsT]]
@@ -96,12 +95,7 @@ class ServiceDefinition(Generic[SettingsT, DepsT]):
             # Only the reasons: pydantic's own message would echo the input (secrets).
             reasons = [str(e["msg"]).removeprefix("Value error, ") for e in error.errors()]
             raise SettingsRefused(f"{self.name}: " + "; ".join(reasons)) from None
-        runtime_settings = RuntimeSettings.from_env(
-            self.name,
-            default_port=self.port,
-            default_database=self.database,
-            secrets=settings.secrets(),
-        )
+        runtime_settings = self._runtime_settings(settings.secrets())
         try:
             settings.refuse_unsafe(runtime_settings.environment)
         except ValueError as error:
@@ -110,10 +104,16 @@ class ServiceDefinition(Generic[SettingsT, DepsT]):
 
     def openapi_app(self) -> FastAPI:
         """The app as documented (docs/openapi/<name>.json); nothing is connected."""
-        runtime_settings = RuntimeSettings.from_env(
-            self.name, default_port=self.port, default_database=self.database
+        return self.create_app(self._runtime_settings({}), self.settings())
+
+    def _runtime_settings(self, secrets: dict[str, SecretStr]) -> RuntimeSettings:
+        defaults = DEFAULTS[self.name]
+        return RuntimeSettings.from_env(
+            self.name,
+            default_port=defaults.port,
+            default_database=defaults.database,
+            secrets=secrets,
         )
-        return self.create_app(runtime_settings, self.settings())
 
     def run(self) -> None:
         runtime_settings, settings = self.load_settings()

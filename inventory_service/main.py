@@ -43,8 +43,6 @@ async def build_deps(runtime: Runtime, settings: InventorySettings) -> AsyncIter
 SERVICE = ServiceDefinition(
     name=INVENTORY,
     description="Stock levels, reservations and restocks.",
-    port=8001,
-    database="inventory",
     settings=InventorySettings,
     deps=InventoryDeps,
     build_deps=build_deps,

@@ -73,8 +73,6 @@ async def build_deps(
 SERVICE = ServiceDefinition(
     name=NOTIFICATION,
     description="Customer and operator notifications.",
-    port=8003,
-    database="notifications",
     settings=NotificationSettings,
     deps=NotificationDeps,
     build_deps=build_deps,

@@ -57,8 +57,6 @@ async def build_deps(runtime: Runtime, settings: OrderSettings) -> AsyncIterator
 SERVICE = ServiceDefinition(
     name=ORDER,
     description="Customers, sessions and orders.",
-    port=8000,
-    database="orders",
     settings=OrderSettings,
     deps=OrderServiceDeps,
     build_deps=build_deps,

@@ -32,8 +32,6 @@ async def build_deps(runtime: Runtime, settings: PaymentSettings) -> AsyncIterat
 SERVICE = ServiceDefinition(
     name=PAYMENT,
     description="Charges reserved orders.",
-    port=8002,
-    database="payments",
     settings=PaymentSettings,
     deps=PaymentDeps,
     build_deps=build_deps,

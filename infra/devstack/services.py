@@ -15,15 +15,11 @@ from pathlib import Path
 import httpx
 
 from infra.devstack._util import DevstackError, wait_until
+from infra.service_defaults import DEFAULTS
 
-SERVICES = ("order", "inventory", "payment", "notification")
+SERVICES = tuple(DEFAULTS)
 # The default MONGO_DATABASE of each service; a stack prefixes them with its run id.
-DATABASES = {
-    "order": "orders",
-    "inventory": "inventory",
-    "payment": "payments",
-    "notification": "notifications",
-}
+DATABASES = {service: defaults.database for service, defaults in DEFAULTS.items()}
 
 
 # The internal token of the notification API in local stacks (tests, the bench read any
