@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
@@ -16,6 +17,16 @@ def prog_name(module: str) -> str:
     if not invoked or invoked.endswith(".py") or invoked in {"-c", "-m"}:
         return f"python -m {module}"
     return invoked
+
+
+def add_progress_option(parser: argparse.ArgumentParser) -> None:
+    """`--progress/--no-progress`; None (the default) means: when stderr is a terminal."""
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: when stderr is a terminal)",
+    )
 
 
 class ProgressBar:

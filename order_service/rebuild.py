@@ -20,7 +20,7 @@ from typing import Any
 
 from contracts.events import EVENT_SCHEMAS, OrderPlaced
 from contracts.versions import upcast
-from infra.cli import ProgressBar, prog_name
+from infra.cli import ProgressBar, add_progress_option, prog_name
 from infra.persistence.mongo import create_mongo_client
 from infra.settings import RuntimeSettings
 from order_service.adapters.repository import to_state
@@ -106,12 +106,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         formatter_class=argparse.RawTextHelpFormatter,
     )
     parser.add_argument("--check", action="store_true", help="compare only; exit 1 on differences")
-    parser.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="progress bar on stderr (default: when stderr is a terminal)",
-    )
+    add_progress_option(parser)
     args = parser.parse_args(argv)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     settings = RuntimeSettings.from_env("order", default_port=8000, default_database="orders")

@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from infra.cli import prog_name
+from infra.cli import add_progress_option, prog_name
 from infra.dlq import commands
 from infra.dlq.connection import DEFAULT_AMQP_URL, DEFAULT_MANAGEMENT_URL, DlqError, Target
 from infra.dlq.letters import SHORTCUTS, Filter
@@ -109,12 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--limit", type=_positive, help="move at most this many")
     replay.add_argument("--dry-run", action="store_true", help="print what would move; no change")
     replay.add_argument("--to", metavar="QUEUE", help="send every moved message to this queue")
-    replay.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="progress bar on stderr (default: when stderr is a terminal)",
-    )
+    add_progress_option(replay)
 
     purge = sub.add_parser("purge", parents=common, help="delete every message of a DLQ")
     purge.add_argument("queue", metavar="QUEUE")

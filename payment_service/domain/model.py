@@ -160,40 +160,22 @@ class Payment:
 
     @classmethod
     def settle(cls, reserved: StockReserved, result: ChargeResult) -> Payment:
+        """The gateway's answer to the charge of `reserved`, with the event announcing it."""
+        order_id, amount, currency = reserved.order_id, reserved.total_cents, reserved.currency
+        outcome: PaymentSucceeded | PaymentFailed
         if result.approved:
-            payment = cls(
-                reserved.order_id,
-                reserved.total_cents,
-                reserved.currency,
-                PaymentStatus.SUCCEEDED,
-                result.reference,
-                None,
+            reference, reason = result.reference, None
+            outcome = PaymentSucceeded(
+                order_id=order_id,
+                amount_cents=amount,
+                currency=currency,
+                payment_id=idempotency_key(order_id),
+                gateway_reference=reference or "",
             )
-            payment.events.append(
-                PaymentSucceeded(
-                    order_id=reserved.order_id,
-                    amount_cents=reserved.total_cents,
-                    currency=reserved.currency,
-                    payment_id=idempotency_key(reserved.order_id),
-                    gateway_reference=result.reference or "",
-                )
+        else:
+            reference, reason = None, result.decline_reason or "declined"
+            outcome = PaymentFailed(
+                order_id=order_id, amount_cents=amount, currency=currency, reason=reason
             )
-            return payment
-        reason = result.decline_reason or "declined"
-        payment = cls(
-            reserved.order_id,
-            reserved.total_cents,
-            reserved.currency,
-            PaymentStatus.FAILED,
-            None,
-            reason,
-        )
-        payment.events.append(
-            PaymentFailed(
-                order_id=reserved.order_id,
-                amount_cents=reserved.total_cents,
-                currency=reserved.currency,
-                reason=reason,
-            )
-        )
-        return payment
+        status = PaymentStatus.SUCCEEDED if result.approved else PaymentStatus.FAILED
+        return cls(order_id, amount, currency, status, reference, reason, [outcome])
