@@ -45,6 +45,8 @@ class Settled:
     event_type: str | None
     attempt: int | None
     outcome: str  # acked, retried, dead_lettered, requeued, rejected
+    # What stopped the attempt ("RetryLater: unknown order o-1"), None if nothing did.
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,8 @@ class Recorder(ConsumeHook):
 
     def __init__(self, settled: list[Settled]) -> None:
         self._settled = settled
+        # Keyed by delivery: a handler may cause deliveries of its own before it ends.
+        self._errors: dict[int, str] = {}
 
     @contextmanager
     def delivery(self, delivery: Delivery) -> Iterator[None]:
@@ -87,8 +91,12 @@ class Recorder(ConsumeHook):
                     message.type,
                     delivery.attempt,
                     delivery.outcome or "unsettled",
+                    self._errors.pop(id(delivery), None),
                 )
             )
+
+    def failed(self, delivery: Delivery, error: Exception) -> None:
+        self._errors[id(delivery)] = f"{type(error).__name__}: {error}"
 
 
 class _Settlement:

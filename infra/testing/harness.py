@@ -15,6 +15,7 @@ to every other service subscribed to it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from contracts.envelope import Envelope
@@ -65,12 +66,20 @@ class ServiceHarness:
         ]
 
     async def receive(
-        self, event: Event, *, producer: str = "test", cause: Envelope | None = None
+        self,
+        event: Event,
+        *,
+        producer: str = "test",
+        cause: Envelope | None = None,
+        occurred_at: datetime | None = None,
     ) -> Envelope:
-        """Publish `event` as `producer` would and deliver everything that follows from it
-        (retries and the events it causes) until the bus is idle."""
+        """Publish `event` as `producer` would (`occurred_at`: when it happened, now if not
+        given) and deliver everything that follows from it (retries and the events it causes)
+        until the bus is idle."""
         causation_id = str(cause.event_id) if cause is not None else None
-        envelope = Envelope.wrap(event, producer=producer, causation_id=causation_id)
+        envelope = Envelope.wrap(
+            event, producer=producer, causation_id=causation_id, occurred_at=occurred_at
+        )
         self.bus.publish(envelope)
         await self.bus.drain()
         return envelope

@@ -169,6 +169,7 @@ async def test_a_transient_failure_is_retried_through_the_tiers_then_acked(
         ("retried", 2),
         ("acked", 3),
     ]
+    assert [s.error for s in settled] == ["RetryLater: not yet", "RetryLater: still not", None]
     assert seen == [str(envelope.event_id)] * 3
 
 
