@@ -5,12 +5,17 @@ from __future__ import annotations
 import asyncio
 import copy
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from contracts.envelope import Envelope
 from contracts.events import Event, PaymentRefunded
+from infra.messaging.errors import RetryLater
 from inventory_service.domain.model import Reservation, ReservationStatus, StockItem
 from inventory_service.ports import AlreadyRecorded, SkuExists, StockShort
+from notification_service.domain.contacts import Contact, Preference
+from notification_service.domain.model import Notification, NotificationStatus
 from order_service.domain.model import Order
 from order_service.ports import ConcurrentUpdate, DuplicateOrder
 from payment_service.domain.model import (
@@ -235,3 +240,69 @@ class FakePayments(_Publishing):
         payment.status = PaymentStatus.REFUNDED
         self._publish([event], caused_by)
         return True
+
+
+class FakeNotificationStore:
+    """The MongoDB store's contract: insert-or-load, a claim with a lease, then sent."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, Notification] = {}
+        self.leases: dict[str, datetime] = {}
+        self.errors: dict[str, str] = {}
+
+    async def record(
+        self, notification: Notification, now: datetime, lease_s: float
+    ) -> tuple[Notification, bool]:
+        if notification.key in self.records:
+            return self.records[notification.key], False
+        self.records[notification.key] = replace(notification, attempts=notification.attempts + 1)
+        self.leases[notification.key] = now + timedelta(seconds=lease_s)
+        return self.records[notification.key], True
+
+    async def claim(self, key: str, now: datetime, lease_s: float) -> bool:
+        held = self.leases.get(key)
+        sent = self.records[key].status is NotificationStatus.SENT
+        if sent or (held is not None and held > now):
+            return False
+        self.leases[key] = now + timedelta(seconds=lease_s)
+        self.records[key] = replace(self.records[key], attempts=self.records[key].attempts + 1)
+        return True
+
+    async def release(self, key: str, error: str) -> None:
+        self.leases.pop(key, None)
+        self.errors[key] = error
+
+    async def mark_sent(self, key: str, channel: str, at: datetime) -> None:
+        self.leases.pop(key, None)
+        self.records[key] = replace(
+            self.records[key], status=NotificationStatus.SENT, channel=channel, sent_at=at
+        )
+
+
+class FakeContacts:
+    def __init__(self) -> None:
+        self.contacts: dict[str, Contact] = {}
+
+    async def get(self, customer_id: str) -> Contact | None:
+        return self.contacts.get(customer_id)
+
+    async def register(self, customer_id: str, email: str, name: str) -> None:
+        contact = self.contacts.get(customer_id, Contact(customer_id))
+        self.contacts[customer_id] = contact.registered(email, name)
+
+    async def prefer(self, customer_id: str, preference: Preference) -> None:
+        contact = self.contacts.get(customer_id, Contact(customer_id))
+        self.contacts[customer_id] = contact.prefer(preference)
+
+
+class FakeChannel:
+    def __init__(self, name: str, failures: int = 0) -> None:
+        self.name = name
+        self.failures_left = failures
+        self.sent: list[tuple[Notification, Contact]] = []
+
+    async def send(self, notification: Notification, contact: Contact) -> None:
+        if self.failures_left > 0:
+            self.failures_left -= 1
+            raise RetryLater(f"{self.name} unavailable")
+        self.sent.append((notification, contact))

@@ -1,5 +1,6 @@
 """OrderCancelled in the inventory: release what was reserved, or leave a tombstone when the
-cancellation overtakes OrderPlaced (they travel on different queues)."""
+cancellation overtakes OrderPlaced (they travel on different queues). The real handlers on
+the in-memory bus, through a fake store: no I/O."""
 
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
@@ -7,11 +8,10 @@ from typing import Any, TypeVar
 import pytest
 
 from contracts.events import OrderCancelled, OrderPlaced, PaymentFailed
-from infra.messaging.errors import RetryLater
-from inventory_service import handlers as inventory
 from inventory_service.domain.model import Reservation, ReservationStatus, StockItem
-from tests.builders import order_placed, wrapped
+from tests.builders import order_placed
 from tests.unit.fakes import FakeInventory
+from tests.unit.services import Harness, InventoryDeps, inventory_harness
 
 pytestmark = pytest.mark.unit
 T = TypeVar("T")
@@ -25,13 +25,15 @@ def cancelled(order_id: str = "o-1") -> OrderCancelled:
     return OrderCancelled(order_id=order_id, customer_id="c-1", reason="customer changed mind")
 
 
-def store() -> FakeInventory:
-    return FakeInventory(
-        {
-            "SKU-1": StockItem("SKU-1", "Mug", 100, available=5),
-            "SKU-2": StockItem("SKU-2", "Cap", 300, available=3),
-        }
-    )
+def stock() -> dict[str, StockItem]:
+    return {
+        "SKU-1": StockItem("SKU-1", "Mug", 100, available=5),
+        "SKU-2": StockItem("SKU-2", "Cap", 300, available=3),
+    }
+
+
+def inventory(store_class: type[FakeInventory] = FakeInventory) -> Harness[InventoryDeps]:
+    return inventory_harness(stock(), store_class=store_class)
 
 
 def status(fake: FakeInventory, order_id: str = "o-1") -> ReservationStatus:
@@ -43,54 +45,60 @@ def levels(fake: FakeInventory) -> dict[str, int]:
 
 
 async def test_cancelling_a_reserved_order_gives_every_line_back_once() -> None:
-    fake = store()
-    await inventory.on_order_placed(wrapped(placed()), placed(), store=fake)
+    harness = inventory()
+    fake = harness.deps.store
+    await harness.receive(placed())
     assert levels(fake) == {"SKU-1": 3, "SKU-2": 2}
-    for _ in range(2):  # redelivered
-        await inventory.on_order_cancelled(wrapped(cancelled()), cancelled(), store=fake)
+    await harness.redeliver(await harness.receive(cancelled()))
     assert levels(fake) == {"SKU-1": 5, "SKU-2": 3}
     reservation = fake.reservations["o-1"]
     assert reservation.status is ReservationStatus.RELEASED
     assert reservation.reason == "order cancelled: customer changed mind"
     assert [e.event_type for e in fake.published] == ["StockReserved"]  # nothing new announced
+    assert harness.outcomes() == ["acked"] * 3
 
 
 async def test_a_cancellation_before_the_order_arrives_leaves_a_tombstone() -> None:
-    fake = store()
-    await inventory.on_order_cancelled(wrapped(cancelled()), cancelled(), store=fake)
+    harness = inventory()
+    fake = harness.deps.store
+    cancellation = await harness.receive(cancelled())
     tombstone = fake.reservations["o-1"]
     assert (tombstone.status, tombstone.lines, tombstone.total_cents) == (
         ReservationStatus.CANCELLED,
         [],
         0,
     )
-    await inventory.on_order_placed(wrapped(placed()), placed(), store=fake)  # the late OrderPlaced
-    await inventory.on_order_cancelled(wrapped(cancelled()), cancelled(), store=fake)  # redelivered
+    await harness.receive(placed())  # the late OrderPlaced
+    await harness.redeliver(cancellation)
     assert levels(fake) == {"SKU-1": 5, "SKU-2": 3}
     assert fake.reservations["o-1"].status is ReservationStatus.CANCELLED
     assert fake.published == []  # neither StockReserved nor StockReservationFailed
+    assert harness.outcomes() == ["acked"] * 3
 
 
 @pytest.mark.parametrize("status", [ReservationStatus.FAILED, ReservationStatus.RELEASED])
 async def test_cancelling_an_order_holding_no_stock_changes_nothing(
     status: ReservationStatus,
 ) -> None:
-    fake = store()
+    harness = inventory()
+    fake = harness.deps.store
     fake.reservations["o-1"] = Reservation("o-1", status, [], 0, "earlier")
-    await inventory.on_order_cancelled(wrapped(cancelled()), cancelled(), store=fake)
+    await harness.receive(cancelled())
     assert fake.reservations["o-1"].status is status
     assert fake.reservations["o-1"].reason == "earlier"
     assert levels(fake) == {"SKU-1": 5, "SKU-2": 3}
+    assert harness.outcomes() == ["acked"]
 
 
 async def test_payment_failure_and_cancellation_of_one_order_release_once() -> None:
-    fake = store()
-    await inventory.on_order_placed(wrapped(placed()), placed(), store=fake)
-    failed = PaymentFailed(order_id="o-1", amount_cents=500, reason="card declined")
-    await inventory.on_payment_failed(wrapped(failed), failed, store=fake)
-    await inventory.on_order_cancelled(wrapped(cancelled()), cancelled(), store=fake)
+    harness = inventory()
+    fake = harness.deps.store
+    await harness.receive(placed())
+    await harness.receive(PaymentFailed(order_id="o-1", amount_cents=500, reason="card declined"))
+    await harness.receive(cancelled())
     assert levels(fake) == {"SKU-1": 5, "SKU-2": 3}
     assert fake.reservations["o-1"].reason == "payment failed: card declined"
+    assert harness.outcomes() == ["acked"] * 3
 
 
 class _StaleFirstRead(FakeInventory):
@@ -116,12 +124,19 @@ async def _none(order_id: str) -> None:
 
 
 async def test_a_cancellation_losing_the_race_to_the_order_is_retried_and_releases() -> None:
-    fake = _StaleFirstRead(store().stock)
-    await inventory.on_order_placed(wrapped(placed()), placed(), store=fake)
+    harness = inventory(_StaleFirstRead)
+    fake = harness.deps.store
+    assert isinstance(fake, _StaleFirstRead)
+    await harness.receive(placed())
     fake.stale = True
-    with pytest.raises(RetryLater):
-        await inventory.on_order_cancelled(wrapped(cancelled()), cancelled(), store=fake)
+    first = await harness.first_attempt(cancelled())
+    assert (first.outcome, first.error) == (
+        "retried",
+        "RetryLater: order o-1 was reserved concurrently",
+    )
     assert status(fake) is ReservationStatus.RESERVED  # nothing half-done
-    await inventory.on_order_cancelled(wrapped(cancelled()), cancelled(), store=fake)  # the retry
+    retry = await harness.bus.deliver_next()
+    assert retry is not None
+    assert (retry.outcome, retry.attempt) == ("acked", 2)
     assert status(fake) is ReservationStatus.RELEASED
     assert levels(fake) == {"SKU-1": 5, "SKU-2": 3}
