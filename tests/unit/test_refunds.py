@@ -10,12 +10,10 @@ import pytest
 from contracts.envelope import Envelope
 from contracts.events import (
     DEADLINE_REASON,
+    Event,
     OrderCancelled,
     PaymentRefunded,
 )
-from infra.clock import utc_now
-from infra.messaging.errors import RetryLater
-from payment_service import handlers as payment
 from payment_service.domain.model import (
     ChargeResult,
     Payment,
@@ -23,7 +21,8 @@ from payment_service.domain.model import (
     refund_reason,
 )
 from tests.builders import stock_reserved
-from tests.unit.fakes import FakeGateway, FakePayments
+from tests.unit.fakes import FakeGateway
+from tests.unit.services import payment_harness
 
 pytestmark = pytest.mark.unit
 
@@ -32,20 +31,28 @@ CANCELLED = OrderCancelled(order_id="o-1", customer_id="c-1", reason=DEADLINE_RE
 
 
 class Shop:
+    """The payment service on the in-memory bus; `reserved()` and `cancelled()` deliver the
+    order's StockReserved and OrderCancelled (a first delivery, or a redelivery of the same
+    envelope) and everything that follows."""
+
     def __init__(self, gateway: FakeGateway | None = None) -> None:
-        self.gateway, self.payments = gateway or FakeGateway(), FakePayments()
+        self.gateway = gateway or FakeGateway()
+        self.harness = payment_harness(self.gateway)
+        self.payments = self.harness.deps.payments
+        self.envelopes: dict[str, Envelope] = {}
 
     async def reserved(self) -> None:
-        await payment.on_stock_reserved(
-            Envelope.wrap(RESERVED, producer="test"), RESERVED,
-            gateway=self.gateway, payments=self.payments, clock=utc_now,
-        )  # fmt: skip
+        await self._deliver(RESERVED)
 
     async def cancelled(self) -> None:
-        await payment.on_order_cancelled(
-            Envelope.wrap(CANCELLED, producer="test"), CANCELLED,
-            payments=self.payments, gateway=self.gateway,
-        )  # fmt: skip
+        await self._deliver(CANCELLED)
+
+    async def _deliver(self, event: Event) -> None:
+        envelope = self.envelopes.get(event.event_type)
+        if envelope is None:
+            self.envelopes[event.event_type] = await self.harness.receive(event)
+        else:
+            await self.harness.redeliver(envelope)
 
     def refunded(self) -> list[PaymentRefunded]:
         return [e for e in self.payments.published if isinstance(e, PaymentRefunded)]
@@ -56,6 +63,8 @@ class CancelledMidCharge(FakeGateway):
 
     def __init__(self) -> None:
         super().__init__()
+        # Delivers the cancellation on the bus from inside the charge: the two interleave
+        # as two consumers' deliveries do.
         self.on_charge: Callable[[], Awaitable[None]] | None = None
 
     async def charge(
@@ -74,6 +83,7 @@ async def test_a_cancellation_after_the_capture_refunds_it_once() -> None:
     await shop.cancelled()  # redelivered
     assert shop.payments.payments["o-1"].status is PaymentStatus.REFUNDED
     assert shop.gateway.refunds == {"order-o-1": ["refund-order-o-1"]}
+    assert shop.harness.outcomes() == ["acked"] * 3
     [event] = shop.refunded()
     assert (event.amount_cents, event.reason, event.customer_id) == (500, DEADLINE_REASON, "c-1")
     assert event.gateway_reference == "ch-order-o-1"
@@ -89,6 +99,11 @@ async def test_a_capture_that_lands_after_the_cancellation_is_refunded() -> None
     assert len(shop.refunded()) == 1
     await shop.reserved()  # redelivered: nothing more
     assert len(shop.refunded()) == 1
+    assert [(s.event_type, s.outcome) for s in shop.harness.bus.settled] == [
+        ("OrderCancelled", "acked"),  # handled while the charge was in flight
+        ("StockReserved", "acked"),
+        ("StockReserved", "acked"),
+    ]
 
 
 async def test_a_capture_left_by_a_run_that_died_before_settling_is_refunded() -> None:
@@ -114,10 +129,14 @@ async def test_a_gateway_outage_during_a_refund_is_retried() -> None:
     shop = Shop()
     await shop.reserved()
     shop.gateway.refund_failures_left = 1
-    with pytest.raises(RetryLater, match="refund"):
-        await shop.cancelled()
+    first = await shop.harness.first_attempt(CANCELLED)
+    assert first.outcome == "retried"
+    assert first.error is not None
+    assert "unavailable for a refund" in first.error
     assert shop.payments.payments["o-1"].status is PaymentStatus.SUCCEEDED
-    await shop.cancelled()  # the retry
+    retry = await shop.harness.bus.deliver_next()
+    assert retry is not None
+    assert (retry.outcome, retry.attempt) == ("acked", 2)
     assert len(shop.refunded()) == 1
 
 
