@@ -1,266 +1,205 @@
-"""The real notification handlers driven through in-memory fakes of their stores and channels."""
+"""The real notification handlers on the in-memory bus, through fakes of their stores and
+channels; the claim leases run on the bus's virtual clock. No I/O."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client import REGISTRY
 
-from contracts.envelope import Envelope
 from contracts.events import (
     CustomerRegistered,
-    Event,
     NotificationPreferenceChanged,
     OrderCancelled,
     OrderConfirmed,
     StockReplenished,
 )
-from contracts.topology import NOTIFICATION, SUBSCRIPTIONS, jittered_delays
-from infra.kit import bind_handlers
-from infra.messaging.errors import PermanentFailure, RetryLater
+from contracts.topology import NOTIFICATION, SUBSCRIPTIONS, jittered_delays, queue_name
+from infra.messaging.errors import RetryLater
 from infra.settings import AmqpSettings
+from infra.testing import InMemoryBus
 from notification_service.adapters.metrics import MeteredChannel
-from notification_service.domain.contacts import Contact, Preference
-from notification_service.domain.model import Notification, NotificationStatus, notification_for
-from notification_service.handlers import HANDLERS, Delivery
+from notification_service.domain.contacts import Contact
+from notification_service.domain.model import NotificationStatus, notification_for
+from notification_service.handlers import Delivery
 from notification_service.settings import NotificationSettings
+from tests.unit.fakes import FakeChannel, FakeNotificationStore
+from tests.unit.services import Harness, NotificationDeps, notification_harness
 
 pytestmark = pytest.mark.unit
 SENT = NotificationStatus.SENT
 CONFIRMED = OrderConfirmed(order_id="o-1", customer_id="c-1", total_cents=200)
+KEY = "o-1:order_confirmed"
 
 
-class FakeNotificationStore:
-    """The MongoDB store's contract: insert-or-load, a claim with a lease, then sent."""
-
-    def __init__(self) -> None:
-        self.records: dict[str, Notification] = {}
-        self.leases: dict[str, datetime] = {}
-        self.errors: dict[str, str] = {}
-
-    async def record(
-        self, notification: Notification, now: datetime, lease_s: float
-    ) -> tuple[Notification, bool]:
-        if notification.key in self.records:
-            return self.records[notification.key], False
-        self.records[notification.key] = replace(notification, attempts=notification.attempts + 1)
-        self.leases[notification.key] = now + timedelta(seconds=lease_s)
-        return self.records[notification.key], True
-
-    async def claim(self, key: str, now: datetime, lease_s: float) -> bool:
-        held = self.leases.get(key)
-        if self.records[key].status is SENT or (held is not None and held > now):
-            return False
-        self.leases[key] = now + timedelta(seconds=lease_s)
-        self.records[key] = replace(self.records[key], attempts=self.records[key].attempts + 1)
-        return True
-
-    async def release(self, key: str, error: str) -> None:
-        self.leases.pop(key, None)
-        self.errors[key] = error
-
-    async def mark_sent(self, key: str, channel: str, at: datetime) -> None:
-        self.leases.pop(key, None)
-        self.records[key] = replace(self.records[key], status=SENT, channel=channel, sent_at=at)
+async def registered(notification: Harness[NotificationDeps], customer_id: str = "c-1") -> None:
+    event = CustomerRegistered(customer_id=customer_id, email="a@x.org", name="Ann")
+    await notification.receive(event)
 
 
-class FakeContacts:
-    def __init__(self) -> None:
-        self.contacts: dict[str, Contact] = {}
-
-    async def get(self, customer_id: str) -> Contact | None:
-        return self.contacts.get(customer_id)
-
-    async def register(self, customer_id: str, email: str, name: str) -> None:
-        contact = self.contacts.get(customer_id, Contact(customer_id))
-        self.contacts[customer_id] = contact.registered(email, name)
-
-    async def prefer(self, customer_id: str, preference: Preference) -> None:
-        contact = self.contacts.get(customer_id, Contact(customer_id))
-        self.contacts[customer_id] = contact.prefer(preference)
-
-
-class FakeChannel:
-    def __init__(self, name: str, failures: int = 0) -> None:
-        self.name = name
-        self.failures_left = failures
-        self.sent: list[tuple[Notification, Contact]] = []
-
-    async def send(self, notification: Notification, contact: Contact) -> None:
-        if self.failures_left > 0:
-            self.failures_left -= 1
-            raise RetryLater(f"{self.name} unavailable")
-        self.sent.append((notification, contact))
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-class World:
-    def __init__(self, email_failures: int = 0) -> None:
-        self.store, self.contacts, self.clock = FakeNotificationStore(), FakeContacts(), Clock()
-        self.channels = {
-            "log": FakeChannel("log"),
-            "email": FakeChannel("email", email_failures),
-            "webhook": FakeChannel("webhook"),
-        }
-        self.delivery = Delivery(self.store, self.channels, lease_s=60)
-        self.handle = bind_handlers(HANDLERS, self)
-
-    async def deliver(self, envelope: Envelope) -> None:
-        event = SUBSCRIPTIONS_BY_NAME[envelope.event_type].model_validate(envelope.payload)
-        await self.handle[type(event)](envelope, event)
-
-    async def publish(self, event: Event, at: datetime | None = None) -> Envelope:
-        envelope = Envelope.wrap(event, producer="test", occurred_at=at)
-        await self.deliver(envelope)
-        return envelope
-
-    def sent(self, channel: str) -> list[str]:
-        return [n.key for n, _ in self.channels[channel].sent]
-
-
-SUBSCRIPTIONS_BY_NAME = {t.event_type: t for t in SUBSCRIPTIONS[NOTIFICATION]}
-
-
-async def registered(world: World, customer_id: str = "c-1") -> None:
-    await world.publish(CustomerRegistered(customer_id=customer_id, email="a@x.org", name="Ann"))
-
-
-def test_every_subscribed_event_type_has_a_handler() -> None:
-    assert set(World().handle) == set(SUBSCRIPTIONS[NOTIFICATION])
+def test_every_subscribed_event_type_has_a_queue() -> None:
+    expected = {queue_name(NOTIFICATION, t.event_type) for t in SUBSCRIPTIONS[NOTIFICATION]}
+    assert set(notification_harness().queues) == expected
 
 
 async def test_a_notification_goes_from_pending_to_sent_through_the_customers_channel() -> None:
-    world = World()
-    await registered(world)
-    envelope = await world.publish(CONFIRMED)
-    record = world.store.records["o-1:order_confirmed"]
+    notification = notification_harness()
+    deps = notification.deps
+    await registered(notification)
+    envelope = await notification.receive(CONFIRMED)
+    record = deps.notifications.records[KEY]
     assert (record.status, record.channel, record.attempts) == (SENT, "email", 1)
-    assert record.sent_at == world.clock.now
+    assert record.sent_at == deps.clock()
     assert record.event_id == str(envelope.event_id)
-    [(notification, contact)] = world.channels["email"].sent
-    assert (notification.key, contact.email) == ("o-1:order_confirmed", "a@x.org")
+    [(sent, contact)] = deps.channels["email"].sent
+    assert (sent.key, contact.email) == (KEY, "a@x.org")
+    assert notification.outcomes() == ["acked", "acked"]
 
 
 async def test_a_sent_notification_is_never_sent_again() -> None:
-    world = World()
-    await registered(world)
-    envelope = await world.publish(CONFIRMED)
-    await world.deliver(envelope)  # redelivered
-    await world.publish(CONFIRMED)  # published twice
-    world.clock.now += timedelta(hours=1)  # long after any claim expired
-    await world.deliver(envelope)
-    assert world.sent("email") == ["o-1:order_confirmed"]
-    assert world.store.records["o-1:order_confirmed"].attempts == 1
+    notification = notification_harness()
+    await registered(notification)
+    envelope = await notification.receive(CONFIRMED)
+    await notification.redeliver(envelope)
+    await notification.receive(CONFIRMED)  # published twice
+    notification.bus.advance(3600)  # long after any claim expired
+    await notification.redeliver(envelope)
+    assert notification.deps.sent("email") == [KEY]
+    assert notification.deps.notifications.records[KEY].attempts == 1
+    assert notification.outcomes() == ["acked"] * 5
 
 
-async def a_first_email_that_fails() -> tuple[World, Envelope]:
-    """A registered customer's OrderConfirmed whose first email send failed (RetryLater)."""
-    world = World(email_failures=1)
-    await registered(world)
-    envelope = Envelope.wrap(CONFIRMED, producer="test")
-    with pytest.raises(RetryLater):
-        await world.deliver(envelope)
-    return world, envelope
+async def a_first_email_that_fails() -> Harness[NotificationDeps]:
+    """A registered customer's OrderConfirmed whose first email send failed; its retry waits
+    on the bus (the first tier: 1 s)."""
+    notification = notification_harness(email_failures=1)
+    await registered(notification)
+    first = await notification.first_attempt(CONFIRMED)
+    assert (first.outcome, first.error) == ("retried", "RetryLater: email unavailable")
+    return notification
 
 
-async def test_a_failed_send_stays_pending_and_the_redelivery_sends_it() -> None:
-    world, envelope = await a_first_email_that_fails()
-    record = world.store.records["o-1:order_confirmed"]
+async def test_a_failed_send_stays_pending_and_the_retry_sends_it() -> None:
+    notification = await a_first_email_that_fails()
+    store = notification.deps.notifications
+    record = store.records[KEY]
     assert (record.status, record.attempts) == (NotificationStatus.PENDING, 1)
-    assert "email unavailable" in world.store.errors[record.key]
-    await world.deliver(envelope)  # the retry, right away: the failure released the claim
-    record = world.store.records["o-1:order_confirmed"]
+    assert "email unavailable" in store.errors[record.key]
+    # The retry comes 1 s later, well within the 60 s claim: it is the failure's release of
+    # the claim that lets it send.
+    retry = await notification.bus.deliver_next()
+    assert retry is not None
+    assert (retry.outcome, retry.attempt) == ("acked", 2)
+    record = store.records[KEY]
     assert (record.status, record.attempts) == (SENT, 2)
-    assert world.sent("email") == ["o-1:order_confirmed"]
+    assert record.sent_at is not None
+    assert record.sent_at - record.created_at == timedelta(seconds=1)
+    assert notification.deps.sent("email") == [KEY]
 
 
-async def test_a_copy_in_flight_waits_and_a_dead_claim_expires() -> None:
-    world = World()
-    await registered(world)
-    envelope = Envelope.wrap(CONFIRMED, producer="test")
-    # As if another copy were mid-send (or its process had died holding the claim).
-    _, claimed = await world.store.record(
-        notification_for(CONFIRMED, "email", world.clock()), world.clock(), 60
+async def test_a_copy_in_flight_waits_and_a_dead_claim_expires_before_the_last_retry() -> None:
+    """Another copy holds the claim (mid-send, or its process died holding it): this one is
+    retried until the claim expires. On the virtual clock the lease meets the real retry
+    tiers, each jittered to its shortest: the claim must expire before they run out."""
+    notification = notification_harness(InMemoryBus(pick=min))
+    deps = notification.deps
+    await registered(notification)
+    lease_s = deps.delivery.lease_s
+    assert lease_s == NotificationSettings().send_lease_s
+    _, claimed = await deps.notifications.record(
+        notification_for(CONFIRMED, "email", deps.clock()), deps.clock(), lease_s
     )
     assert claimed
-    assert not await world.store.claim("o-1:order_confirmed", world.clock(), 60)
-    with pytest.raises(RetryLater, match="being sent"):
-        await world.deliver(envelope)
-    assert world.sent("email") == []
-    world.clock.now += timedelta(seconds=61)
-    await world.deliver(envelope)
-    assert world.sent("email") == ["o-1:order_confirmed"]
+    assert not await deps.notifications.claim(KEY, deps.clock(), lease_s)
+    claimed_at = deps.clock()
+    first = await notification.first_attempt(CONFIRMED)
+    assert first.outcome == "retried"
+    assert first.error is not None
+    assert "being sent" in first.error
+    assert deps.sent("email") == []
+    await notification.bus.drain()
+    outcomes = [s.outcome for s in notification.bus.settled if s.event_type == "OrderConfirmed"]
+    assert outcomes == ["retried"] * 4 + ["acked"]
+    assert deps.sent("email") == [KEY]
+    sent_at = deps.notifications.records[KEY].sent_at
+    assert sent_at is not None
+    assert sent_at - claimed_at > timedelta(seconds=lease_s)
 
 
-async def test_an_unknown_customer_is_retried_later() -> None:
-    world = World()
-    with pytest.raises(RetryLater, match="not known yet"):
-        await world.publish(CONFIRMED)
-    assert world.store.records == {}
+async def test_an_unknown_customer_is_retried_then_dead_lettered() -> None:
+    notification = notification_harness()
+    await notification.receive(CONFIRMED)
+    assert notification.outcomes() == ["retried"] * 4 + ["dead_lettered"]
+    [letter] = notification.dead_letters(OrderConfirmed)
+    assert letter.reason == "retries exhausted"
+    assert letter.headers["x-exception-message"] == "customer c-1 not known yet"
+    assert notification.deps.notifications.records == {}
 
 
 async def test_email_preferred_before_registration_is_retried_until_the_address_is_known() -> None:
-    world = World()
-    await world.publish(NotificationPreferenceChanged(customer_id="c-1", channel="email"))
-    envelope = Envelope.wrap(CONFIRMED, producer="test")
-    with pytest.raises(RetryLater, match="no email address"):
-        await world.deliver(envelope)
-    await registered(world)
-    await world.deliver(envelope)
-    assert world.sent("email") == ["o-1:order_confirmed"]
+    notification = notification_harness()
+    await notification.receive(NotificationPreferenceChanged(customer_id="c-1", channel="email"))
+    first = await notification.first_attempt(CONFIRMED)
+    assert first.outcome == "retried"
+    assert first.error is not None
+    assert "no email address" in first.error
+    await registered(notification)  # delivered before the retry, which then sends
+    assert notification.deps.sent("email") == [KEY]
+    assert notification.outcomes() == ["acked", "retried", "acked", "acked"]
 
 
 async def test_the_newest_preference_chooses_the_channel_whatever_the_arrival_order() -> None:
-    world = World()
+    notification = notification_harness()
+    deps = notification.deps
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     webhook = NotificationPreferenceChanged(
         customer_id="c-1", channel="webhook", webhook_url="https://hooks.example/c-1"
     )
-    await world.publish(webhook, at=t0 + timedelta(seconds=5))
-    await world.publish(NotificationPreferenceChanged(customer_id="c-1", channel="log"), at=t0)
-    await registered(world)  # registration after the preferences keeps them
-    await world.publish(OrderCancelled(order_id="o-1", customer_id="c-1", reason="declined"))
-    [(notification, contact)] = world.channels["webhook"].sent
+    await notification.receive(webhook, occurred_at=t0 + timedelta(seconds=5))
+    log_preference = NotificationPreferenceChanged(customer_id="c-1", channel="log")
+    await notification.receive(log_preference, occurred_at=t0)
+    await registered(notification)  # registration after the preferences keeps them
+    cancelled = OrderCancelled(order_id="o-1", customer_id="c-1", reason="declined")
+    await notification.receive(cancelled)
+    [(sent, contact)] = deps.channels["webhook"].sent
     assert contact.preference is not None
     assert contact.preference.webhook_url == "https://hooks.example/c-1"
-    assert world.store.records[notification.key].channel == "webhook"
-    assert world.sent("log") == world.sent("email") == []
+    assert deps.notifications.records[sent.key].channel == "webhook"
+    assert deps.sent("log") == deps.sent("email") == []
 
 
 async def test_a_retry_after_a_preference_change_uses_the_new_channel() -> None:
-    world, envelope = await a_first_email_that_fails()
-    await world.publish(NotificationPreferenceChanged(customer_id="c-1", channel="log"))
-    await world.deliver(envelope)
-    assert world.sent("log") == ["o-1:order_confirmed"]
-    assert world.store.records["o-1:order_confirmed"].channel == "log"
+    notification = await a_first_email_that_fails()
+    # Delivered before the waiting retry, which then finds the new channel.
+    await notification.receive(NotificationPreferenceChanged(customer_id="c-1", channel="log"))
+    assert notification.deps.sent("log") == [KEY]
+    assert notification.deps.sent("email") == []
+    assert notification.deps.notifications.records[KEY].channel == "log"
 
 
 async def test_a_webhook_preference_without_a_url_is_dead_lettered() -> None:
-    world = World()
-    with pytest.raises(PermanentFailure, match="http"):
-        await world.publish(NotificationPreferenceChanged(customer_id="c-1", channel="webhook"))
-    assert world.contacts.contacts == {}
+    notification = notification_harness()
+    await notification.receive(NotificationPreferenceChanged(customer_id="c-1", channel="webhook"))
+    assert notification.outcomes() == ["dead_lettered"]
+    [letter] = notification.dead_letters(NotificationPreferenceChanged)
+    assert letter.reason == "permanent failure"
+    assert "http" in letter.headers["x-exception-message"]
+    assert notification.deps.contacts.contacts == {}
 
 
 async def test_each_restock_is_told_once_to_the_operators_through_the_log() -> None:
-    world = World()
+    notification = notification_harness()
+    deps = notification.deps
     restock = StockReplenished(sku="SKU-1", quantity=10, available=15)
-    envelope = await world.publish(restock)
-    await world.deliver(envelope)  # redelivered
-    await world.publish(restock)  # another restock of the same size
-    first, second = world.sent("log")
+    envelope = await notification.receive(restock)
+    await notification.redeliver(envelope)
+    await notification.receive(restock)  # another restock of the same size
+    first, second = deps.sent("log")
     assert first == f"{envelope.event_id}:stock_replenished"
     assert second != first
-    assert all(c.customer_id == "operator" for _, c in world.channels["log"].sent)
+    assert all(c.customer_id == "operator" for _, c in deps.channels["log"].sent)
+    assert notification.outcomes() == ["acked"] * 3
 
 
 def sample(name: str, labels: dict[str, str]) -> float:
@@ -281,7 +220,8 @@ async def test_the_metered_channel_counts_sends_by_kind_and_failures_by_channel(
 def test_a_claim_left_by_a_crashed_process_expires_before_the_last_retry() -> None:
     """A process killed between recording a notification (born claimed) and marking it sent
     leaves the claim; the redelivery retries until it expires. It must expire before the
-    retries run out, even when every delay is jittered to its shortest."""
+    retries run out, even when every delay is jittered to its shortest, with a margin (the
+    harness test above shows it expiring in time)."""
     amqp = AmqpSettings()
     shortest_ladder_s = (
         sum(min(jittered_delays(d, amqp.retry_jitter)) for d in amqp.retry_delays_ms) / 1000
