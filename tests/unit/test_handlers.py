@@ -18,7 +18,13 @@ from order_service.domain.model import OrderStatus
 from payment_service.domain.model import PaymentStatus
 from tests.builders import new_order, order_placed, stock_reserved
 from tests.unit.fakes import FakeGateway
-from tests.unit.services import inventory_harness, order_harness, payment_harness
+from tests.unit.services import (
+    Harness,
+    OrderDeps,
+    inventory_harness,
+    order_harness,
+    payment_harness,
+)
 
 pytestmark = pytest.mark.unit
 RETRIES_EXHAUSTED = ["retried"] * 4 + ["dead_lettered"]
@@ -32,14 +38,19 @@ def reserved(order_id: str) -> StockReserved:
     return stock_reserved(2, 100, order_id)
 
 
+async def place(order: Harness[OrderDeps], payment_method: str) -> str:
+    """Place an order of two SKU-1 through the command (it publishes OrderPlaced); its id."""
+    placed_order, _ = await commands.place_order(
+        order.deps.orders, "c-1", [OrderLine(sku="SKU-1", quantity=2)], payment_method,
+        clock=order.deps.clock, id_secret=b"s",
+    )  # fmt: skip
+    return placed_order.order_id
+
+
 async def test_order_handlers_walk_an_order_to_confirmed_once() -> None:
     order = order_harness()
     repo = order.deps.orders
-    placed_order, _ = await commands.place_order(
-        repo, "c-1", [OrderLine(sku="SKU-1", quantity=2)], "tok_ok",
-        clock=order.deps.clock, id_secret=b"s",
-    )  # fmt: skip
-    order_id = placed_order.order_id
+    order_id = await place(order, "tok_ok")
     await order.receive(reserved(order_id))
     success = PaymentSucceeded(
         order_id=order_id, amount_cents=200, payment_id="p", gateway_reference="ch"
@@ -54,11 +65,7 @@ async def test_order_handlers_walk_an_order_to_confirmed_once() -> None:
 async def test_a_payment_result_that_overtakes_the_reservation_is_not_lost() -> None:
     order = order_harness()
     repo = order.deps.orders
-    placed_order, _ = await commands.place_order(
-        repo, "c-1", [OrderLine(sku="SKU-1", quantity=2)], "tok_decline",
-        clock=order.deps.clock, id_secret=b"s",
-    )  # fmt: skip
-    order_id = placed_order.order_id
+    order_id = await place(order, "tok_decline")
     await order.receive(PaymentFailed(order_id=order_id, amount_cents=200, reason="declined"))
     assert repo.orders[order_id].status is OrderStatus.PENDING
     await order.receive(reserved(order_id))
