@@ -6,6 +6,7 @@ tier, and the retry copy's story headers."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,7 +18,8 @@ import pytest
 from contracts.envelope import Envelope
 from contracts.events import OrderPlaced
 from contracts.topology import jittered_delays
-from infra.messaging.errors import RetryLater
+from infra.dlq.__main__ import main as dlq_main
+from infra.messaging.errors import PermanentFailure, RetryLater
 from infra.messaging.hooks import Hooks
 from infra.messaging.jetstream import wire
 from infra.messaging.jetstream.bus import JetStreamBus
@@ -204,3 +206,40 @@ async def test_retries_exhausted_dead_letter_keeps_the_first_failure_and_the_att
     # A traceback's lines survive NATS headers, which are single lines of text.
     assert letter["x-traceback"].startswith("Traceback")
     assert "\n" in letter["x-traceback"]
+
+
+async def test_the_dlq_tool_lists_shows_replays_and_purges_dead_letters_on_nats(
+    pipeline: Callable[..., Awaitable[Node]], nats_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    node = await pipeline()
+    failures = [PermanentFailure("bad customer"), PermanentFailure("still bad")]
+    replays: list[Any] = []
+
+    async def handler(envelope: Envelope, event: Any) -> None:
+        if failures:
+            raise failures.pop(0)
+        replays.append(envelope.event_id)
+
+    queue = await node.consumer.subscribe(OrderPlaced, handler)
+    first, second = order_placed(), order_placed()
+    await node.bus.publish(first)
+    await node.bus.publish(second)
+    await node.dead_letters(queue, 2)
+    dlq = f"{queue}.dlq"
+    options = ["--bus", "nats", "--nats-url", nats_url, "--nats-prefix", node.bus.settings.prefix]
+
+    async def cli(*argv: str) -> Any:
+        capsys.readouterr()
+        assert await asyncio.to_thread(dlq_main, [*argv, *options, "--json"]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    assert (await cli("list"))["queues"] == [{"name": dlq, "messages": 2}]
+    shown = (await cli("show", dlq))["messages"]
+    assert [m["event_id"] for m in shown] == [str(first.event_id), str(second.event_id)]
+    assert shown[0]["reason"] == "permanent failure - PermanentFailure: bad customer"
+    moved = await cli("replay", dlq, "--filter", f"event_id={second.event_id}")
+    assert [m["target"] for m in moved["moved"]] == [queue]
+    assert moved["left"] == 1
+    await eventually(lambda: replays == [second.event_id], timeout_s=10)
+    assert (await cli("purge", dlq, "--yes"))["purged"] == 1
+    assert (await cli("list", "--all"))["queues"] == [{"name": dlq, "messages": 0}]
