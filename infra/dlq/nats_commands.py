@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 from infra.dlq import jetstream, render
+from infra.dlq.commands import LETTER_HEADERS, letter_columns
 from infra.dlq.connection import DlqError
 from infra.dlq.letters import DLQ_SUFFIX, Filter
 from infra.dlq.replay import ReplayResult
@@ -54,19 +55,8 @@ def show(target: NatsTarget, queue: str, limit: int, as_json: bool) -> int:
         messages = [s.letter.summary(queue, now) for s in stored]
         _print_json({"queue": queue, "read": len(stored), "messages": messages})
         return 0
-    rows = [
-        [
-            s.sequence,
-            render.age(s.letter.age(now)),
-            s.letter.attempts,
-            s.letter.event_type,
-            s.letter.event_id,
-            s.letter.original_queue,
-            s.letter.reason,
-        ]
-        for s in stored
-    ]
-    headers = ["SEQ", "AGE", "ATTEMPTS", "EVENT TYPE", "EVENT ID", "ORIGINAL QUEUE", "REASON"]
+    rows = [[s.sequence, *letter_columns(s.letter, now)] for s in stored]
+    headers = ["SEQ", *LETTER_HEADERS]
     print(render.table(headers, rows))
     print(f"\n{len(stored)} message(s) in {queue} shown; all left in place")
     return 0
