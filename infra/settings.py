@@ -78,6 +78,24 @@ class EventBusSettings(BaseSettings):
         return amqp.url if self.kind == "rabbitmq" else DEFAULT_BUS_URLS[self.kind]
 
 
+class NatsSettings(BaseSettings):
+    """JetStream (EVENT_BUS=nats, infra.messaging.jetstream). Retry tiers, jitter, prefetch,
+    handlers in flight and the delivery limit are the AMQP_* ones: one retry policy per bus."""
+
+    model_config = SettingsConfigDict(env_prefix="NATS_")
+
+    # Prepended to every stream and subject name, so several pipelines (test runs) share one
+    # server without their streams' subjects overlapping. Letters, digits, `-` and `_`.
+    prefix: str = Field(default="", pattern=r"^[A-Za-z0-9_-]*$", max_length=32)
+    # A delivery not acked within this is delivered again (a crashed consumer's); a handler
+    # still working keeps extending it.
+    ack_wait_s: float = Field(default=30.0, gt=0)
+    # The same event id published twice within this window is stored once (Nats-Msg-Id).
+    duplicate_window_s: float = Field(default=120.0, gt=0)
+    # Events older than this leave the events stream, acked or not (like a queue's TTL).
+    max_age_days: float = Field(default=7.0, gt=0)
+
+
 class MongoSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MONGO_")
 
@@ -174,6 +192,7 @@ class RuntimeSettings(BaseModel):
     environment: Environment
     amqp: AmqpSettings
     event_bus: EventBusSettings = Field(default_factory=EventBusSettings)
+    nats: NatsSettings = Field(default_factory=NatsSettings)
     mongo: MongoSettings
     redis: RedisSettings
     http: HttpSettings
@@ -218,6 +237,7 @@ class RuntimeSettings(BaseModel):
             environment=env.environment,
             amqp=AmqpSettings(),
             event_bus=EventBusSettings(),
+            nats=NatsSettings(),
             mongo=mongo.model_copy(update={"database": mongo.database or default_database}),
             redis=RedisSettings(),
             http=http.model_copy(update={"port": http.port or default_port}),

@@ -12,6 +12,7 @@ import os
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -36,6 +37,10 @@ LOCAL_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672"
 # TEST_REDIS_URL (DB 15 of another local port, say) lets two test runs share a machine: each
 # run flushes its DB at start. A local port that does not answer gets a server of its own.
 LOCAL_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# NATS JetStream for EVENT_BUS=nats tests. The server may be shared: every test run names its
+# streams under a prefix of its own (NATS_PREFIX) and deletes them after.
+LOCAL_NATS_URL = os.environ.get("TEST_NATS_URL", "nats://127.0.0.1:4222")
+NATS_STORE_DIR = Path(__file__).resolve().parent.parent / ".data" / "nats"
 CONTAINER_START_TIMEOUT = 120.0
 
 
@@ -209,6 +214,13 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
     limits = httpx.Limits(max_connections=64)
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def nats_url() -> str:
+    """A NATS server with JetStream (started locally if none answers)."""
+    devstack.ensure_nats(LOCAL_NATS_URL, NATS_STORE_DIR)
+    return LOCAL_NATS_URL
 
 
 @pytest.fixture

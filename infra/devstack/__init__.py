@@ -14,6 +14,7 @@ from infra.devstack.mongo import (
     start_secantus,
     with_retry_writes,
 )
+from infra.devstack.nats_server import ensure_nats, nats_answers, start_nats
 from infra.devstack.rabbitmq import (
     Management,
     RabbitVhost,
@@ -40,12 +41,15 @@ __all__ = [
     "create_vhost",
     "delete_vhost",
     "docker_engine_available",
+    "ensure_nats",
     "ensure_rabbitmq",
     "ensure_redis",
     "free_port",
     "mongo_reachable",
+    "nats_answers",
     "redis_answers",
     "secantus_url",
+    "start_nats",
     "start_secantus",
     "tcp_open",
     "vhost_exists",

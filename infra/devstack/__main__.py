@@ -2,7 +2,8 @@
 
 Commands exit 0 on success and 1 otherwise, so the bash scripts can branch on them:
   ensure            RabbitMQ (+ management/shovel/prometheus plugins) and Redis for
-                    AMQP_URL/REDIS_URL; with --test-tools also promtool, prometheus, kubectl
+                    AMQP_URL/REDIS_URL, and with EVENT_BUS=nats a NATS JetStream server for
+                    EVENT_BUS_URL; with --test-tools also promtool, prometheus, kubectl
   mongo-reachable   does MONGO_URL (or the given URL) answer ping?
   docker-available  does a Docker engine (not just the client) answer?
   secantus-url PORT the URL for a SecantusDB we start on PORT (retryable writes off: see mongo.py)
@@ -31,12 +32,14 @@ from infra.devstack import (
     DEFAULT_REDIS_URL,
     DevstackError,
     docker_engine_available,
+    ensure_nats,
     ensure_rabbitmq,
     ensure_redis,
     mongo_reachable,
     secantus_url,
     wait_until,
 )
+from infra.devstack.nats_server import DEFAULT_NATS_URL
 from infra.devstack.prometheus import prometheus_command, write_local_files
 from infra.devstack.tools import ensure_test_tools
 
@@ -51,6 +54,11 @@ def _ensure(args: argparse.Namespace) -> int:
         print(f"{name}: {outcome}", flush=True)
         if outcome != "running":
             started.append(name)
+    if args.event_bus == "nats":
+        outcome = ensure_nats(args.event_bus_url or DEFAULT_NATS_URL, args.nats_store_dir)
+        print(f"nats: {outcome}", flush=True)
+        if outcome != "running":
+            started.append("nats")
     if args.test_tools:
         print(f"test tools: {ensure_test_tools()}", flush=True)
     # `up` reads this to tell the user, on exit, which servers it left running.
@@ -103,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     ensure = sub.add_parser("ensure", help="ensure RabbitMQ and Redis are up")
     ensure.add_argument("--amqp-url", default=os.environ.get("AMQP_URL", DEFAULT_AMQP_URL))
     ensure.add_argument("--redis-url", default=os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))
+    ensure.add_argument("--event-bus", default=os.environ.get("EVENT_BUS", "rabbitmq"))
+    ensure.add_argument("--event-bus-url", default=os.environ.get("EVENT_BUS_URL", ""))
+    ensure.add_argument("--nats-store-dir", type=Path, default=Path(".data/nats"))
     ensure.add_argument(
         "--test-tools",
         action="store_true",

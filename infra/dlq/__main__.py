@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -15,6 +16,8 @@ from infra.cli import add_progress_option, prog_name
 from infra.dlq import commands
 from infra.dlq.connection import DEFAULT_AMQP_URL, DEFAULT_MANAGEMENT_URL, DlqError, Target
 from infra.dlq.letters import SHORTCUTS, Filter
+from infra.messaging.jetstream.names import Names
+from infra.settings import DEFAULT_BUS_URLS
 
 EPILOG = """\
 passwords: RABBITMQ_MANAGEMENT_PASSWORD (else a prompt; guest's for the default user) and the
@@ -64,6 +67,23 @@ def _connection_options() -> argparse.ArgumentParser:
         help=f"AMQP URL for replay and purge, without a password (env AMQP_URL, else"
         f" {DEFAULT_AMQP_URL}); its vhost is replaced by --vhost, its login is the management"
         " user's unless it names one",
+    )
+    nats = options.add_argument_group("EVENT_BUS=nats")
+    nats.add_argument(
+        "--bus",
+        choices=("rabbitmq", "nats"),
+        default=os.environ.get("EVENT_BUS", "rabbitmq"),
+        help="the event bus (env EVENT_BUS, else rabbitmq)",
+    )
+    nats.add_argument(
+        "--nats-url",
+        default=os.environ.get("EVENT_BUS_URL") or DEFAULT_BUS_URLS["nats"],
+        help="NATS server (env EVENT_BUS_URL, else nats://127.0.0.1:4222)",
+    )
+    nats.add_argument(
+        "--nats-prefix",
+        default=os.environ.get("NATS_PREFIX", ""),
+        help="the pipeline's stream prefix (env NATS_PREFIX)",
     )
     options.add_argument(
         "--json", action="store_true", help="machine-readable output on stdout (JSON)"
@@ -124,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("aiormq", "aio_pika"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
+        if args.bus == "nats":
+            return _on_nats(args)
         target = Target.build(args.management_url, args.user, args.vhost, args.amqp_url)
         if args.command == "list":
             return commands.list_queues(target, args.all, args.json)
@@ -151,6 +173,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+
+
+def _on_nats(args: argparse.Namespace) -> int:
+    from infra.dlq import nats_commands  # nats-py only where the bus is NATS
+
+    target = nats_commands.NatsTarget(args.nats_url, Names(args.nats_prefix))
+    if args.command == "list":
+        return nats_commands.list_queues(target, args.all, args.json)
+    if args.command == "show":
+        return nats_commands.show(target, args.queue, args.limit, args.json)
+    if args.command == "replay":
+        return nats_commands.replay_messages(
+            target, args.queue, args.filters, args.limit, args.dry_run, args.to, args.json
+        )
+    return nats_commands.purge_queue(target, args.queue, args.yes, args.json)
 
 
 if __name__ == "__main__":

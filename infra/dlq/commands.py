@@ -70,19 +70,8 @@ def show(target: Target, queue: str, limit: int, as_json: bool) -> int:
         }
         _print_json(document)
         return 0
-    rows = [
-        [
-            number,
-            render.age(letter.age(now)),
-            letter.attempts,
-            letter.event_type,
-            letter.event_id,
-            letter.original_queue,
-            letter.reason,
-        ]
-        for number, letter in enumerate(shown, 1)
-    ]
-    headers = ["#", "AGE", "ATTEMPTS", "EVENT TYPE", "EVENT ID", "ORIGINAL QUEUE", "REASON"]
+    rows = [[number, *letter_columns(letter, now)] for number, letter in enumerate(shown, 1)]
+    headers = ["#", *LETTER_HEADERS]
     print(render.table(headers, rows))
     print(f"\n{len(shown)} of {len(letters)} message(s) in {queue} shown; all left in place")
     return 0
@@ -182,6 +171,21 @@ def purge_queue(target: Target, queue: str, yes: bool, force: bool, as_json: boo
         return 0
     print(f"purged {count} message(s) from {queue}")
     return 0
+
+
+LETTER_HEADERS = ("AGE", "ATTEMPTS", "EVENT TYPE", "EVENT ID", "ORIGINAL QUEUE", "REASON")
+
+
+def letter_columns(letter: Letter, now: datetime) -> list[object]:
+    """A letter's row in `show` (after its number), on every bus."""
+    return [
+        render.age(letter.age(now)),
+        letter.attempts,
+        letter.event_type,
+        letter.event_id,
+        letter.original_queue,
+        letter.reason,
+    ]
 
 
 def _peek(api: Management, queue: str, wanted: int) -> list[Letter]:

@@ -42,4 +42,9 @@ def create_transport(settings: RuntimeSettings) -> Transport:
     kind = settings.event_bus.kind
     if kind == "rabbitmq":
         return RabbitTransport(settings)
+    if kind == "nats":
+        # Imported here: nats-py is needed only by processes that run on NATS.
+        from infra.messaging.jetstream.transport import NatsTransport
+
+        return NatsTransport(settings)
     raise NotImplementedError(f"EVENT_BUS={kind} is not available in this build")

@@ -1,127 +1,60 @@
-"""The in-memory bus agrees with RabbitMQ: the same test bodies, run on both.
+"""The buses agree: the same test bodies, run on each.
 
-Each test is parametrized over two backends with one interface: `memory` (infra.testing's
-InMemoryBus, no I/O) and `rabbitmq` (the runtime's Broker and Consumer on a real vhost). Both
-run the same dispatch; what differs is the transport that carries its decisions out, and that
-is what these tests hold to one behaviour: acks, retries through the delay tiers with the
-attempt count, dead letters with the same story headers, malformed and misrouted messages,
-duplicate deliveries.
+Each test is parametrized over three backends with one interface
+(tests/integration/harness_backends.py): `memory` (infra.testing's InMemoryBus, no I/O),
+`rabbitmq` (the runtime's Broker and Consumer on a real vhost) and `nats` (the JetStream
+transport on a real server, streams under a prefix of this test's own). All run the same
+dispatch; what differs is the transport that carries its decisions out, and that is what these
+tests hold to one behaviour: acks, retries through the delay tiers with the attempt count, dead
+letters with the same story headers, malformed and misrouted messages, duplicate deliveries.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Protocol
+from collections.abc import AsyncIterator
+from typing import Any
 
-import aio_pika
 import pytest
 
 from contracts.envelope import Envelope
-from contracts.events import Event, OrderPlaced, PaymentFailed
-from contracts.topology import dead_letter_queue_name, exchange_name
+from contracts.events import OrderPlaced, PaymentFailed
+from contracts.topology import exchange_name
 from infra.messaging.broker import Broker
-from infra.messaging.consumer import Consumer
 from infra.messaging.errors import PermanentFailure, RetryLater
-from infra.messaging.hooks import Hooks, Inbound
-from infra.messaging.topology import quorum_arguments
+from infra.messaging.hooks import Hooks
+from infra.messaging.jetstream.bus import JetStreamBus
 from infra.observability.message_hooks import default_hooks
-from infra.settings import AmqpSettings
-from infra.testing import InMemoryBus, Recorder, Settled
+from infra.settings import NatsSettings
+from infra.testing import Recorder, Settled
 from tests.integration.events import order_placed
-from tests.integration.waiting import eventually
+from tests.integration.harness_backends import (
+    SERVICE,
+    Backend,
+    Handler,
+    MemoryBackend,
+    NatsBackend,
+    RabbitBackend,
+)
+from tests.nats_streams import delete_streams, unique_prefix
 
 pytestmark = pytest.mark.integration
-SERVICE = "harness-check"
-DELAYS_MS = [50, 80]
-Handler = Callable[[Envelope, Any], Awaitable[None]]
 
 
-class Backend(Protocol):
-    settled: list[Settled]
-
-    async def subscribe(self, event_type: type[Event], handler: Handler) -> str: ...
-    async def publish(self, envelope: Envelope) -> None: ...
-    async def publish_raw(self, event_type: str, body: bytes, message_id: str) -> None: ...
-    async def settle(self, count: int) -> list[Settled]: ...
-    async def dead_letters(self, queue: str, count: int) -> list[dict[str, Any]]: ...
-
-
-class MemoryBackend:
-    def __init__(self) -> None:
-        self.bus = InMemoryBus(amqp=AmqpSettings(retry_jitter=0))
-        self.settled = self.bus.settled
-
-    async def subscribe(self, event_type: type[Event], handler: Handler) -> str:
-        return self.bus.subscribe(SERVICE, event_type, handler, DELAYS_MS)
-
-    async def publish(self, envelope: Envelope) -> None:
-        self.bus.publish(envelope)
-
-    async def publish_raw(self, event_type: str, body: bytes, message_id: str) -> None:
-        inbound = Inbound(body, {}, message_id, exchange=exchange_name(event_type))
-        for queue in self.bus.queues_of(event_type):
-            self.bus.publish_raw(queue, inbound)
-
-    async def settle(self, count: int) -> list[Settled]:
-        await self.bus.drain()
-        assert len(self.settled) == count, self.settled
-        return self.settled
-
-    async def dead_letters(self, queue: str, count: int) -> list[dict[str, Any]]:
-        letters = [letter.headers for letter in self.bus.dead_letters[queue]]
-        assert len(letters) == count
-        return letters
-
-
-class RabbitBackend:
-    def __init__(self, broker: Broker) -> None:
-        self.broker = broker
-        self.settled: list[Settled] = []
-        settings = AmqpSettings(retry_delays_ms=DELAYS_MS, retry_jitter=0)
-        self.consumer = Consumer(broker, SERVICE, settings)
-
-    async def subscribe(self, event_type: type[Event], handler: Handler) -> str:
-        return await self.consumer.subscribe(event_type, handler)
-
-    async def publish(self, envelope: Envelope) -> None:
-        await self.broker.publish(envelope)
-
-    async def publish_raw(self, event_type: str, body: bytes, message_id: str) -> None:
-        exchange = await self.broker.channel.get_exchange(exchange_name(event_type))
-        await exchange.publish(aio_pika.Message(body, message_id=message_id), "")
-
-    async def settle(self, count: int) -> list[Settled]:
-        await eventually(lambda: len(self.settled) >= count, timeout_s=15)
-        assert len(self.settled) == count, self.settled
-        return self.settled
-
-    async def dead_letters(self, queue: str, count: int) -> list[dict[str, Any]]:
-        channel = await self.broker.new_channel()
-        dlq = await channel.declare_queue(
-            dead_letter_queue_name(queue), durable=True, arguments=quorum_arguments(AmqpSettings())
-        )
-        letters: list[dict[str, Any]] = []
-
-        async def fetch() -> bool:
-            message = await dlq.get(fail=False, no_ack=True)
-            if message is not None:
-                letters.append(dict(message.headers))
-            return len(letters) >= count
-
-        await eventually(fetch, timeout_s=15)
-        return letters
-
-
-@pytest.fixture(params=["memory", "rabbitmq"])
-async def backend(request: pytest.FixtureRequest, amqp_url: str) -> AsyncIterator[Backend]:
+@pytest.fixture(params=["memory", "rabbitmq", "nats"])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     if request.param == "memory":
         yield MemoryBackend()
         return
     settled: list[Settled] = []
     hooks = default_hooks()
     recorded = Hooks(consume=(*hooks.consume, Recorder(settled)), publish=hooks.publish)
-    broker = Broker(amqp_url, f"{SERVICE}-{uuid.uuid4().hex[:6]}", hooks=recorded)
+    if request.param == "nats":
+        async for nats in _nats_backend(request.getfixturevalue("nats_url"), recorded):
+            nats.settled = settled
+            yield nats
+        return
+    broker = Broker(request.getfixturevalue("amqp_url"), _unique(SERVICE), hooks=recorded)
     await broker.connect()
     rabbit = RabbitBackend(broker)
     rabbit.settled = settled
@@ -130,6 +63,25 @@ async def backend(request: pytest.FixtureRequest, amqp_url: str) -> AsyncIterato
     finally:
         await rabbit.consumer.stop()
         await broker.close()
+
+
+async def _nats_backend(url: str, hooks: Hooks) -> AsyncIterator[NatsBackend]:
+    prefix = unique_prefix()
+    bus = JetStreamBus(url, _unique(SERVICE), NatsSettings(prefix=prefix, ack_wait_s=2), hooks)
+    try:
+        await bus.connect()
+        backend = NatsBackend(bus)
+        try:
+            yield backend
+        finally:
+            await backend.consumer.stop()
+            await bus.close()
+    finally:
+        await delete_streams(url, prefix)
+
+
+def _unique(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:6]}"
 
 
 def scripted(failures: list[Exception]) -> tuple[Handler, list[str]]:
@@ -229,6 +181,6 @@ async def test_a_duplicate_delivery_reaches_the_handler_again(backend: Backend) 
     await backend.subscribe(OrderPlaced, handler)
     envelope = order_placed()
     await backend.publish(envelope)
-    await backend.publish(envelope)
+    await backend.deliver_again(envelope)
     assert [s.outcome for s in await backend.settle(2)] == ["acked", "acked"]
     assert seen == [str(envelope.event_id)] * 2

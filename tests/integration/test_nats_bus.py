@@ -1,0 +1,245 @@
+"""What JetStream adds to the agreement tests (tests/integration/test_harness_agrees.py), on a
+real server with streams under a prefix of each test's own: de-duplication by event id, a
+consumer that dies holding a delivery, a message that kills every consumer, jitter within a
+tier, and the retry copy's story headers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from contracts.envelope import Envelope
+from contracts.events import OrderPlaced
+from contracts.topology import jittered_delays
+from infra.dlq.__main__ import main as dlq_main
+from infra.messaging.errors import PermanentFailure, RetryLater
+from infra.messaging.hooks import Hooks
+from infra.messaging.jetstream import wire
+from infra.messaging.jetstream.bus import JetStreamBus
+from infra.messaging.jetstream.settlement import DELIVERY_LIMIT
+from infra.messaging.jetstream.subscriber import JetStreamSubscriber
+from infra.observability.message_hooks import default_hooks
+from infra.settings import AmqpSettings, NatsSettings
+from infra.testing import Recorder, Settled
+from tests.integration.events import order_placed
+from tests.integration.waiting import eventually
+from tests.nats_streams import delete_streams, unique_prefix
+
+pytestmark = [pytest.mark.integration, pytest.mark.natsbus]
+Handler = Callable[[Envelope, Any], Awaitable[None]]
+ACK_WAIT_S = 1.0
+
+
+class ConsumerKilled(BaseException):
+    """Escapes dispatch like a crash: the delivery is left unsettled, never acked."""
+
+
+class Node:
+    """One process's JetStream transport, recording how deliveries ended."""
+
+    def __init__(self, url: str, service: str, prefix: str, amqp: AmqpSettings) -> None:
+        self.settled: list[Settled] = []
+        hooks = default_hooks()
+        recorded = Hooks(consume=(*hooks.consume, Recorder(self.settled)), publish=hooks.publish)
+        settings = NatsSettings(prefix=prefix, ack_wait_s=ACK_WAIT_S)
+        self.bus = JetStreamBus(url, service, settings, recorded)
+        self.consumer = JetStreamSubscriber(self.bus, service, amqp)
+
+    async def dead_letters(self, queue: str, count: int) -> list[dict[str, Any]]:
+        stream = self.bus.names.dead_letter_stream(queue)
+
+        async def stored() -> bool:
+            return (await self.bus.js.stream_info(stream)).state.messages >= count
+
+        await eventually(stored, timeout_s=20)
+        letters = []
+        for seq in range(1, count + 1):
+            letters.append(
+                wire.application_headers((await self.bus.js.get_msg(stream, seq)).headers)
+            )
+        return letters
+
+
+@pytest.fixture
+async def pipeline(nats_url: str) -> AsyncIterator[Callable[..., Any]]:
+    """Opens nodes of one service on streams of this test's own; closes and deletes them."""
+    prefix, service = unique_prefix(), f"nats-check-{uuid.uuid4().hex[:6]}"
+    nodes: list[Node] = []
+
+    @asynccontextmanager
+    async def open_node(**amqp: Any) -> AsyncIterator[Node]:
+        node = Node(nats_url, service, prefix, AmqpSettings(**amqp))
+        nodes.append(node)
+        await node.bus.connect()
+        yield node
+
+    async def node(**amqp: Any) -> Node:
+        return await open_node(**amqp).__aenter__()
+
+    try:
+        yield node
+    finally:
+        for opened in nodes:
+            await opened.consumer.stop(timeout_s=0.5)
+            await opened.bus.close()
+        await delete_streams(nats_url, prefix)
+
+
+async def test_the_same_event_published_twice_is_stored_and_delivered_once(
+    pipeline: Callable[..., Awaitable[Node]],
+) -> None:
+    node = await pipeline()
+    seen: list[str] = []
+
+    async def handler(envelope: Envelope, event: Any) -> None:
+        seen.append(str(envelope.event_id))
+
+    await node.consumer.subscribe(OrderPlaced, handler)
+    envelope = order_placed()
+    await node.bus.publish(envelope)
+    await node.bus.publish(envelope)  # the outbox's sweep racing its relay
+    await eventually(lambda: len(node.settled) >= 1)
+    await asyncio.sleep(2 * ACK_WAIT_S)
+    info = await node.bus.js.stream_info(node.bus.names.events_stream)
+    assert info.state.messages == 1
+    assert seen == [str(envelope.event_id)]
+    assert [s.outcome for s in node.settled] == ["acked"]
+
+
+async def test_a_delivery_held_by_a_consumer_that_died_is_delivered_again_after_the_ack_wait(
+    pipeline: Callable[..., Awaitable[Node]],
+) -> None:
+    first, second = await pipeline(), await pipeline()
+    held = asyncio.Event()
+    release = asyncio.Event()
+
+    async def hangs(envelope: Envelope, event: Any) -> None:
+        held.set()
+        await release.wait()
+
+    handled: list[str] = []
+
+    async def handles(envelope: Envelope, event: Any) -> None:
+        handled.append(str(envelope.event_id))
+
+    queue = await first.consumer.subscribe(OrderPlaced, hangs)
+    envelope = order_placed()
+    await first.bus.publish(envelope)
+    await asyncio.wait_for(held.wait(), 10)
+    await first.bus.close()  # the process dies: no ack, no more in_progress
+    started = time.monotonic()
+    assert await second.consumer.subscribe(OrderPlaced, handles) == queue
+    await eventually(lambda: handled, timeout_s=15)
+    assert handled == [str(envelope.event_id)]
+    assert time.monotonic() - started >= ACK_WAIT_S * 0.5
+    await eventually(lambda: second.settled, timeout_s=5)
+    assert [(s.outcome, s.attempt) for s in second.settled] == [("acked", 1)]
+    release.set()
+
+
+async def test_a_message_that_kills_its_consumer_ends_in_the_dead_letter_stream(
+    pipeline: Callable[..., Awaitable[Node]],
+) -> None:
+    node = await pipeline(delivery_limit=3)
+    attempts: list[int] = []
+
+    async def crashes(envelope: Envelope, event: Any) -> None:
+        attempts.append(1)
+        raise ConsumerKilled
+
+    queue = await node.consumer.subscribe(OrderPlaced, crashes)
+    envelope = order_placed()
+    await node.bus.publish(envelope)
+    [letter] = await node.dead_letters(queue, 1)
+    assert len(attempts) == 3
+    assert letter["x-dead-letter-reason"] == DELIVERY_LIMIT
+    assert letter["x-exception-class"] == "DeliveryLimitExceeded"
+    assert letter["x-event-id"] == str(envelope.event_id)
+    assert letter["x-original-queue"] == queue
+    assert letter["x-original-exchange"] == "events.order-placed"
+
+
+async def test_a_retry_waits_one_of_its_tiers_jittered_delays_with_the_story_headers(
+    pipeline: Callable[..., Awaitable[Node]],
+) -> None:
+    delay_ms, jitter = 600, 0.5
+    node = await pipeline(retry_delays_ms=[delay_ms], retry_jitter=jitter)
+    moments: list[float] = []
+
+    async def fails_once(envelope: Envelope, event: Any) -> None:
+        moments.append(time.monotonic())
+        if len(moments) == 1:
+            raise RetryLater("not yet")
+
+    await node.consumer.subscribe(OrderPlaced, fails_once)
+    await node.bus.publish(order_placed())
+    await eventually(lambda: len(node.settled) >= 2, timeout_s=10)
+    assert [(s.outcome, s.attempt) for s in node.settled] == [("retried", 1), ("acked", 2)]
+    waited_ms = (moments[1] - moments[0]) * 1000
+    variants = jittered_delays(delay_ms, jitter)
+    # The copy is due after the variant picked; the server redelivers it within a few tens
+    # of milliseconds of that.
+    assert min(variants) - 20 <= waited_ms <= max(variants) + 400, (waited_ms, variants)
+
+
+async def test_retries_exhausted_dead_letter_keeps_the_first_failure_and_the_attempts(
+    pipeline: Callable[..., Awaitable[Node]],
+) -> None:
+    node = await pipeline(retry_delays_ms=[50, 50], retry_jitter=0)
+
+    async def fails(envelope: Envelope, event: Any) -> None:
+        raise RetryLater(f"down at {time.monotonic()}")
+
+    queue = await node.consumer.subscribe(OrderPlaced, fails)
+    await node.bus.publish(order_placed())
+    [letter] = await node.dead_letters(queue, 1)
+    assert letter["x-attempts"] == 3
+    assert letter["x-first-failure-at"] < letter["x-last-failure-at"]
+    assert letter["x-attempt"] == 3
+    # A traceback's lines survive NATS headers, which are single lines of text.
+    assert letter["x-traceback"].startswith("Traceback")
+    assert "\n" in letter["x-traceback"]
+
+
+async def test_the_dlq_tool_lists_shows_replays_and_purges_dead_letters_on_nats(
+    pipeline: Callable[..., Awaitable[Node]], nats_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    node = await pipeline()
+    failures = [PermanentFailure("bad customer"), PermanentFailure("still bad")]
+    replays: list[Any] = []
+
+    async def handler(envelope: Envelope, event: Any) -> None:
+        if failures:
+            raise failures.pop(0)
+        replays.append(envelope.event_id)
+
+    queue = await node.consumer.subscribe(OrderPlaced, handler)
+    first, second = order_placed(), order_placed()
+    await node.bus.publish(first)
+    await node.bus.publish(second)
+    await node.dead_letters(queue, 2)
+    dlq = f"{queue}.dlq"
+    options = ["--bus", "nats", "--nats-url", nats_url, "--nats-prefix", node.bus.settings.prefix]
+
+    async def cli(*argv: str) -> Any:
+        capsys.readouterr()
+        assert await asyncio.to_thread(dlq_main, [*argv, *options, "--json"]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    assert (await cli("list"))["queues"] == [{"name": dlq, "messages": 2}]
+    shown = (await cli("show", dlq))["messages"]
+    assert [m["event_id"] for m in shown] == [str(first.event_id), str(second.event_id)]
+    assert shown[0]["reason"] == "permanent failure - PermanentFailure: bad customer"
+    moved = await cli("replay", dlq, "--filter", f"event_id={second.event_id}")
+    assert [m["target"] for m in moved["moved"]] == [queue]
+    assert moved["left"] == 1
+    await eventually(lambda: replays == [second.event_id], timeout_s=10)
+    assert (await cli("purge", dlq, "--yes"))["purged"] == 1
+    assert (await cli("list", "--all"))["queues"] == [{"name": dlq, "messages": 0}]
