@@ -88,10 +88,16 @@ class Pipeline:
         )
 
     def start_all(self, timeout_s: float = 60.0) -> None:
-        for service in SERVICES:
-            self.start(service)
-        for service in SERVICES:
-            self.wait_ready(service, timeout_s)
+        """The first process of each service, then, once they are ready, their siblings: a
+        sibling consuming a quorum queue the first one is declaring that moment can find the
+        queue's Raft process not started yet, and the broker closes its connection (541,
+        `noproc` in rabbit_quorum_queue:consume), which fails the process's startup."""
+        siblings = [name for name in self.names() if name not in SERVICES]
+        for batch in (list(SERVICES), siblings):
+            for name in batch:
+                self.start_replica(name)
+            for name in batch:
+                self.wait_replica_ready(name, timeout_s)
 
     def wait_ready(self, service: str, timeout_s: float) -> None:
         for name in self._names(service):
