@@ -38,7 +38,7 @@ BATCH = 60
 # SIGKILLed (the HTTP front door, its outbox relay and deadline sweep: orders go to the
 # sibling, which relays the killed one's outbox rows), and payment killed mid-refund
 # (test_refund_faults: its refund announcements' outbox). MongoDB, duplicates and poison
-# reach every replica alike; inventory's kill alone takes a minute.
+# reach every replica alike; inventory's kill can take a minute alone.
 REPLICAS = [pytest.param(n, id=f"x{n}") for n in (1, 2)]
 TWO_REPLICA_KILLS = ("order", "payment")
 # How long a fault lasts: a deliberate outage window, not a wait for a condition.
