@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import signal
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from pymongo import AsyncMongoClient
 
 from infra import devstack
 from infra.devstack import Management, SecantusHandle
+from infra.devstack.services import replica_names
 from tests.chaos.proxy import TcpProxy
 from tests.chaos.tally import TERMINAL, Stored, Tally, count
 from tests.e2e.pipeline import Pipeline
@@ -99,6 +101,20 @@ class ChaosPipeline:
         if self.mongo is not None:
             self.mongo.stop()
         devstack.delete_vhost(self.vhost, self.management)
+
+    async def kill_and_restart(self, service: str) -> None:
+        """SIGKILL one process of `service` and start it again on its port: the last replica,
+        so with two its sibling keeps serving (and inherits its unacked deliveries and its
+        outbox claims). The wait for ready is longer than the service's own bounded wait for
+        its servers (60 s)."""
+        assert self.pipeline is not None
+        *siblings, victim = replica_names(service, self.replicas)
+        untouched = {name: self.pipeline.processes[name] for name in siblings}
+        code = await asyncio.to_thread(self.pipeline.restart_replica, victim, signal.SIGKILL)
+        assert code == -signal.SIGKILL
+        for name, process in untouched.items():
+            assert self.pipeline.processes[name] is process
+            assert process.poll() is None, f"{name} went down with its sibling"
 
     # --- the batch -------------------------------------------------------------------
     async def run_batch(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 from typing import Any
 
 import aio_pika
@@ -31,6 +30,17 @@ from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.chaos
 BATCH = 60
+# Every fault runs with one process per service; four run with two as well (REPLICAS,
+# TWO_REPLICA_KILLS), the process fault hitting one replica while its sibling serves on, the
+# broker fault both. Not every fault twice (the suite's budget), but one of each kind: the
+# broker restarted (a broker fault: the proxy's cut is the same to both replicas), a consumer
+# SIGKILLed mid-batch (payment: its sibling takes over the unacked charges), the order service
+# SIGKILLed (the HTTP front door, its outbox relay and deadline sweep: orders go to the
+# sibling, which relays the killed one's outbox rows), and payment killed mid-refund
+# (test_refund_faults: its refund announcements' outbox). MongoDB, duplicates and poison
+# reach every replica alike; inventory's kill can take a minute alone.
+REPLICAS = [pytest.param(n, id=f"x{n}") for n in (1, 2)]
+TWO_REPLICA_KILLS = ("order", "payment")
 # How long a fault lasts: a deliberate outage window, not a wait for a condition.
 OUTAGE_S = 3.0
 
@@ -57,13 +67,14 @@ def assert_intact(tally: Tally, expected_dlq: int = 0, refunds_expected: bool = 
     assert min(tally.statuses[s] for s in TERMINAL) > 0  # the mix really exercised every end
 
 
+@pytest.mark.parametrize("replicas", REPLICAS)
 async def test_broker_restart_mid_batch(
-    private_rabbit: LocalCluster, make_chaos: MakeChaos
+    private_rabbit: LocalCluster, make_chaos: MakeChaos, replicas: int
 ) -> None:
     """The broker's app stops for OUTAGE_S and starts again, on a private node (the project
     never stops the shared default node). The node is requested first so that it stops
     last, after the pipeline deleted its vhost."""
-    chaos = make_chaos(**on_private_node(private_rabbit))
+    chaos = make_chaos(replicas=replicas, **on_private_node(private_rabbit))
 
     async def restart_broker() -> None:
         await restart_app(private_rabbit)
@@ -91,18 +102,20 @@ async def restart_app(private_rabbit: LocalCluster) -> None:
         await asyncio.to_thread(node.ctl, "await_startup")
 
 
-@pytest.mark.parametrize("service", SERVICES)
-async def test_service_killed_mid_batch_and_restarted(make_chaos: MakeChaos, service: str) -> None:
-    chaos = make_chaos()
-    pipeline = chaos.pipeline
-    assert pipeline is not None
+@pytest.mark.parametrize(
+    ("service", "replicas"),
+    [
+        *(pytest.param(s, 1, id=f"{s}-x1") for s in SERVICES),
+        *(pytest.param(s, 2, id=f"{s}-x2") for s in TWO_REPLICA_KILLS),
+    ],
+)
+async def test_service_killed_mid_batch_and_restarted(
+    make_chaos: MakeChaos, service: str, replicas: int
+) -> None:
+    chaos = make_chaos(replicas=replicas)
 
     async def kill_and_restart() -> None:
-        code = await asyncio.to_thread(pipeline.stop, service, signal.SIGKILL)
-        assert code == -signal.SIGKILL
-        pipeline.start(service)
-        # Longer than the service's own bounded wait for its servers (60 s).
-        await asyncio.to_thread(pipeline.wait_ready, service, 120)
+        await chaos.kill_and_restart(service)
 
     await chaos.run_batch(BATCH, kill_and_restart)
     assert_intact(await chaos.settle_and_tally())
@@ -228,11 +241,13 @@ async def dead_letter_reasons(chaos: ChaosPipeline, dlq: str) -> dict[str, str]:
 
 
 async def consumed_count(chaos: ChaosPipeline, service: str, queue: str) -> float:
+    """Deliveries of `queue` consumed by every replica of `service`."""
     assert chaos.pipeline is not None
     async with httpx.AsyncClient() as http:
-        text = (await http.get(f"{chaos.pipeline.url(service)}/metrics")).text
+        texts = [(await http.get(f"{url}/metrics")).text for url in chaos.pipeline.urls(service)]
     return sum(
         sample.value
+        for text in texts
         for family in text_string_to_metric_families(text)
         if family.name == "messages_consumed"
         for sample in family.samples

@@ -5,8 +5,6 @@ with the other late charges and refunds in flight."""
 
 from __future__ import annotations
 
-import asyncio
-import signal
 from typing import Any
 
 import pytest
@@ -15,7 +13,13 @@ from pymongo import AsyncMongoClient
 from infra.devstack.cluster import LocalCluster
 from tests.chaos.conftest import MakeChaos
 from tests.chaos.harness import ChaosPipeline
-from tests.chaos.test_faults import BATCH, assert_intact, on_private_node, restart_app
+from tests.chaos.test_faults import (
+    BATCH,
+    REPLICAS,
+    assert_intact,
+    on_private_node,
+    restart_app,
+)
 from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.chaos
@@ -42,17 +46,15 @@ async def first_refund(chaos: ChaosPipeline) -> None:
         await client.close()
 
 
-async def test_payment_killed_mid_refund(make_chaos: MakeChaos) -> None:
-    chaos = refund_chaos(make_chaos)
-    pipeline = chaos.pipeline
-    assert pipeline is not None
+@pytest.mark.parametrize("replicas", REPLICAS)
+async def test_payment_killed_mid_refund(make_chaos: MakeChaos, replicas: int) -> None:
+    """With two payment processes one is killed: the other takes over its late charges,
+    refunds and the refund announcements its outbox had not relayed."""
+    chaos = refund_chaos(make_chaos, replicas=replicas)
 
     async def kill_payment_once_refunds_start() -> None:
         await first_refund(chaos)
-        code = await asyncio.to_thread(pipeline.stop, "payment", signal.SIGKILL)
-        assert code == -signal.SIGKILL
-        pipeline.start("payment")
-        await asyncio.to_thread(pipeline.wait_ready, "payment", 120)
+        await chaos.kill_and_restart("payment")
 
     await chaos.run_batch(BATCH, kill_payment_once_refunds_start)
     assert_intact(await chaos.settle_and_tally(), refunds_expected=True)
