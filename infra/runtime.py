@@ -52,8 +52,16 @@ class Runtime:
     async def consume(
         self, event_type: type[Event], handler: Handler, retry_delays_ms: list[int] | None = None
     ) -> None:
+        """Subscribe `handler`, retrying (bounded, like the start) what the bus refuses for a
+        moment: RabbitMQ answered 541 to a replica consuming a quorum queue that its sibling
+        was declaring on a freshly booted node, which used to end the process at start. A
+        ValueError (a subscription the contracts do not have) is never retried."""
         subscriber = self.transport.subscriber
-        self.queues.append(await subscriber.subscribe(event_type, handler, retry_delays_ms))
+
+        async def subscribe() -> None:
+            self.queues.append(await subscriber.subscribe(event_type, handler, retry_delays_ms))
+
+        await _wait_for(f"a consumer of {event_type.event_type}", subscribe, (ValueError,))
 
     async def stop_consuming(self) -> None:
         """Stop taking deliveries and let the handlers in flight finish (bounded)."""
@@ -111,7 +119,11 @@ async def _require(check: Awaitable[bool]) -> None:
         raise ConnectionError("not reachable")
 
 
-async def _wait_for(what: str, attempt: Callable[[], Awaitable[Any]]) -> None:
+async def _wait_for(
+    what: str,
+    attempt: Callable[[], Awaitable[Any]],
+    permanent: tuple[type[Exception], ...] = (),
+) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + STARTUP_WAIT_S
     delay = 0.25
@@ -119,6 +131,8 @@ async def _wait_for(what: str, attempt: Callable[[], Awaitable[Any]]) -> None:
         try:
             await attempt()
             return
+        except permanent:
+            raise
         except Exception as error:
             if loop.time() + delay > deadline:
                 raise ConnectionError(f"{what} unreachable after {STARTUP_WAIT_S:.0f} s") from error
