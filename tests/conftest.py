@@ -12,6 +12,7 @@ import os
 import uuid
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
@@ -24,6 +25,7 @@ from pymongo import MongoClient
 from infra import devstack
 from infra.devstack import Management, MongoServer, RabbitVhost
 from infra.devstack.rabbitmq import PLUGINS
+from infra.devstack.redis_bus import ensure_bus_redis
 from infra.observability import tracing
 
 # Unset, ENVIRONMENT means production, which refuses these local servers' defaults (guest,
@@ -34,6 +36,10 @@ LOCAL_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672"
 # TEST_REDIS_URL (DB 15 of another local port, say) lets two test runs share a machine: each
 # run flushes its DB at start. A local port that does not answer gets a server of its own.
 LOCAL_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# The event bus Redis (EVENT_BUS=redis): a server of its own with its AOF on, never the cache's.
+# Each test that uses it takes a key namespace of its own (bus_namespace) and deletes it.
+LOCAL_BUS_REDIS_URL = os.environ.get("TEST_BUS_REDIS_URL", "redis://127.0.0.1:6380/0")
+BUS_REDIS_DATA = Path(__file__).resolve().parent.parent / ".data" / "bus-redis"
 CONTAINER_START_TIMEOUT = 120.0
 
 
@@ -191,6 +197,30 @@ def redis_url(use_testcontainers: bool) -> Iterator[str]:
         yield flushed(url)
     finally:
         container.stop()
+
+
+@pytest.fixture(scope="session")
+def bus_redis_url() -> str:
+    ensure_bus_redis(LOCAL_BUS_REDIS_URL, BUS_REDIS_DATA)
+    return LOCAL_BUS_REDIS_URL
+
+
+def delete_namespace(redis_url: str, namespace: str) -> None:
+    """Delete every key of a bus namespace (a test's streams, schedules, dead letters)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{namespace}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def bus_namespace(bus_redis_url: str) -> Iterator[str]:
+    namespace = f"t-{uuid.uuid4().hex[:8]}:"
+    yield namespace
+    delete_namespace(bus_redis_url, namespace)
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
-"""The in-memory bus agrees with RabbitMQ: the same test bodies, run on both.
+"""The in-memory bus agrees with RabbitMQ and Redis Streams: the same test bodies, run on each.
 
-Each test is parametrized over two backends with one interface: `memory` (infra.testing's
-InMemoryBus, no I/O) and `rabbitmq` (the runtime's Broker and Consumer on a real vhost). Both
-run the same dispatch; what differs is the transport that carries its decisions out, and that
+Each test is parametrized over the backends with one interface: `memory` (infra.testing's
+InMemoryBus, no I/O), `rabbitmq` (the runtime's Broker and Consumer on a real vhost) and
+`redis` (the runtime's RedisTransport on the bus Redis, in a namespace of the test's own).
+All run the same dispatch; what differs is the transport that carries its decisions out, and that
 is what these tests hold to one behaviour: acks, retries through the delay tiers with the
 attempt count, dead letters with the same story headers, malformed and misrouted messages,
 duplicate deliveries.
@@ -29,6 +30,7 @@ from infra.observability.message_hooks import default_hooks
 from infra.settings import AmqpSettings
 from infra.testing import InMemoryBus, Recorder, Settled
 from tests.integration.events import order_placed
+from tests.integration.redis_backend import RedisBackend
 from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -113,11 +115,22 @@ class RabbitBackend:
         return letters
 
 
-@pytest.fixture(params=["memory", "rabbitmq"])
-async def backend(request: pytest.FixtureRequest, amqp_url: str) -> AsyncIterator[Backend]:
+@pytest.fixture(params=["memory", "rabbitmq", pytest.param("redis", marks=pytest.mark.redisbus)])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     if request.param == "memory":
         yield MemoryBackend()
         return
+    if request.param == "redis":
+        url, namespace = (request.getfixturevalue(f) for f in ("bus_redis_url", "bus_namespace"))
+        settings = AmqpSettings(retry_delays_ms=DELAYS_MS, retry_jitter=0)
+        redis_backend = RedisBackend(url, SERVICE, namespace, settings)
+        await redis_backend.transport.connect()
+        try:
+            yield redis_backend
+        finally:
+            await redis_backend.transport.close()
+        return
+    amqp_url = request.getfixturevalue("amqp_url")
     settled: list[Settled] = []
     hooks = default_hooks()
     recorded = Hooks(consume=(*hooks.consume, Recorder(settled)), publish=hooks.publish)
