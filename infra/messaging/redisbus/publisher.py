@@ -35,6 +35,7 @@ class RedisPublisher:
         self._publish = client.register_script(PUBLISH)
         self._connected = False
         self._watch: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
 
     @property
     def is_connected(self) -> bool:
@@ -46,10 +47,11 @@ class RedisPublisher:
         self._watch = asyncio.create_task(self._watch_server(), name="redis-bus-health")
 
     async def stop(self) -> None:
+        self._closing.set()
         if self._watch is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._watch), HEALTH_INTERVAL_S + 5)
             self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
 
     async def publish(self, envelope: Envelope, headers: dict[str, Any] | None = None) -> None:
         """XADD to the event's stream; return once the server took it."""
@@ -110,8 +112,11 @@ class RedisPublisher:
 
     async def _watch_server(self) -> None:
         """Keeps `is_connected` true to the server, so a relay paused by an outage resumes."""
-        while True:
-            await asyncio.sleep(HEALTH_INTERVAL_S)
+        while not self._closing.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(HEALTH_INTERVAL_S):
+                    await self._closing.wait()
+                    return
             try:
                 await self._client.ping()
             except (RedisError, OSError, TimeoutError):

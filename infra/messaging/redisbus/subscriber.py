@@ -75,7 +75,8 @@ class RedisSubscriber:
         self._limit = asyncio.Semaphore(amqp.max_in_flight)
         self._park = client.register_script(PARK)
         self._move = client.register_script(MOVE_DUE)
-        self._stopping = asyncio.Event()
+        self._stopping = asyncio.Event()  # no more reads
+        self._closing = asyncio.Event()  # no more upkeep either
         self._parked = asyncio.Event()
         self._background: list[asyncio.Task[None]] = []
 
@@ -125,11 +126,14 @@ class RedisSubscriber:
         in_flight = [t for q in self._queues for t in q.in_hand.values()]
         if in_flight:
             await asyncio.wait(in_flight, timeout=timeout_s)
-        for task in [*readers, *self._background]:
-            task.cancel()
-        for task in [*readers, *self._background]:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        # The loops end by themselves once told: a cancellation can be swallowed on its way
+        # through a client library, and a loop that missed it would never stop.
+        self._closing.set()
+        tasks = [*readers, *self._background]
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=self._bus.block_ms / 1000 + 5)
+            for task in stuck:
+                task.cancel()
         self._background = []
 
     async def _create_group(self, stream: str, group: str, start: str) -> None:
@@ -145,8 +149,7 @@ class RedisSubscriber:
             free = prefetch - len(queue.in_hand)
             if free <= 0:
                 queue.room.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(queue.room.wait(), self._bus.block_ms / 1000)
+                await _wait(queue.room, self._bus.block_ms / 1000)
                 continue
             try:
                 reply: Any = await self._client.xreadgroup(
@@ -192,8 +195,8 @@ class RedisSubscriber:
 
     async def _sweep(self) -> None:
         sweeps = 0
-        while True:
-            await asyncio.sleep(self._bus.sweep_interval_s)
+        while not self._closing.is_set():
+            await _wait(self._closing, self._bus.sweep_interval_s)
             sweeps += 1
             for queue in list(self._queues):
                 for stream in queue.streams:
@@ -253,7 +256,7 @@ class RedisSubscriber:
     async def _move_due(self) -> None:
         """Bring due retries back, each to its own queue's retry stream; sleeps until the
         next one is due (bounded, and woken when this process parks one)."""
-        while True:
+        while not self._closing.is_set():
             waits: list[float] = [MOVER_MAX_SLEEP_S]
             for queue in list(self._queues):
                 name = queue.link.queue
@@ -272,5 +275,11 @@ class RedisSubscriber:
                 elif int(wait_ms) >= 0:
                     waits.append(int(wait_ms) / 1000)
             self._parked.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._parked.wait(), max(0.005, min(waits)))
+            await _wait(self._parked, max(0.005, min(waits)))
+
+
+async def _wait(event: asyncio.Event, timeout_s: float) -> None:
+    """Until `event` is set or `timeout_s` passed."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
