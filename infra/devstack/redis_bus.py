@@ -72,6 +72,7 @@ def ensure_bus_redis(redis_url: str, data_dir: Path) -> Outcome:
     if not have("redis-server"):
         apt_install("redis-server")
         outcome = "installed"
+    data_dir = data_dir.resolve()  # redis-server changes to --dir before opening its files
     data_dir.mkdir(parents=True, exist_ok=True)
     cmd = [*bus_redis_command(port, data_dir), "--daemonize", "yes"]
     cmd += ["--pidfile", str(data_dir / "redis.pid"), "--logfile", str(data_dir / "redis.log")]
