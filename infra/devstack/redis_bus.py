@@ -4,24 +4,17 @@ event survives a crash of Redis or of the machine; see infra.messaging.redisbus)
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 import redis
 
 from infra.devstack._util import (
     DevstackError,
-    apt_install,
-    have,
     host_port,
-    is_local,
     log,
-    run,
-    wait_until,
 )
-from infra.devstack.redis_server import Outcome, redis_answers
+from infra.devstack.redis_server import Outcome, redis_answers, start_local_redis
 
-START_TIMEOUT = 30.0
 DEFAULT_BUS_PORT = 6380
 
 
@@ -66,20 +59,8 @@ def ensure_bus_redis(redis_url: str, data_dir: Path) -> Outcome:
             )
         log(f"event bus Redis already running at {host}:{port}")
         return "running"
-    if not is_local(host):
-        raise DevstackError(f"event bus Redis at {host}:{port} is not answering PING")
-    outcome: Outcome = "started"
-    if not have("redis-server"):
-        apt_install("redis-server")
-        outcome = "installed"
     data_dir = data_dir.resolve()  # redis-server changes to --dir before opening its files
     data_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [*bus_redis_command(port, data_dir), "--daemonize", "yes"]
-    cmd += ["--pidfile", str(data_dir / "redis.pid"), "--logfile", str(data_dir / "redis.log")]
-    log(f"starting {shlex.join(cmd)}")
-    result = run(cmd, timeout=15)
-    if result.returncode != 0:
-        raise DevstackError(f"redis-server failed to start:\n{result.stdout}{result.stderr}")
-    wait_until(lambda: redis_answers(redis_url), START_TIMEOUT, f"bus Redis PING at {port}")
-    log(f"event bus Redis started at {host}:{port} (stop: redis-cli -p {port} shutdown)")
-    return outcome
+    options = [*bus_redis_command(port, data_dir)[1:], "--daemonize", "yes"]
+    options += ["--pidfile", str(data_dir / "redis.pid"), "--logfile", str(data_dir / "redis.log")]
+    return start_local_redis(redis_url, options, "event bus Redis")

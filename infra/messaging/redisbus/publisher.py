@@ -13,7 +13,6 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from contracts.envelope import Envelope
-from contracts.topology import exchange_name
 from infra.messaging import codec
 from infra.messaging.errors import PublishFailed
 from infra.messaging.hooks import Hooks, Inbound, Outgoing, entered
@@ -55,15 +54,7 @@ class RedisPublisher:
 
     async def publish(self, envelope: Envelope, headers: dict[str, Any] | None = None) -> None:
         """XADD to the event's stream; return once the server took it."""
-        message = codec.encode(envelope, headers)
-        inbound = Inbound(
-            body=message.body,
-            headers=dict(message.headers or {}),
-            message_id=message.message_id,
-            type=message.type,
-            correlation_id=message.correlation_id,
-            exchange=exchange_name(envelope.event_type),
-        )
+        inbound = codec.inbound_of(envelope, headers)
         key = self._keys.events(envelope.event_type)
         async with self.hooked(inbound, inbound.exchange, "", envelope.event_type) as outgoing:
             fields = to_fields(outgoing)
