@@ -96,6 +96,25 @@ class NatsSettings(BaseSettings):
     max_age_days: float = Field(default=7.0, gt=0)
 
 
+class RedisBusSettings(BaseSettings):
+    """The Redis Streams bus (infra.messaging.redisbus); prefetch, in-flight bound, delay
+    tiers, jitter and delivery limit are the AMQP_* ones, shared by every bus."""
+
+    model_config = SettingsConfigDict(env_prefix="EVENT_BUS_REDIS_")
+
+    # Put before every key: several pipelines (tests) can share one server.
+    namespace: str = ""
+    # A delivery pending this long with no sign of life from its consumer (a consumer touches
+    # the deliveries it holds every sweep) is claimed by another one: crash redelivery.
+    visibility_timeout_s: float = Field(default=30.0, gt=0)
+    # How often a consumer touches what it holds, claims what crashed consumers held and trims.
+    sweep_interval_s: float = Field(default=2.0, gt=0)
+    # Longest wait of one XREADGROUP; also bounds how long stop() waits for a read to return.
+    block_ms: int = Field(default=500, ge=10, le=10_000)
+    # An event stream at this length refuses publishes (the outbox keeps them), never drops.
+    max_stream_length: int = Field(default=1_000_000, ge=10)
+
+
 class MongoSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MONGO_")
 
@@ -193,6 +212,7 @@ class RuntimeSettings(BaseModel):
     amqp: AmqpSettings
     event_bus: EventBusSettings = Field(default_factory=EventBusSettings)
     nats: NatsSettings = Field(default_factory=NatsSettings)
+    redis_bus: RedisBusSettings = Field(default_factory=RedisBusSettings)
     mongo: MongoSettings
     redis: RedisSettings
     http: HttpSettings
@@ -238,6 +258,7 @@ class RuntimeSettings(BaseModel):
             amqp=AmqpSettings(),
             event_bus=EventBusSettings(),
             nats=NatsSettings(),
+            redis_bus=RedisBusSettings(),
             mongo=mongo.model_copy(update={"database": mongo.database or default_database}),
             redis=RedisSettings(),
             http=http.model_copy(update={"port": http.port or default_port}),

@@ -27,6 +27,7 @@ from pymongo import AsyncMongoClient, MongoClient
 from infra import devstack
 from infra.devstack import Management, MongoServer, RabbitVhost
 from infra.devstack.rabbitmq import PLUGINS
+from infra.devstack.redis_bus import ensure_bus_redis
 from infra.observability import tracing
 
 # Unset, ENVIRONMENT means production, which refuses these local servers' defaults (guest,
@@ -41,6 +42,11 @@ LOCAL_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 # streams under a prefix of its own (NATS_PREFIX) and deletes them after.
 LOCAL_NATS_URL = os.environ.get("TEST_NATS_URL", "nats://127.0.0.1:4222")
 NATS_STORE_DIR = Path(__file__).resolve().parent.parent / ".data" / "nats"
+
+# The event bus Redis (EVENT_BUS=redis): a server of its own with its AOF on, never the cache's.
+# Each test that uses it takes a key namespace of its own (bus_namespace) and deletes it.
+LOCAL_BUS_REDIS_URL = os.environ.get("TEST_BUS_REDIS_URL", "redis://127.0.0.1:6380/0")
+BUS_REDIS_DATA = Path(__file__).resolve().parent.parent / ".data" / "bus-redis"
 CONTAINER_START_TIMEOUT = 120.0
 
 
@@ -221,6 +227,29 @@ def nats_url() -> str:
     """A NATS server with JetStream (started locally if none answers)."""
     devstack.ensure_nats(LOCAL_NATS_URL, NATS_STORE_DIR)
     return LOCAL_NATS_URL
+
+
+def bus_redis_url() -> str:
+    ensure_bus_redis(LOCAL_BUS_REDIS_URL, BUS_REDIS_DATA)
+    return LOCAL_BUS_REDIS_URL
+
+
+def delete_namespace(redis_url: str, namespace: str) -> None:
+    """Delete every key of a bus namespace (a test's streams, schedules, dead letters)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{namespace}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def bus_namespace(bus_redis_url: str) -> Iterator[str]:
+    namespace = f"t-{uuid.uuid4().hex[:8]}:"
+    yield namespace
+    delete_namespace(bus_redis_url, namespace)
 
 
 @pytest.fixture

@@ -41,7 +41,9 @@ from infra.devstack import (
 )
 from infra.devstack.nats_server import DEFAULT_NATS_URL
 from infra.devstack.prometheus import prometheus_command, write_local_files
+from infra.devstack.redis_bus import ensure_bus_redis
 from infra.devstack.tools import ensure_test_tools
+from infra.settings import DEFAULT_BUS_URLS
 
 
 def _ensure(args: argparse.Namespace) -> int:
@@ -59,6 +61,13 @@ def _ensure(args: argparse.Namespace) -> int:
         print(f"nats: {outcome}", flush=True)
         if outcome != "running":
             started.append("nats")
+    if args.event_bus == "redis":
+        # The event bus's own Redis, with its AOF on (never the cache's).
+        bus_url = args.event_bus_url or DEFAULT_BUS_URLS["redis"]
+        outcome = ensure_bus_redis(bus_url, Path(args.data_dir) / "bus-redis")
+        print(f"bus-redis: {outcome}", flush=True)
+        if outcome != "running":
+            started.append("bus-redis")
     if args.test_tools:
         print(f"test tools: {ensure_test_tools()}", flush=True)
     # `up` reads this to tell the user, on exit, which servers it left running.
@@ -120,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         help="install the tools of the deploy, ops and browser tests if missing",
     )
     ensure.add_argument("--started-file", help="write the names of servers we started here")
+    ensure.add_argument("--data-dir", default=".data", help="the bus Redis's AOF goes here")
 
     reach = sub.add_parser("mongo-reachable", help="exit 0 if MongoDB answers ping")
     reach.add_argument("url", nargs="?", default=os.environ.get("MONGO_URL", DEFAULT_MONGO_URL))

@@ -39,24 +39,29 @@ def ensure_redis(redis_url: str) -> Outcome:
     if redis_answers(redis_url):
         log(f"Redis already running at {host}:{port}")
         return "running"
-    if not is_local(host):
-        raise DevstackError(f"Redis at {host}:{port} is not answering PING (check REDIS_URL)")
+    # No persistence: this is a cache/dedup store for development and tests.
+    options = ["--daemonize", "yes", "--bind", "127.0.0.1", "--port", str(port)]
+    return start_local_redis(redis_url, [*options, "--save", "", "--appendonly", "no"], "Redis")
 
+
+def start_local_redis(redis_url: str, options: list[str], what: str) -> Outcome:
+    """Start `redis-server *options` (daemonized) for `redis_url`, installing it if missing;
+    wait for PING. Only on this machine."""
+    host, port = host_port(redis_url, 6379)
+    if not is_local(host):
+        raise DevstackError(f"{what} at {host}:{port} is not answering PING")
     outcome: Outcome = "started"
     if not have("redis-server"):
         apt_install("redis-server")
         outcome = "installed"
         if redis_answers(redis_url):  # the package's init script may have started it
-            log(f"Redis installed and running at {host}:{port}")
+            log(f"{what} installed and running at {host}:{port}")
             return outcome
-
-    # No persistence: this is a cache/dedup store for development and tests.
-    cmd = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", str(port)]
-    cmd += ["--save", "", "--appendonly", "no"]
+    cmd = ["redis-server", *options]
     log(f"starting {shlex.join(cmd)}")
     result = run(cmd, timeout=15)
     if result.returncode != 0:
         raise DevstackError(f"redis-server failed to start:\n{result.stdout}{result.stderr}")
-    wait_until(lambda: redis_answers(redis_url), START_TIMEOUT, f"Redis PING at {host}:{port}")
-    log(f"Redis started at {host}:{port} (left running; stop with `redis-cli -p {port} shutdown`)")
+    wait_until(lambda: redis_answers(redis_url), START_TIMEOUT, f"{what} PING at {host}:{port}")
+    log(f"{what} started at {host}:{port} (left running; stop: redis-cli -p {port} shutdown)")
     return outcome

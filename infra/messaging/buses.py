@@ -47,4 +47,10 @@ def create_transport(settings: RuntimeSettings) -> Transport:
         from infra.messaging.jetstream.transport import NatsTransport
 
         return NatsTransport(settings)
+    if kind == "redis":
+        # Imported here: a RabbitMQ deployment never loads the Redis bus.
+        from infra.messaging.redisbus import RedisTransport
+
+        url = settings.event_bus.resolved_url(settings.amqp)
+        return RedisTransport(url, settings.service, settings.amqp, settings.redis_bus)
     raise NotImplementedError(f"EVENT_BUS={kind} is not available in this build")

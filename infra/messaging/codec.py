@@ -10,8 +10,10 @@ from pydantic import ValidationError
 
 from contracts.envelope import Envelope
 from contracts.events import EVENT_SCHEMAS, Event
+from contracts.topology import exchange_name
 from contracts.versions import UnknownSchemaVersion, UpcastFailed, upcast
 from infra.messaging.errors import InvalidMessage
+from infra.messaging.hooks import Inbound
 
 CONTENT_TYPE = "application/json"
 MAX_BODY_BYTES = 256 * 1024
@@ -28,6 +30,19 @@ def encode(envelope: Envelope, headers: dict[str, Any] | None = None) -> aio_pik
         app_id=envelope.producer,
         timestamp=envelope.occurred_at,
         headers={"x-schema-version": envelope.schema_version, **(headers or {})},
+    )
+
+
+def inbound_of(envelope: Envelope, headers: dict[str, Any] | None = None) -> Inbound:
+    """`envelope` as a consumer receives it from its event type's exchange (or stream)."""
+    message = encode(envelope, headers)
+    return Inbound(
+        body=message.body,
+        headers=dict(message.headers or {}),
+        message_id=message.message_id,
+        type=message.type,
+        correlation_id=message.correlation_id,
+        exchange=exchange_name(envelope.event_type),
     )
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from contracts.envelope import Envelope
 from contracts.events import Event
-from contracts.topology import exchange_name, jittered_delays, queue_name
+from contracts.topology import jittered_delays, queue_name
 from infra.messaging import codec
 from infra.messaging.dispatch import Dispatch, Handler, Subscription
 from infra.messaging.hooks import ConsumeHook, Delivery, Inbound
@@ -171,15 +171,7 @@ class InMemoryBus:
     def publish(self, envelope: Envelope) -> None:
         """Fan `envelope` out to every queue of its event type, encoded as the broker gets it."""
         self.published.append(envelope)
-        message = codec.encode(envelope)
-        inbound = Inbound(
-            body=message.body,
-            headers=dict(message.headers or {}),
-            message_id=message.message_id,
-            type=message.type,
-            correlation_id=message.correlation_id,
-            exchange=exchange_name(envelope.event_type),
-        )
+        inbound = codec.inbound_of(envelope)
         for queue in self._by_event[envelope.event_type]:
             self._enqueue(queue, inbound, delay_ms=0)
 

@@ -2,8 +2,9 @@
 
 Each test is parametrized over three backends with one interface
 (tests/integration/harness_backends.py): `memory` (infra.testing's InMemoryBus, no I/O),
-`rabbitmq` (the runtime's Broker and Consumer on a real vhost) and `nats` (the JetStream
-transport on a real server, streams under a prefix of this test's own). All run the same
+`rabbitmq` (the runtime's Broker and Consumer on a real vhost), `nats` (the JetStream
+transport on a real server, streams under a prefix of this test's own) and `redis` (the
+RedisTransport on the bus Redis, in a key namespace of the test's own). All run the same
 dispatch; what differs is the transport that carries its decisions out, and that is what these
 tests hold to one behaviour: acks, retries through the delay tiers with the attempt count, dead
 letters with the same story headers, malformed and misrouted messages, duplicate deliveries.
@@ -25,10 +26,11 @@ from infra.messaging.errors import PermanentFailure, RetryLater
 from infra.messaging.hooks import Hooks
 from infra.messaging.jetstream.bus import JetStreamBus
 from infra.observability.message_hooks import default_hooks
-from infra.settings import NatsSettings
+from infra.settings import AmqpSettings, NatsSettings
 from infra.testing import Recorder, Settled
 from tests.integration.events import order_placed
 from tests.integration.harness_backends import (
+    DELAYS_MS,
     SERVICE,
     Backend,
     Handler,
@@ -36,15 +38,34 @@ from tests.integration.harness_backends import (
     NatsBackend,
     RabbitBackend,
 )
+from tests.integration.redis_backend import RedisBackend
 from tests.nats_streams import delete_streams, unique_prefix
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=["memory", "rabbitmq", "nats"])
+@pytest.fixture(
+    params=[
+        "memory",
+        "rabbitmq",
+        pytest.param("nats", marks=pytest.mark.natsbus),
+        pytest.param("redis", marks=pytest.mark.redisbus),
+    ]
+)
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     if request.param == "memory":
         yield MemoryBackend()
+        return
+    if request.param == "redis":
+        url, namespace = (request.getfixturevalue(f) for f in ("bus_redis_url", "bus_namespace"))
+        redis = RedisBackend(
+            url, SERVICE, namespace, AmqpSettings(retry_delays_ms=DELAYS_MS, retry_jitter=0)
+        )
+        await redis.transport.connect()
+        try:
+            yield redis
+        finally:
+            await redis.transport.close()
         return
     settled: list[Settled] = []
     hooks = default_hooks()
