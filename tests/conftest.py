@@ -229,7 +229,9 @@ def nats_url() -> str:
     return LOCAL_NATS_URL
 
 
+@pytest.fixture(scope="session")
 def bus_redis_url() -> str:
+    """The event bus's own Redis (AOF on; started locally if none answers)."""
     ensure_bus_redis(LOCAL_BUS_REDIS_URL, BUS_REDIS_DATA)
     return LOCAL_BUS_REDIS_URL
 
