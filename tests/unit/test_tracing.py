@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -15,9 +16,11 @@ from opentelemetry.sdk.trace.sampling import Decision
 
 from contracts.envelope import Envelope
 from contracts.events import OrderConfirmed
+from infra.messaging.hooks import Delivery, Inbound, Outgoing
 from infra.messaging.outbox import _envelope, outbox_entry
 from infra.observability import tracing
 from infra.observability.logging import JsonFormatter
+from infra.observability.message_hooks import NATS, RABBITMQ, REDIS, default_hooks
 from infra.settings import TracingSettings
 
 pytestmark = pytest.mark.unit
@@ -162,3 +165,31 @@ def test_a_configured_endpoint_without_the_exporter_installed_warns(
     with provider.get_tracer("t").start_as_current_span("still traced") as span:
         assert span.get_span_context().is_valid  # context still propagates
     provider.shutdown()
+
+
+@pytest.mark.parametrize("system", [RABBITMQ, NATS, REDIS])
+def test_every_bus_names_its_spans_alike_and_says_which_system_carried_them(
+    spans: InMemorySpanExporter, system: str
+) -> None:
+    hooks = default_hooks(system)
+    outgoing = Outgoing("events.order-confirmed", "", "OrderConfirmed", "e-1", "c-1")
+    with contextlib.ExitStack() as stack:
+        for hook in hooks.publish:
+            stack.enter_context(hook.publish(outgoing))
+    inbound = Inbound(b"{}", outgoing.headers, "e-1", "OrderConfirmed", "c-1")
+    delivery = Delivery("notification.order-confirmed", inbound, attempt=1, outcome="acked")
+    with contextlib.ExitStack() as stack:
+        for consume_hook in hooks.consume:
+            stack.enter_context(consume_hook.attempt(delivery))
+    publish, consume = spans.get_finished_spans()
+    assert (publish.name, consume.name) == (
+        "publish OrderConfirmed",
+        "consume notification.order-confirmed",
+    )
+    assert publish.attributes is not None
+    assert consume.attributes is not None
+    assert publish.attributes["messaging.system"] == consume.attributes["messaging.system"]
+    assert consume.attributes["messaging.system"] == system
+    assert publish.attributes["messaging.destination.name"] == "events.order-confirmed"
+    routing_key = "messaging.rabbitmq.destination.routing_key"
+    assert (routing_key in publish.attributes) == (system == RABBITMQ)
