@@ -118,9 +118,9 @@ class NatsProbe:
                         subject, body, headers=headers, stream=self.names.events_stream
                     )
 
-    async def stored(self, event_subject: str) -> int:
-        """Messages the events stream holds on `event_subject` (`events.order-placed`)."""
-        subject = self.names.event_subject(event_subject)
+    async def stored(self, event_type: str) -> int:
+        """Messages the events stream holds on `event_type`'s subject."""
+        subject = self.names.event_subject(event_type)
         async with jetstream(self.url) as js:
             info = await js.stream_info(self.names.events_stream, subjects_filter=subject)
             return (info.state.subjects or {}).get(subject, 0)

@@ -171,7 +171,7 @@ async def test_every_message_delivered_twice(make_chaos: MakeChaos, bus: str) ->
     if chaos.nats is not None:
         assert duplicator is not None
         assert duplicator.failures == []
-        stored = await NatsProbe(chaos.nats.url).stored("events.order-placed")
+        stored = await NatsProbe(chaos.nats.url).stored("OrderPlaced")
         assert stored == 2 * tally.orders
 
 
