@@ -16,12 +16,21 @@ from opentelemetry.sdk.trace.sampling import Decision
 
 from contracts.envelope import Envelope
 from contracts.events import OrderConfirmed
-from infra.messaging.hooks import Delivery, Inbound, Outgoing
+from infra.messaging.broker import Broker
+from infra.messaging.hooks import Delivery, Hooks, Inbound, Outgoing
+from infra.messaging.jetstream.bus import JetStreamBus
 from infra.messaging.outbox import _envelope, outbox_entry
 from infra.observability import tracing
 from infra.observability.logging import JsonFormatter
-from infra.observability.message_hooks import NATS, RABBITMQ, REDIS, default_hooks
-from infra.settings import TracingSettings
+from infra.observability.message_hooks import (
+    NATS,
+    RABBITMQ,
+    REDIS,
+    ConsumeTracing,
+    PublishTracing,
+    default_hooks,
+)
+from infra.settings import NatsSettings, TracingSettings
 
 pytestmark = pytest.mark.unit
 
@@ -193,3 +202,12 @@ def test_every_bus_names_its_spans_alike_and_says_which_system_carried_them(
     assert publish.attributes["messaging.destination.name"] == "events.order-confirmed"
     routing_key = "messaging.rabbitmq.destination.routing_key"
     assert (routing_key in publish.attributes) == (system == RABBITMQ)
+
+
+def test_each_transport_tells_its_hooks_which_system_it_is() -> None:
+    def systems(hooks: Hooks) -> set[str]:
+        tracers = [*hooks.consume, *hooks.publish]
+        return {h.system for h in tracers if isinstance(h, ConsumeTracing | PublishTracing)}
+
+    assert systems(Broker("amqp://127.0.0.1:1/", "order").hooks) == {RABBITMQ}
+    assert systems(JetStreamBus("nats://127.0.0.1:1", "order", NatsSettings()).hooks) == {NATS}
