@@ -1,10 +1,13 @@
 """Write (or check) the generated contract documents.
 
-    python -m contracts.docs           # write docs/asyncapi.json and contracts/schemas/*.json
+    python -m contracts.docs           # write docs/asyncapi*.json and contracts/schemas/*.json
     python -m contracts.docs --check   # exit 1, saying what differs, if they are stale
 
 Files written:
-  docs/asyncapi.json                        the AsyncAPI 3.0.0 document (contracts.asyncapi)
+  docs/asyncapi.json                        the AsyncAPI 3.0.0 document on RabbitMQ
+                                            (contracts.asyncapi)
+  docs/asyncapi.<bus>.json                  the same events on another bus (EVENT_BUS):
+                                            docs/asyncapi.nats.json (contracts.asyncapi_nats)
   contracts/schemas/<EventType>.v<N>.json   the JSON Schema of each current event version
   contracts/schemas/Envelope.v1.json        the envelope's
 
@@ -25,16 +28,23 @@ import difflib
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from contracts.asyncapi import build_asyncapi
+from contracts.asyncapi_nats import build_nats_asyncapi
 from contracts.compat import breaking_changes
 from contracts.envelope import Envelope
 from contracts.events import EVENT_SCHEMAS, Event
 
 ASYNCAPI_PATH = "docs/asyncapi.json"
+# The AsyncAPI document of each bus (EVENT_BUS), RabbitMQ's first. Another bus adds its
+# builder here (Redis Streams: "docs/asyncapi.redis.json"); --check then covers it.
+ASYNCAPI_DOCUMENTS: dict[str, Callable[[], dict[str, Any]]] = {
+    ASYNCAPI_PATH: build_asyncapi,
+    "docs/asyncapi.nats.json": build_nats_asyncapi,
+}
 SCHEMAS_DIR = "contracts/schemas"
 ENVELOPE_TYPE = "Envelope"
 # The envelope is not versioned on the wire; its schema file is v1 and may only grow compatibly.
@@ -73,7 +83,7 @@ def envelope_schema_document() -> dict[str, Any]:
 
 def expected_files() -> dict[str, str]:
     """Relative path -> content of every generated file (computed in memory, no I/O)."""
-    files = {ASYNCAPI_PATH: render(build_asyncapi())}
+    files = {path: render(build()) for path, build in ASYNCAPI_DOCUMENTS.items()}
     files[schema_path(ENVELOPE_TYPE, ENVELOPE_VERSION)] = render(envelope_schema_document())
     for (event_type, version), cls in sorted(EVENT_SCHEMAS.items()):
         files[schema_path(event_type, version)] = render(event_schema_document(cls))

@@ -1,9 +1,10 @@
 """Shell entry point: `python -m infra.devstack <command>`.
 
 Commands exit 0 on success and 1 otherwise, so the bash scripts can branch on them:
-  ensure            RabbitMQ (+ management/shovel/prometheus plugins) and Redis for
-                    AMQP_URL/REDIS_URL, and with EVENT_BUS=nats a NATS JetStream server for
-                    EVENT_BUS_URL; with --test-tools also promtool, prometheus, kubectl
+  ensure            Redis for REDIS_URL and the event bus: RabbitMQ (+ management/shovel/
+                    prometheus plugins) for AMQP_URL, or with EVENT_BUS=nats a NATS JetStream
+                    server for EVENT_BUS_URL instead; with --test-tools also promtool,
+                    prometheus, kubectl
   mongo-reachable   does MONGO_URL (or the given URL) answer ping?
   docker-available  does a Docker engine (not just the client) answer?
   secantus-url PORT the URL for a SecantusDB we start on PORT (retryable writes off: see mongo.py)
@@ -39,7 +40,7 @@ from infra.devstack import (
     secantus_url,
     wait_until,
 )
-from infra.devstack.nats_server import DEFAULT_NATS_URL
+from infra.devstack.nats_server import DEFAULT_NATS_URL, Outcome
 from infra.devstack.prometheus import prometheus_command, write_local_files
 from infra.devstack.redis_bus import ensure_bus_redis
 from infra.devstack.tools import ensure_test_tools
@@ -48,11 +49,11 @@ from infra.settings import DEFAULT_BUS_URLS
 
 def _ensure(args: argparse.Namespace) -> int:
     started: list[str] = []
-    for name, ensure, url in (
-        ("rabbitmq", ensure_rabbitmq, args.amqp_url),
-        ("redis", ensure_redis, args.redis_url),
-    ):
-        outcome = ensure(url)
+    ensures: dict[str, Callable[[], Outcome]] = {"redis": lambda: ensure_redis(args.redis_url)}
+    if args.event_bus == "rabbitmq":  # a pipeline on another bus never talks to RabbitMQ
+        ensures = {"rabbitmq": lambda: ensure_rabbitmq(args.amqp_url), **ensures}
+    for name, ensure in ensures.items():
+        outcome = ensure()
         print(f"{name}: {outcome}", flush=True)
         if outcome != "running":
             started.append(name)

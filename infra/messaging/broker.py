@@ -30,7 +30,7 @@ from infra.messaging.errors import PublishFailed
 from infra.messaging.failover import FailoverConnection, Rotation, parse_amqp_urls, with_heartbeat
 from infra.messaging.hooks import Hooks, Outgoing, entered
 from infra.messaging.topology import declare_event_exchange
-from infra.observability.message_hooks import default_hooks
+from infra.observability.message_hooks import RABBITMQ, default_hooks
 
 log = logging.getLogger(__name__)
 _CHANNEL_ERRORS = (
@@ -60,7 +60,7 @@ class Broker:
         """`url`: one AMQP URL or several, comma-separated (the nodes of a cluster).
         `hooks`: around every publish (and, for consumers on this broker, every delivery);
         None: the default ones."""
-        self.hooks = default_hooks() if hooks is None else hooks
+        self.hooks = default_hooks(RABBITMQ) if hooks is None else hooks
         self._urls = [with_heartbeat(u, heartbeat_s) for u in parse_amqp_urls(url)]
         self._reconnect = (reconnect_base_s, reconnect_max_s)
         # Bounds each attempt, so a node that accepts TCP but never answers (frozen) is

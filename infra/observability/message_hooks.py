@@ -1,5 +1,7 @@
 """Tracing, metrics and log context as hooks around consuming and publishing (see
-infra.messaging.hooks); `default_hooks()` is the list every consumer and broker uses.
+infra.messaging.hooks); `default_hooks(system)` is the list every transport uses, `system`
+being its `messaging.system` (rabbitmq, nats, redis): the span and metric names and labels are
+the same on every bus, only that attribute says which one carried the message.
 
 Each delivery is a CONSUMER span, child of the publish that sent it (the `traceparent`
 header); a retry or dead-letter republish is a child of that span, so every attempt is in one
@@ -28,6 +30,11 @@ from infra.observability.metrics import (
     event_type_label,
 )
 
+# OpenTelemetry's `messaging.system` values of the buses (EVENT_BUS).
+RABBITMQ = "rabbitmq"
+NATS = "nats"
+REDIS = "redis"
+
 
 class LogContext(ConsumeHook):
     """Every log line of a delivery's task carries its ids."""
@@ -49,11 +56,14 @@ class LogContext(ConsumeHook):
 
 
 class ConsumeTracing(ConsumeHook):
+    def __init__(self, system: str) -> None:
+        self.system = system
+
     @contextmanager
     def attempt(self, delivery: Delivery) -> Iterator[None]:
         message = delivery.message
         attributes: dict[str, str | int] = {
-            "messaging.system": "rabbitmq",
+            "messaging.system": self.system,
             "messaging.operation.type": "process",
             "messaging.destination.name": delivery.queue,
             "messaging.message.id": message.message_id or "",
@@ -101,6 +111,9 @@ class ConsumeMetrics(ConsumeHook):
 
 
 class PublishTracing(PublishHook):
+    def __init__(self, system: str) -> None:
+        self.system = system
+
     @contextmanager
     def publish(self, outgoing: Outgoing) -> Iterator[None]:
         if not tracing.recording():
@@ -111,14 +124,15 @@ class PublishTracing(PublishHook):
             yield
             return
         attributes = {
-            "messaging.system": "rabbitmq",
+            "messaging.system": self.system,
             "messaging.operation.type": "send",
             "messaging.destination.name": outgoing.exchange or outgoing.routing_key,
-            "messaging.rabbitmq.destination.routing_key": outgoing.routing_key,
             "messaging.message.id": outgoing.message_id or "",
             "messaging.message.conversation_id": outgoing.correlation_id or "",
             "event.type": outgoing.event_type,
         }
+        if self.system == RABBITMQ:
+            attributes["messaging.rabbitmq.destination.routing_key"] = outgoing.routing_key
         with tracing.start_span(
             f"publish {outgoing.event_type}",
             SpanKind.PRODUCER,
@@ -143,9 +157,10 @@ class PublishMetrics(PublishHook):
         MESSAGES_PUBLISHED.labels(label).inc()
 
 
-def default_hooks() -> Hooks:
-    """Log context, then tracing (so its lines carry the ids), then metrics."""
+def default_hooks(system: str) -> Hooks:
+    """Log context, then tracing (so its lines carry the ids), then metrics; `system`: the
+    transport's `messaging.system` (RABBITMQ, NATS, REDIS)."""
     return Hooks(
-        consume=(ConsumeMetrics(), LogContext(), ConsumeTracing()),
-        publish=(PublishMetrics(), PublishTracing()),
+        consume=(ConsumeMetrics(), LogContext(), ConsumeTracing(system)),
+        publish=(PublishMetrics(), PublishTracing(system)),
     )

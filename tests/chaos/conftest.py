@@ -1,26 +1,47 @@
-"""A fresh, isolated pipeline per chaos test (own vhost, own on-disk MongoDB)."""
+"""A fresh, isolated pipeline per chaos test (own vhost or own nats-server, own on-disk
+MongoDB). Tests that run on either bus parametrize `bus` with BUSES."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
 from infra.devstack.cluster import LocalCluster
-from tests.chaos.harness import ChaosPipeline
+from tests.chaos.harness import LOCAL_BROKER, ChaosPipeline
+from tests.chaos.nats_bus import PrivateNats
 
 MakeChaos = Callable[..., ChaosPipeline]
+BUSES = [
+    pytest.param("rabbitmq", id="rabbitmq"),
+    pytest.param("nats", id="nats", marks=pytest.mark.natsbus),
+]
 
 
 @pytest.fixture
-def make_chaos(amqp_url: str, redis_url: str, tmp_path: Path) -> Iterator[MakeChaos]:
-    """`amqp_url` is requested so the broker is ensured; each run makes its own vhost."""
+def bus() -> str:
+    """The event bus of the chaos run: RabbitMQ unless the test parametrizes it."""
+    return "rabbitmq"
+
+
+@pytest.fixture
+def make_chaos(
+    request: pytest.FixtureRequest, bus: str, redis_url: str, tmp_path: Path
+) -> Iterator[MakeChaos]:
+    """On RabbitMQ `amqp_url` is requested so the broker is ensured (each run makes its own
+    vhost); on NATS the pipeline runs on the test's private nats-server."""
+    if bus == "nats":
+        amqp_url, on_bus = LOCAL_BROKER, {"nats": request.getfixturevalue("private_nats")}
+    else:
+        amqp_url, on_bus = request.getfixturevalue("amqp_url"), {}
     started: list[ChaosPipeline] = []
 
     def make(**options: Any) -> ChaosPipeline:
-        chaos = ChaosPipeline(amqp_url, redis_url, tmp_path, **options)
+        chaos = ChaosPipeline(amqp_url, redis_url, tmp_path, **on_bus, **options)
         started.append(chaos)
         chaos.start()
         return chaos
@@ -36,3 +57,73 @@ def private_rabbit(tmp_path: Path) -> Iterator[LocalCluster]:
     the shared default node is never stopped."""
     with LocalCluster(tmp_path / "rabbit", size=1, amqp_base=5703, prefix="ps") as node:
         yield node
+
+
+@pytest.fixture
+def private_nats(tmp_path: Path) -> Iterator[PrivateNats]:
+    """A nats-server with JetStream of this test's own, on a free port with its own store
+    directory: the shared one on 4222 is never stopped."""
+    server = PrivateNats(tmp_path / "nats")
+    server.start()
+    yield server
+    server.stop()
+
+
+class PrivateBus(Protocol):
+    def options(self) -> dict[str, Any]:
+        """make_chaos options that put the pipeline on this server."""
+        ...
+
+    async def restart(self, outage_s: float) -> None:
+        """Stop the server, wait `outage_s`, start it again and wait until it is up."""
+        ...
+
+
+@pytest.fixture
+def private_bus(request: pytest.FixtureRequest, bus: str) -> PrivateBus:
+    """The test's bus on a server of its own, to restart. Request it before make_chaos, so
+    that it stops after the pipeline."""
+    if bus == "nats":
+        return PrivateNatsBus(request.getfixturevalue("private_nats"))
+    return PrivateRabbitNode(request.getfixturevalue("private_rabbit"))
+
+
+@dataclass
+class PrivateNatsBus:
+    server: PrivateNats
+
+    def options(self) -> dict[str, Any]:
+        return {}  # make_chaos puts a NATS run on the private server already
+
+    async def restart(self, outage_s: float) -> None:
+        await self.server.restart(outage_s)
+
+
+@dataclass
+class PrivateRabbitNode:
+    cluster: LocalCluster
+
+    def options(self) -> dict[str, Any]:
+        return on_private_node(self.cluster)
+
+    async def restart(self, outage_s: float) -> None:
+        await restart_app(self.cluster, outage_s)
+
+
+def on_private_node(private_rabbit: LocalCluster) -> dict[str, Any]:
+    """make_chaos options that put the pipeline on the private node instead of the shared one."""
+    return {
+        "brokers": [url.rsplit("/", 1)[0] for url in private_rabbit.amqp_urls("")],
+        "management": private_rabbit.node(1).management,
+    }
+
+
+async def restart_app(private_rabbit: LocalCluster, outage_s: float) -> None:
+    """Stop the private node's app for `outage_s`, then start it and wait until it is up."""
+    node = private_rabbit.node(1)
+    await asyncio.to_thread(node.ctl, "stop_app")
+    try:
+        await asyncio.sleep(outage_s)
+    finally:
+        await asyncio.to_thread(node.ctl, "start_app")
+        await asyncio.to_thread(node.ctl, "await_startup")

@@ -1,9 +1,9 @@
 """An isolated pipeline to break, a batch of orders to push through it, and the accounting.
 
-Each chaos run gets its own RabbitMQ vhost, its own on-disk SecantusDB (so it can be
-restarted) and optionally a TCP proxy in front of the broker. The tally is computed from what
-the services stored, not from what the client saw, so orders the client never heard back about
-are accounted for too.
+Each chaos run gets its own RabbitMQ vhost (or, on NATS, a nats-server of its own), its own
+on-disk SecantusDB (so it can be restarted) and optionally a TCP proxy in front of the broker.
+The tally is computed from what the services stored, not from what the client saw, so orders
+the client never heard back about are accounted for too.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import aio_pika
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from pymongo import AsyncMongoClient
@@ -28,6 +27,8 @@ from pymongo import AsyncMongoClient
 from infra import devstack
 from infra.devstack import Management, SecantusHandle
 from infra.devstack.services import replica_names
+from tests.chaos.buses import BusProbe, RabbitProbe
+from tests.chaos.nats_bus import NatsProbe, PrivateNats
 from tests.chaos.proxy import TcpProxy
 from tests.chaos.tally import TERMINAL, Stored, Tally, count
 from tests.e2e.pipeline import Pipeline
@@ -39,6 +40,7 @@ QUIESCENCE_TIMEOUT_S = 150.0
 REFUND_KIND = "payment_refunded"
 SUBMIT_DEADLINE_S = 90.0
 LOCAL_BROKER = "amqp://guest:guest@127.0.0.1:5672"
+NATS_ACK_WAIT_S = 5.0
 
 
 @dataclass
@@ -59,9 +61,18 @@ class ChaosPipeline:
     # Every tenth order pays with tok_late (approved after the order's deadline): refunds.
     late_payments: bool = False
     accepted: list[str] = field(default_factory=list)
+    # EVENT_BUS=nats on this server (the test's own) instead of RabbitMQ: no vhost is made.
+    nats: PrivateNats | None = None
 
     def start(self) -> Pipeline:
-        devstack.create_vhost(self.vhost, self.management)
+        bus_env = {}
+        if self.nats is None:
+            devstack.create_vhost(self.vhost, self.management)
+        else:
+            # A killed consumer's deliveries come back after the ack wait (RabbitMQ requeues
+            # them when its connection closes): short, so that a kill costs seconds.
+            bus_env = {"EVENT_BUS": "nats", "EVENT_BUS_URL": self.nats.url,
+                       "NATS_ACK_WAIT_S": str(NATS_ACK_WAIT_S)}  # fmt: skip
         self.mongo = devstack.start_secantus(
             storage_path=self.work_dir / "mongo", log_path=self.work_dir / "secantusdb.log"
         )
@@ -86,6 +97,7 @@ class ChaosPipeline:
                 # to ~60 s), so only what would hang forever meets its deadline.
                 "ORDER_DEADLINE_S": "120",
                 "ORDER_DEADLINE_SWEEP_S": "1",
+                **bus_env,
                 **self.extra_env,
             },
         )
@@ -100,7 +112,8 @@ class ChaosPipeline:
             self.proxy.stop()
         if self.mongo is not None:
             self.mongo.stop()
-        devstack.delete_vhost(self.vhost, self.management)
+        if self.nats is None:
+            devstack.delete_vhost(self.vhost, self.management)
 
     async def kill_and_restart(self, service: str) -> None:
         """SIGKILL one process of `service` and start it again on its port: the last replica,
@@ -240,44 +253,25 @@ class ChaosPipeline:
                 )
         return total
 
+    @property
+    def probe(self) -> BusProbe:
+        """The bus this run is on, to read its queues and dead letters and write to it."""
+        if self.nats is not None:
+            return NatsProbe(self.nats.url)
+        return RabbitProbe(self.vhost, self.management, self.vhost_url)
+
     async def queue_depths(self) -> dict[str, int]:
-        """Messages ready in every queue of the vhost, exact (the management API's figures
-        lag by seconds), read by passive declares."""
-        names = [
-            q["name"]
-            for q in self.management.request("GET", f"/queues/{quote(self.vhost, safe='')}").json()
-        ]
-        connection = await aio_pika.connect(self.vhost_url())
-        async with connection:
-            channel = await connection.channel()
-            depths = {}
-            for name in names:
-                queue = await channel.declare_queue(name, passive=True)
-                depths[name] = queue.declaration_result.message_count or 0
-            return depths
+        return await self.probe.queue_depths()
 
     async def dead_letters(self) -> dict[str, int]:
         return {q: n for q, n in (await self.queue_depths()).items() if q.endswith(".dlq")}
 
     async def print_dead_letters(self) -> None:
         """What each dead letter says about itself: shown with a failing test's output."""
-        connection = await aio_pika.connect(self.vhost_url())
-        async with connection:
-            channel = await connection.channel()
-            for name, count in (await self.dead_letters()).items():
-                queue = await channel.declare_queue(name, passive=True)
-                for _ in range(min(count, 20)):
-                    message = await queue.get(fail=False)  # left unacked: back on close
-                    if message is None:
-                        break
-                    headers = message.headers or {}
-                    story = {
-                        k: str(headers.get(k))[:300]
-                        for k in ("x-dead-letter-reason", "x-exception-class",
-                                  "x-exception-message", "x-attempts", "x-delivery-count",
-                                  "x-first-failure-at", "x-last-failure-at")
-                    }  # fmt: skip
-                    print(f"dead letter in {name}: {message.type} {story}")
+        for name, waiting in (await self.dead_letters()).items():
+            if waiting:
+                for letter in await self.probe.letters(name, min(waiting, 20)):
+                    print(f"dead letter in {name}: {letter.type} {letter.story()}")
 
     def vhost_url(self) -> str:
         """The vhost on the first broker node that accepts connections."""

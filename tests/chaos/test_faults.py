@@ -9,24 +9,23 @@ stock minus the confirmed quantities, and that every ended order was notified on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from typing import Any
 
-import aio_pika
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from contracts.envelope import Envelope
 from contracts.events import OrderLine, OrderPlaced
-from contracts.topology import SUBSCRIPTIONS, dead_letter_queue_name, queue_name
-from infra.devstack.cluster import LocalCluster
+from contracts.topology import dead_letter_queue_name, queue_name
 from infra.devstack.services import SERVICES
 from infra.messaging.codec import MAX_BODY_BYTES
-from tests.chaos.conftest import MakeChaos
+from tests.chaos.buses import work_queues
+from tests.chaos.conftest import BUSES, MakeChaos, PrivateBus
 from tests.chaos.harness import ChaosPipeline
+from tests.chaos.nats_bus import Duplicator, NatsProbe
 from tests.chaos.tally import TERMINAL, Tally
-from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.chaos
 BATCH = 60
@@ -41,6 +40,9 @@ BATCH = 60
 # reach every replica alike; inventory's kill can take a minute alone.
 REPLICAS = [pytest.param(n, id=f"x{n}") for n in (1, 2)]
 TWO_REPLICA_KILLS = ("order", "payment")
+# On NATS the issue's list with the fewest runs: a consumer with money at stake and the
+# order service (front door, outbox relay, deadline sweep) killed, each with one process.
+NATS_KILLS = ("payment", "order")
 # How long a fault lasts: a deliberate outage window, not a wait for a condition.
 OUTAGE_S = 3.0
 
@@ -67,46 +69,38 @@ def assert_intact(tally: Tally, expected_dlq: int = 0, refunds_expected: bool = 
     assert min(tally.statuses[s] for s in TERMINAL) > 0  # the mix really exercised every end
 
 
-@pytest.mark.parametrize("replicas", REPLICAS)
+@pytest.mark.parametrize(
+    ("bus", "replicas"),
+    [
+        *(pytest.param("rabbitmq", n, id=f"rabbitmq-x{n}") for n in (1, 2)),
+        pytest.param("nats", 1, id="nats-x1", marks=pytest.mark.natsbus),
+    ],
+)
 async def test_broker_restart_mid_batch(
-    private_rabbit: LocalCluster, make_chaos: MakeChaos, replicas: int
+    private_bus: PrivateBus, make_chaos: MakeChaos, replicas: int
 ) -> None:
-    """The broker's app stops for OUTAGE_S and starts again, on a private node (the project
-    never stops the shared default node). The node is requested first so that it stops
-    last, after the pipeline deleted its vhost."""
-    chaos = make_chaos(replicas=replicas, **on_private_node(private_rabbit))
+    """The bus server stops for OUTAGE_S and starts again, a server of the test's own (the
+    project never stops the shared ones): RabbitMQ's app on a private node; on NATS a
+    nats-server stopped by its PID and started again on its port and store directory. The
+    server is requested first so that it stops last, after the pipeline."""
+    chaos = make_chaos(replicas=replicas, **private_bus.options())
 
-    async def restart_broker() -> None:
-        await restart_app(private_rabbit)
+    async def restart_bus() -> None:
+        await private_bus.restart(OUTAGE_S)
 
-    await chaos.run_batch(BATCH, restart_broker)
+    await chaos.run_batch(BATCH, restart_bus)
     assert_intact(await chaos.settle_and_tally())
 
 
-def on_private_node(private_rabbit: LocalCluster) -> dict[str, Any]:
-    """make_chaos options that put the pipeline on the private node instead of the shared one."""
-    return {
-        "brokers": [url.rsplit("/", 1)[0] for url in private_rabbit.amqp_urls("")],
-        "management": private_rabbit.node(1).management,
-    }
-
-
-async def restart_app(private_rabbit: LocalCluster) -> None:
-    """Stop the private node's app for OUTAGE_S, then start it and wait until it is up."""
-    node = private_rabbit.node(1)
-    await asyncio.to_thread(node.ctl, "stop_app")
-    try:
-        await asyncio.sleep(OUTAGE_S)
-    finally:
-        await asyncio.to_thread(node.ctl, "start_app")
-        await asyncio.to_thread(node.ctl, "await_startup")
-
-
 @pytest.mark.parametrize(
-    ("service", "replicas"),
+    ("service", "replicas", "bus"),
     [
-        *(pytest.param(s, 1, id=f"{s}-x1") for s in SERVICES),
-        *(pytest.param(s, 2, id=f"{s}-x2") for s in TWO_REPLICA_KILLS),
+        *(pytest.param(s, 1, "rabbitmq", id=f"{s}-x1") for s in SERVICES),
+        *(pytest.param(s, 2, "rabbitmq", id=f"{s}-x2") for s in TWO_REPLICA_KILLS),
+        *(
+            pytest.param(s, 1, "nats", id=f"{s}-x1-nats", marks=pytest.mark.natsbus)
+            for s in NATS_KILLS
+        ),
     ],
 )
 async def test_service_killed_mid_batch_and_restarted(
@@ -153,49 +147,63 @@ async def test_mongodb_restart_mid_batch(make_chaos: MakeChaos) -> None:
     assert_intact(await chaos.settle_and_tally())
 
 
-async def test_every_message_delivered_twice(make_chaos: MakeChaos) -> None:
+@pytest.mark.parametrize("bus", BUSES)
+async def test_every_message_delivered_twice(make_chaos: MakeChaos, bus: str) -> None:
+    """The outbox publishes every event twice. RabbitMQ delivers both copies. JetStream stores
+    the second once more only past the duplicate window (Nats-Msg-Id = event id), so on NATS
+    the test also stores every event a second time under another Nats-Msg-Id (`Duplicator`:
+    a publisher without the event id as message id, or one past the window), which JetStream
+    does deliver twice; and it checks that the outbox's own copies were dropped: the stream
+    holds each event exactly twice, the original and the Duplicator's, not three times."""
     chaos = make_chaos(extra_env={"OUTBOX_PUBLISH_COPIES": "2"})
-    await chaos.run_batch(BATCH)
-    tally = await chaos.settle_and_tally()
+    duplicator = Duplicator(chaos.nats.url) if chaos.nats is not None else None
+    async with contextlib.AsyncExitStack() as duplicating:
+        if duplicator is not None:
+            await duplicating.enter_async_context(duplicator.running())
+        await chaos.run_batch(BATCH)
+        tally = await chaos.settle_and_tally()
     assert_intact(tally)
     # The duplicates really arrived: inventory consumed every OrderPlaced twice.
     consumed = await consumed_count(chaos, "inventory", queue_name("inventory", "OrderPlaced"))
     assert consumed >= 2 * tally.orders
+    # The outbox did publish every event twice.
+    assert await published_count(chaos, "order", "OrderPlaced") >= 2 * tally.orders
+    if chaos.nats is not None:
+        assert duplicator is not None
+        assert duplicator.failures == []
+        stored = await NatsProbe(chaos.nats.url).stored("OrderPlaced")
+        assert stored == 2 * tally.orders
 
 
+@pytest.mark.parametrize("bus", BUSES)
 async def test_poison_messages_land_in_their_dlq_and_the_pipeline_goes_on(
-    make_chaos: MakeChaos,
+    make_chaos: MakeChaos, bus: str
 ) -> None:
     chaos = make_chaos()
-    work_queues = [
-        queue_name(service, event.event_type)
-        for service, events in SUBSCRIPTIONS.items()
-        for event in events
-    ]
+    queues = work_queues()
     poison = poison_messages()
 
     async def poison_every_queue() -> None:
-        connection = await aio_pika.connect(chaos.vhost_url())
-        async with connection:
-            channel = await connection.channel(publisher_confirms=True)
-            for queue in work_queues:
-                for message in poison.values():
-                    await channel.default_exchange.publish(message, queue)
+        await chaos.probe.publish_to_every_work_queue(poison)
 
     await chaos.run_batch(BATCH, poison_every_queue)
     tally = await chaos.settle_and_tally()
-    assert_intact(tally, expected_dlq=len(work_queues) * len(poison))
+    assert_intact(tally, expected_dlq=len(queues) * len(poison))
     letters = await chaos.dead_letters()
-    for queue in work_queues:
+    for queue in queues:
         assert letters[dead_letter_queue_name(queue)] == len(poison)
-    reasons = await dead_letter_reasons(chaos, dead_letter_queue_name(work_queues[0]))
+    reasons = {
+        str(letter.message_id): str(letter.headers["x-exception-message"])
+        for letter in await chaos.probe.letters(dead_letter_queue_name(queues[0]), len(poison))
+    }
     assert reasons["bad-json"].startswith("body is not JSON")
     assert reasons["unknown-type"].startswith("unknown event type or version: OrderShipped v1")
     assert reasons["wrong-version"].startswith("unknown event type or version: OrderPlaced v7")
     assert reasons["oversized"].startswith(f"body of {MAX_BODY_BYTES + 1} bytes exceeds")
 
 
-def poison_messages() -> dict[str, aio_pika.Message]:
+def poison_messages() -> dict[str, bytes]:
+    """Bodies by message id."""
     valid = json.loads(
         Envelope.wrap(
             OrderPlaced(
@@ -207,49 +215,33 @@ def poison_messages() -> dict[str, aio_pika.Message]:
             producer="chaos",
         ).model_dump_json()
     )
-    bodies = {
+    return {
         "bad-json": b"{this is not json",
         "unknown-type": json.dumps({**valid, "event_type": "OrderShipped"}).encode(),
         "wrong-version": json.dumps({**valid, "schema_version": 7}).encode(),
         "oversized": b" " * (MAX_BODY_BYTES + 1),
     }
-    return {
-        name: aio_pika.Message(
-            body, message_id=name, delivery_mode=aio_pika.DeliveryMode.PERSISTENT
-        )
-        for name, body in bodies.items()
-    }
-
-
-async def dead_letter_reasons(chaos: ChaosPipeline, dlq: str) -> dict[str, str]:
-    """Read the DLQ without losing it: get, note, and let the broker requeue on close."""
-    reasons: dict[str, str] = {}
-    connection = await aio_pika.connect(chaos.vhost_url())
-    async with connection:
-        channel = await connection.channel()
-        queue = await channel.get_queue(dlq)
-
-        async def read_all() -> bool:
-            message = await queue.get(fail=False)
-            if message is not None:
-                headers = message.headers or {}
-                reasons[str(message.message_id)] = str(headers["x-exception-message"])
-            return len(reasons) >= 4
-
-        await eventually(read_all)
-    return reasons
 
 
 async def consumed_count(chaos: ChaosPipeline, service: str, queue: str) -> float:
     """Deliveries of `queue` consumed by every replica of `service`."""
+    return await metric_total(chaos, service, "messages_consumed_total", queue=queue)
+
+
+async def published_count(chaos: ChaosPipeline, service: str, event_type: str) -> float:
+    """Confirmed publishes of `event_type` by every replica of `service`."""
+    return await metric_total(chaos, service, "messages_published_total", event_type=event_type)
+
+
+async def metric_total(chaos: ChaosPipeline, service: str, sample: str, **labels: str) -> float:
+    """The sum of the `sample` counters with `labels` over every replica of `service`."""
     assert chaos.pipeline is not None
     async with httpx.AsyncClient() as http:
         texts = [(await http.get(f"{url}/metrics")).text for url in chaos.pipeline.urls(service)]
     return sum(
-        sample.value
+        each.value
         for text in texts
         for family in text_string_to_metric_families(text)
-        if family.name == "messages_consumed"
-        for sample in family.samples
-        if sample.name == "messages_consumed_total" and sample.labels.get("queue") == queue
+        for each in family.samples
+        if each.name == sample and labels.items() <= each.labels.items()
     )

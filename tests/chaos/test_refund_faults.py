@@ -11,15 +11,9 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from infra.devstack.cluster import LocalCluster
-from tests.chaos.conftest import MakeChaos
+from tests.chaos.conftest import MakeChaos, on_private_node, restart_app
 from tests.chaos.harness import ChaosPipeline
-from tests.chaos.test_faults import (
-    BATCH,
-    REPLICAS,
-    assert_intact,
-    on_private_node,
-    restart_app,
-)
+from tests.chaos.test_faults import BATCH, OUTAGE_S, REPLICAS, assert_intact
 from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.chaos
@@ -69,7 +63,7 @@ async def test_broker_restart_mid_refund(
 
     async def restart_broker_once_refunds_start() -> None:
         await first_refund(chaos)
-        await restart_app(private_rabbit)
+        await restart_app(private_rabbit, OUTAGE_S)
 
     await chaos.run_batch(BATCH, restart_broker_once_refunds_start)
     assert_intact(await chaos.settle_and_tally(), refunds_expected=True)

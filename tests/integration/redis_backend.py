@@ -13,7 +13,7 @@ from contracts.topology import exchange_name
 from infra.messaging.hooks import Hooks
 from infra.messaging.redisbus import RedisTransport
 from infra.messaging.redisbus.fields import entries_of
-from infra.observability.message_hooks import default_hooks
+from infra.observability.message_hooks import REDIS, default_hooks
 from infra.settings import AmqpSettings, RedisBusSettings
 from infra.testing import Recorder, Settled
 from tests.integration.waiting import eventually
@@ -32,7 +32,7 @@ def redis_transport(
     bus: RedisBusSettings = TEST_BUS,
 ) -> RedisTransport:
     """A transport whose deliveries are recorded in `settled`."""
-    hooks = default_hooks()
+    hooks = default_hooks(REDIS)
     recorded = Hooks(consume=(*hooks.consume, Recorder(settled)), publish=hooks.publish)
     settings = bus.model_copy(update={"namespace": namespace})
     return RedisTransport(url, service, amqp, settings, hooks=recorded)

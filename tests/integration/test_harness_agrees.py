@@ -68,7 +68,7 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
             await redis.transport.close()
         return
     settled: list[Settled] = []
-    hooks = default_hooks()
+    hooks = default_hooks(request.param)
     recorded = Hooks(consume=(*hooks.consume, Recorder(settled)), publish=hooks.publish)
     if request.param == "nats":
         async for nats in _nats_backend(request.getfixturevalue("nats_url"), recorded):

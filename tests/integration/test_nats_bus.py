@@ -25,7 +25,7 @@ from infra.messaging.jetstream import wire
 from infra.messaging.jetstream.bus import JetStreamBus
 from infra.messaging.jetstream.settlement import DELIVERY_LIMIT
 from infra.messaging.jetstream.subscriber import JetStreamSubscriber
-from infra.observability.message_hooks import default_hooks
+from infra.observability.message_hooks import NATS, default_hooks
 from infra.settings import AmqpSettings, NatsSettings
 from infra.testing import Recorder, Settled
 from tests.integration.events import order_placed
@@ -46,7 +46,7 @@ class Node:
 
     def __init__(self, url: str, service: str, prefix: str, amqp: AmqpSettings) -> None:
         self.settled: list[Settled] = []
-        hooks = default_hooks()
+        hooks = default_hooks(NATS)
         recorded = Hooks(consume=(*hooks.consume, Recorder(self.settled)), publish=hooks.publish)
         settings = NatsSettings(prefix=prefix, ack_wait_s=ACK_WAIT_S)
         self.bus = JetStreamBus(url, service, settings, recorded)

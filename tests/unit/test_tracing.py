@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -15,10 +16,21 @@ from opentelemetry.sdk.trace.sampling import Decision
 
 from contracts.envelope import Envelope
 from contracts.events import OrderConfirmed
+from infra.messaging.broker import Broker
+from infra.messaging.hooks import Delivery, Hooks, Inbound, Outgoing
+from infra.messaging.jetstream.bus import JetStreamBus
 from infra.messaging.outbox import _envelope, outbox_entry
 from infra.observability import tracing
 from infra.observability.logging import JsonFormatter
-from infra.settings import TracingSettings
+from infra.observability.message_hooks import (
+    NATS,
+    RABBITMQ,
+    REDIS,
+    ConsumeTracing,
+    PublishTracing,
+    default_hooks,
+)
+from infra.settings import NatsSettings, TracingSettings
 
 pytestmark = pytest.mark.unit
 
@@ -162,3 +174,40 @@ def test_a_configured_endpoint_without_the_exporter_installed_warns(
     with provider.get_tracer("t").start_as_current_span("still traced") as span:
         assert span.get_span_context().is_valid  # context still propagates
     provider.shutdown()
+
+
+@pytest.mark.parametrize("system", [RABBITMQ, NATS, REDIS])
+def test_every_bus_names_its_spans_alike_and_says_which_system_carried_them(
+    spans: InMemorySpanExporter, system: str
+) -> None:
+    hooks = default_hooks(system)
+    outgoing = Outgoing("events.order-confirmed", "", "OrderConfirmed", "e-1", "c-1")
+    with contextlib.ExitStack() as stack:
+        for hook in hooks.publish:
+            stack.enter_context(hook.publish(outgoing))
+    inbound = Inbound(b"{}", outgoing.headers, "e-1", "OrderConfirmed", "c-1")
+    delivery = Delivery("notification.order-confirmed", inbound, attempt=1, outcome="acked")
+    with contextlib.ExitStack() as stack:
+        for consume_hook in hooks.consume:
+            stack.enter_context(consume_hook.attempt(delivery))
+    publish, consume = spans.get_finished_spans()
+    assert (publish.name, consume.name) == (
+        "publish OrderConfirmed",
+        "consume notification.order-confirmed",
+    )
+    assert publish.attributes is not None
+    assert consume.attributes is not None
+    assert publish.attributes["messaging.system"] == consume.attributes["messaging.system"]
+    assert consume.attributes["messaging.system"] == system
+    assert publish.attributes["messaging.destination.name"] == "events.order-confirmed"
+    routing_key = "messaging.rabbitmq.destination.routing_key"
+    assert (routing_key in publish.attributes) == (system == RABBITMQ)
+
+
+def test_each_transport_tells_its_hooks_which_system_it_is() -> None:
+    def systems(hooks: Hooks) -> set[str]:
+        tracers = [*hooks.consume, *hooks.publish]
+        return {h.system for h in tracers if isinstance(h, ConsumeTracing | PublishTracing)}
+
+    assert systems(Broker("amqp://127.0.0.1:1/", "order").hooks) == {RABBITMQ}
+    assert systems(JetStreamBus("nats://127.0.0.1:1", "order", NatsSettings()).hooks) == {NATS}

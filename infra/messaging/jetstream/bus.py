@@ -31,7 +31,7 @@ from infra.messaging.errors import PublishFailed
 from infra.messaging.hooks import Hooks, Outgoing, entered
 from infra.messaging.jetstream import wire
 from infra.messaging.jetstream.names import Names
-from infra.observability.message_hooks import default_hooks
+from infra.observability.message_hooks import NATS, default_hooks
 from infra.settings import NatsSettings
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class JetStreamBus:
         self, url: str, service: str, settings: NatsSettings, hooks: Hooks | None = None
     ) -> None:
         """`url`: one NATS URL or several, comma-separated (the nodes of a cluster)."""
-        self.hooks = default_hooks() if hooks is None else hooks
+        self.hooks = default_hooks(NATS) if hooks is None else hooks
         self.service = service
         self.settings = settings
         self.names = Names(settings.prefix)

@@ -68,7 +68,7 @@ from infra.messaging.hooks import Hooks
 from infra.messaging.redisbus.keys import Keys
 from infra.messaging.redisbus.publisher import RedisPublisher
 from infra.messaging.redisbus.subscriber import RedisSubscriber
-from infra.observability.message_hooks import default_hooks
+from infra.observability.message_hooks import REDIS, default_hooks
 from infra.settings import AmqpSettings, RedisBusSettings
 
 __all__ = ["BusNotDurable", "Keys", "RedisTransport"]
@@ -89,7 +89,7 @@ class RedisTransport:
         bus: RedisBusSettings,
         hooks: Hooks | None = None,
     ) -> None:
-        hooks = default_hooks() if hooks is None else hooks
+        hooks = default_hooks(REDIS) if hooks is None else hooks
         self.client = Redis.from_url(
             url,
             socket_connect_timeout=5,

@@ -1,0 +1,101 @@
+"""What the chaos harness reads and writes on the bus itself, whichever it is: how many
+messages wait in each queue, what the dead letters say, and poison sent to every work queue.
+`RabbitProbe` reads a vhost (exact depths by passive declares: the management API's figures
+lag by seconds); tests/chaos/nats_bus.py's `NatsProbe` reads JetStream."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import aio_pika
+
+from contracts.topology import SUBSCRIPTIONS, queue_name
+from infra.devstack import Management
+
+# The failure story's headers a printed dead letter shows.
+STORY = ("x-dead-letter-reason", "x-exception-class", "x-exception-message", "x-attempts",
+         "x-delivery-count", "x-first-failure-at", "x-last-failure-at")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Letter:
+    """One dead letter: its message id, event type and (application) headers."""
+
+    message_id: str | None
+    type: str | None
+    headers: dict[str, Any]
+
+    def story(self) -> dict[str, str]:
+        return {key: str(self.headers.get(key))[:300] for key in STORY}
+
+
+class BusProbe(Protocol):
+    async def queue_depths(self) -> dict[str, int]:
+        """Messages waiting per queue (dead-letter queues' names end with `.dlq`)."""
+        ...
+
+    async def letters(self, dlq: str, limit: int) -> list[Letter]:
+        """Up to `limit` dead letters of `dlq` (`<queue>.dlq`), left where they are."""
+        ...
+
+    async def publish_to_every_work_queue(self, messages: dict[str, bytes]) -> None:
+        """Each body (by message id) into every work queue, as a foreign publisher would."""
+        ...
+
+
+def work_queues() -> list[str]:
+    return [
+        queue_name(service, event.event_type)
+        for service, events in SUBSCRIPTIONS.items()
+        for event in events
+    ]
+
+
+@dataclass
+class RabbitProbe:
+    """The chaos run's vhost; `vhost_url` picks a node that accepts connections."""
+
+    vhost: str
+    management: Management
+    vhost_url: Callable[[], str]
+
+    async def queue_depths(self) -> dict[str, int]:
+        names = [
+            q["name"]
+            for q in self.management.request("GET", f"/queues/{quote(self.vhost, safe='')}").json()
+        ]
+        connection = await aio_pika.connect(self.vhost_url())
+        async with connection:
+            channel = await connection.channel()
+            depths = {}
+            for name in names:
+                queue = await channel.declare_queue(name, passive=True)
+                depths[name] = queue.declaration_result.message_count or 0
+            return depths
+
+    async def letters(self, dlq: str, limit: int) -> list[Letter]:
+        letters: list[Letter] = []
+        connection = await aio_pika.connect(self.vhost_url())
+        async with connection:
+            channel = await connection.channel()
+            queue = await channel.get_queue(dlq)
+            for _ in range(limit):
+                message = await queue.get(fail=False)  # left unacked: back on close
+                if message is None:
+                    break
+                letters.append(Letter(message.message_id, message.type, dict(message.headers)))
+        return letters
+
+    async def publish_to_every_work_queue(self, messages: dict[str, bytes]) -> None:
+        connection = await aio_pika.connect(self.vhost_url())
+        async with connection:
+            channel = await connection.channel(publisher_confirms=True)
+            for queue in work_queues():
+                for message_id, body in messages.items():
+                    message = aio_pika.Message(
+                        body, message_id=message_id, delivery_mode=aio_pika.DeliveryMode.PERSISTENT
+                    )
+                    await channel.default_exchange.publish(message, queue)
