@@ -207,24 +207,16 @@ def all_settings_env_vars() -> frozenset[str]:
 
 
 def settings_for(service: str, environment: dict[str, str]) -> RuntimeSettings:
-    """The runtime settings the service builds from exactly `environment`, through its own
-    `run()` with `serve` replaced (no server starts). Raises what the service raises for a
-    refused configuration (e.g. a development default in production)."""
+    """The runtime settings the service builds from exactly `environment`, the way its
+    `run()` does (`SERVICE.load_settings()`, no server started). Raises what the service raises
+    for a refused configuration (e.g. a development default in production)."""
     module = importlib.import_module(f"{module_of(service)}.main")
-    captured: list[RuntimeSettings] = []
-
-    def capture(_app: object, settings: RuntimeSettings) -> None:
-        captured.append(settings)
-
     names = all_settings_env_vars()
     clean = {k: v for k, v in os.environ.items() if k.upper() not in names}
-    with (
-        mock.patch.object(module, "serve", capture),
-        mock.patch.dict(os.environ, {**clean, **environment}, clear=True),
-    ):
-        module.run()
-    assert len(captured) == 1, f"{service}: run() did not call serve() once"
-    return captured[0]
+    with mock.patch.dict(os.environ, {**clean, **environment}, clear=True):
+        runtime_settings, _ = module.SERVICE.load_settings()
+    assert isinstance(runtime_settings, RuntimeSettings)
+    return runtime_settings
 
 
 @cache
