@@ -28,7 +28,7 @@ from contracts.topology import exchange_name
 from infra.messaging import codec
 from infra.messaging.errors import PublishFailed
 from infra.messaging.failover import FailoverConnection, Rotation, parse_amqp_urls, with_heartbeat
-from infra.messaging.hooks import Hooks, Outgoing, entered
+from infra.messaging.hooks import Hooks, publishing
 from infra.messaging.topology import declare_event_exchange
 from infra.observability.message_hooks import RABBITMQ, default_hooks
 
@@ -193,15 +193,10 @@ class Broker:
     ) -> AsyncIterator[None]:
         """The publish hooks around a bounded publish of `message` (with the headers they
         added)."""
-        outgoing = Outgoing(
-            exchange,
-            routing_key,
-            event_type,
-            message.message_id,
-            message.correlation_id,
-            dict(message.headers or {}),
-        )
-        with entered(hook.publish(outgoing) for hook in self.hooks.publish):
+        with publishing(
+            self.hooks.publish, exchange, routing_key, event_type,
+            message.message_id, message.correlation_id, message.headers,
+        ) as outgoing:  # fmt: skip
             message.headers = outgoing.headers
             async with self._bounded(event_type):
                 yield

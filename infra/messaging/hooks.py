@@ -86,3 +86,22 @@ def entered(scopes: Iterable[AbstractContextManager[None]]) -> Iterator[None]:
         for scope in scopes:
             stack.enter_context(scope)
         yield
+
+
+@contextmanager
+def publishing(
+    hooks: Iterable[PublishHook],
+    exchange: str,
+    routing_key: str,
+    event_type: str,
+    message_id: str | None,
+    correlation_id: str | None,
+    headers: Mapping[str, Any] | None,
+) -> Iterator[Outgoing]:
+    """The publish hooks around one publish, whatever the bus: yields the message as they see
+    it, whose `headers` (a trace context added) are the ones to send."""
+    outgoing = Outgoing(
+        exchange, routing_key, event_type, message_id, correlation_id, dict(headers or {})
+    )
+    with entered(hook.publish(outgoing) for hook in hooks):
+        yield outgoing

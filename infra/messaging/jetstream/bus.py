@@ -28,7 +28,7 @@ from contracts.envelope import Envelope
 from contracts.topology import exchange_name
 from infra.messaging import codec
 from infra.messaging.errors import PublishFailed
-from infra.messaging.hooks import Hooks, Outgoing, entered
+from infra.messaging.hooks import Hooks, publishing
 from infra.messaging.jetstream import wire
 from infra.messaging.jetstream.names import Names
 from infra.observability.message_hooks import NATS, default_hooks
@@ -176,15 +176,10 @@ class JetStreamBus:
         `label`: the (exchange, routing key) RabbitMQ would use, for metrics and traces."""
         event_type = properties.get(wire.EVENT_TYPE) or ""
         exchange, routing_key = label
-        outgoing = Outgoing(
-            exchange,
-            routing_key,
-            event_type,
-            properties.get(wire.EVENT_ID),
-            properties.get(wire.CORRELATION_ID),
-            headers,
-        )
-        with entered(hook.publish(outgoing) for hook in self.hooks.publish):
+        with publishing(
+            self.hooks.publish, exchange, routing_key, event_type,
+            properties.get(wire.EVENT_ID), properties.get(wire.CORRELATION_ID), headers,
+        ) as outgoing:  # fmt: skip
             nats_headers = wire.encode(outgoing.headers, properties)
             nats_headers[wire.MSG_ID] = msg_id
             await self._confirmed(subject, body, nats_headers, stream, event_type)

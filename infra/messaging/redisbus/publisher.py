@@ -15,7 +15,7 @@ from redis.exceptions import RedisError, ResponseError
 from contracts.envelope import Envelope
 from infra.messaging import codec
 from infra.messaging.errors import PublishFailed
-from infra.messaging.hooks import Hooks, Inbound, Outgoing, entered
+from infra.messaging.hooks import Hooks, Inbound, publishing
 from infra.messaging.redisbus.fields import to_fields, with_headers
 from infra.messaging.redisbus.keys import Keys
 from infra.messaging.redisbus.scripts import PUBLISH
@@ -84,15 +84,10 @@ class RedisPublisher:
     ) -> AsyncIterator[Inbound]:
         """The publish hooks around a bounded publish; yields `message` with the headers they
         added (a trace context)."""
-        outgoing = Outgoing(
-            exchange,
-            routing_key,
-            event_type,
-            message.message_id,
-            message.correlation_id,
-            dict(message.headers),
-        )
-        with entered(hook.publish(outgoing) for hook in self._hooks.publish):
+        with publishing(
+            self._hooks.publish, exchange, routing_key, event_type,
+            message.message_id, message.correlation_id, message.headers,
+        ) as outgoing:  # fmt: skip
             try:
                 async with asyncio.timeout(PUBLISH_TIMEOUT_S):
                     yield with_headers(message, outgoing.headers)
