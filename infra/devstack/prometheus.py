@@ -24,8 +24,9 @@ from typing import Any
 
 import httpx
 
-from infra.devstack._util import DevstackError, free_port, wait_until
+from infra.devstack._util import DevstackError, free_port
 from infra.devstack.rabbitmq import PROMETHEUS_PORT
+from infra.devstack.services import wait_ready
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "prometheus"
 SERVICE_JOB = "order-pipeline"
@@ -114,15 +115,6 @@ class PrometheusServer:
         return self.process.returncode
 
 
-def _ready(url: str, process: subprocess.Popen[bytes], log: Path) -> bool:
-    if process.poll() is not None:
-        raise DevstackError(f"prometheus exited ({process.returncode}):\n{log.read_text()[-2000:]}")
-    try:
-        return httpx.get(f"{url}/-/ready", timeout=2.0).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def write_local_files(
     workdir: Path,
     service_targets: Mapping[str, str],
@@ -172,7 +164,7 @@ def start_prometheus(
         )
     server = PrometheusServer(url, process, log)
     try:
-        wait_until(lambda: _ready(url, process, log), START_TIMEOUT, f"Prometheus at {url}")
+        wait_ready("Prometheus", process, url, log, START_TIMEOUT, ready_path="/-/ready")
     except BaseException:
         server.stop()
         raise

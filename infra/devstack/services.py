@@ -70,15 +70,16 @@ def wait_ready(
     log_path: Path,
     timeout_s: float,
     interval_s: float = 0.1,
+    ready_path: str = "/ready",
 ) -> None:
-    """Until `url`/ready answers 200 (bounded); fail at once, with the log's tail, if the
-    process exits first."""
+    """Until `url` + `ready_path` answers 200 (bounded); fail at once, with the log's tail,
+    if the process exits first."""
 
     def ready() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"{name} exited with {process.returncode}:\n{tail(log_path)}")
         try:
-            return httpx.get(f"{url}/ready", timeout=2).status_code == 200
+            return httpx.get(f"{url}{ready_path}", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
 
