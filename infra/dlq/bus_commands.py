@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from infra.dlq import render
-from infra.dlq.commands import LETTER_HEADERS, letter_columns
+from infra.dlq.commands import LETTER_HEADERS, letter_columns, print_replayed
 from infra.dlq.connection import DlqError
 from infra.dlq.letters import DLQ_SUFFIX, Filter, Letter
 from infra.dlq.replay import ReplayResult
@@ -58,6 +58,25 @@ def queue_of(source: str) -> str:
     return source.removesuffix(DLQ_SUFFIX)
 
 
+def replay_target(
+    stored: StoredLetter,
+    source: str,
+    filters: list[Filter],
+    limit: int | None,
+    to: str | None,
+    result: ReplayResult,
+) -> str | None:
+    """Count `stored` as scanned; the queue to replay it to, or None to leave it."""
+    result.scanned += 1
+    letter = stored.letter
+    if (limit is not None and len(result.moved) >= limit) or not letter.matches(filters):
+        return None
+    target = to or letter.target(source)
+    if not target:
+        raise DlqError(f"letter {stored.position} of {source} names no queue: use --to")
+    return target
+
+
 def _print_json(document: object) -> None:
     print(json.dumps(document, indent=2, default=str))
 
@@ -102,18 +121,7 @@ def replay_messages(
         return _dry_run(
             asyncio.run(bus.letters(queue, DRY_RUN_READ_LIMIT)), queue, filters, limit, to, as_json
         )
-    outcome = asyncio.run(bus.replay(queue, filters, limit, to))
-    if as_json:
-        moved = [asdict(m) for m in outcome.moved]
-        _print_json({"queue": queue, "dry_run": False, "moved": moved, "left": outcome.left})
-        return 0
-    if outcome.moved:
-        rows = [[m.event_id, m.event_type, m.target] for m in outcome.moved]
-        print(render.table(["EVENT ID", "EVENT TYPE", "MOVED TO"], rows))
-    print(f"moved {len(outcome.moved)} message(s) from {queue}")
-    if outcome.left:
-        print(f"{outcome.left} scanned message(s) not matching stay in {queue}")
-    return 0
+    return print_replayed(asyncio.run(bus.replay(queue, filters, limit, to)), queue, as_json)
 
 
 def _dry_run(

@@ -16,7 +16,7 @@ import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
 
-from infra.dlq.bus_commands import DeadLetterQueue, StoredLetter, queue_of
+from infra.dlq.bus_commands import DeadLetterQueue, StoredLetter, queue_of, replay_target
 from infra.dlq.connection import DlqError
 from infra.dlq.letters import DLQ_SUFFIX, Filter, Letter
 from infra.dlq.replay import Moved, ReplayResult
@@ -86,13 +86,10 @@ async def replay(
     result = ReplayResult()
     now = datetime.now(UTC)
     for stored in await letters(js, names, source, limit=1_000_000):
-        result.scanned += 1
         letter = stored.letter
-        if (limit is not None and len(result.moved) >= limit) or not letter.matches(filters):
+        target = replay_target(stored, source, filters, limit, to, result)
+        if target is None:
             continue
-        target = to or letter.target(source)
-        if not target:
-            raise DlqError(f"letter {stored.position} of {source} names no queue: use --to")
         await _check_queue(js, names, target)
         headers = wire.encode(
             letter.replay_headers(source, now),

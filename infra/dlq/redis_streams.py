@@ -25,7 +25,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from infra.dlq.bus_commands import DeadLetterQueue, StoredLetter, queue_of
+from infra.dlq.bus_commands import DeadLetterQueue, StoredLetter, queue_of, replay_target
 from infra.dlq.connection import DlqError, redacted
 from infra.dlq.letters import DLQ_SUFFIX, Filter, Letter
 from infra.dlq.replay import Moved, ReplayResult
@@ -129,14 +129,11 @@ async def replay(
     while newest and (limit is None or len(result.moved) < limit):
         page: Any = await client.xrange(key, start, newest[0][0], count=PAGE)
         for entry_id, fields in page:
-            result.scanned += 1
             stored = _stored(entry_id, fields)
             letter = stored.letter
-            if (limit is not None and len(result.moved) >= limit) or not letter.matches(filters):
+            target = replay_target(stored, source, filters, limit, to, result)
+            if target is None:
                 continue
-            target = to or letter.target(source)
-            if not target:
-                raise DlqError(f"letter {stored.position} of {source} names no queue: use --to")
             if target not in checked:
                 await _check_queue(client, keys, target)
                 checked.add(target)
