@@ -7,6 +7,16 @@ import shlex
 import sys
 from pathlib import Path
 
+BUS_NAMES = ("rabbitmq", "nats", "redis")
+
+
+def parse_buses(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(BUS_NAMES))
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"buses are {', '.join(BUS_NAMES)}; got {text!r}")
+    return names
+
 
 def _reuse(text: str) -> dict[str, str]:
     """`order=http://127.0.0.1:8000,notification=http://127.0.0.1:8003`"""
@@ -77,7 +87,13 @@ def parser() -> argparse.ArgumentParser:
     micro.add_argument("--rounds", type=int, default=3, help="alternating rounds; median kept")
     micro.add_argument("--reservations", type=int, default=300)
     micro.add_argument("--reads", type=int, default=2000)
-    micro.add_argument("--only", choices=("publish", "relay", "stock"), action="append")
+    micro.add_argument("--only", choices=("publish", "relay", "stock", "buses"), action="append")
+    micro.add_argument(
+        "--buses",
+        type=parse_buses,
+        help="the runtime's publisher and relay on each of these buses, side by side"
+        " (rabbitmq,nats,redis); alone, only that part runs",
+    )
     micro.add_argument(
         "--profile", action="store_true", help="for a missed target, rerun the variant under py-spy"
     )

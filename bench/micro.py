@@ -232,8 +232,12 @@ async def stock_part(args: argparse.Namespace, out: dict[str, Any]) -> list[Targ
 
 
 async def main(args: argparse.Namespace, url: str, out: dict[str, Any]) -> list[Target]:
-    parts = args.only or ["publish", "relay", "stock"]
+    parts = args.only or (["buses"] if args.buses else ["publish", "relay", "stock"])
     targets: list[Target] = []
+    if "buses" in parts:
+        from bench.micro_buses import buses_part
+
+        targets += await buses_part(args, url, out)
     if "publish" in parts:
         targets += await publish_part(args, url, out)
     if "relay" in parts:

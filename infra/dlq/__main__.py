@@ -16,7 +16,6 @@ from infra.cli import add_progress_option, prog_name
 from infra.dlq import commands
 from infra.dlq.connection import DEFAULT_AMQP_URL, DEFAULT_MANAGEMENT_URL, DlqError, Target
 from infra.dlq.letters import SHORTCUTS, Filter
-from infra.messaging.jetstream.names import Names
 from infra.settings import DEFAULT_BUS_URLS
 
 EPILOG = """\
@@ -68,13 +67,13 @@ def _connection_options() -> argparse.ArgumentParser:
         f" {DEFAULT_AMQP_URL}); its vhost is replaced by --vhost, its login is the management"
         " user's unless it names one",
     )
-    nats = options.add_argument_group("EVENT_BUS=nats")
-    nats.add_argument(
+    options.add_argument(
         "--bus",
-        choices=("rabbitmq", "nats"),
+        choices=("rabbitmq", "nats", "redis"),
         default=os.environ.get("EVENT_BUS", "rabbitmq"),
         help="the event bus (env EVENT_BUS, else rabbitmq)",
     )
+    nats = options.add_argument_group("EVENT_BUS=nats")
     nats.add_argument(
         "--nats-url",
         default=os.environ.get("EVENT_BUS_URL") or DEFAULT_BUS_URLS["nats"],
@@ -84,6 +83,17 @@ def _connection_options() -> argparse.ArgumentParser:
         "--nats-prefix",
         default=os.environ.get("NATS_PREFIX", ""),
         help="the pipeline's stream prefix (env NATS_PREFIX)",
+    )
+    redis = options.add_argument_group("EVENT_BUS=redis")
+    redis.add_argument(
+        "--redis-url",
+        default=os.environ.get("EVENT_BUS_URL") or DEFAULT_BUS_URLS["redis"],
+        help=f"the bus Redis (env EVENT_BUS_URL, else {DEFAULT_BUS_URLS['redis']})",
+    )
+    redis.add_argument(
+        "--redis-namespace",
+        default=os.environ.get("EVENT_BUS_REDIS_NAMESPACE", ""),
+        help="the pipeline's key namespace (env EVENT_BUS_REDIS_NAMESPACE)",
     )
     options.add_argument(
         "--json", action="store_true", help="machine-readable output on stdout (JSON)"
@@ -144,8 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("aiormq", "aio_pika"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
-        if args.bus == "nats":
-            return _on_nats(args)
+        if args.bus != "rabbitmq":
+            return _on_stream_bus(args)
         target = Target.build(args.management_url, args.user, args.vhost, args.amqp_url)
         if args.command == "list":
             return commands.list_queues(target, args.all, args.json)
@@ -175,19 +185,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _on_nats(args: argparse.Namespace) -> int:
-    from infra.dlq import nats_commands  # nats-py only where the bus is NATS
+def _on_stream_bus(args: argparse.Namespace) -> int:
+    # Each bus's client library is imported only where that bus is chosen.
+    from infra.dlq import bus_commands
 
-    target = nats_commands.NatsTarget(args.nats_url, Names(args.nats_prefix))
+    bus: bus_commands.DeadLetters
+    if args.bus == "nats":
+        from infra.dlq.jetstream import NatsDeadLetters
+        from infra.messaging.jetstream.names import Names
+
+        bus = NatsDeadLetters(args.nats_url, Names(args.nats_prefix))
+    else:
+        from infra.dlq.redis_streams import RedisDeadLetters
+        from infra.messaging.redisbus.keys import Keys
+
+        bus = RedisDeadLetters(args.redis_url, Keys(args.redis_namespace))
     if args.command == "list":
-        return nats_commands.list_queues(target, args.all, args.json)
+        return bus_commands.list_queues(bus, args.all, args.json)
     if args.command == "show":
-        return nats_commands.show(target, args.queue, args.limit, args.json)
+        return bus_commands.show(bus, args.queue, args.limit, args.json)
     if args.command == "replay":
-        return nats_commands.replay_messages(
-            target, args.queue, args.filters, args.limit, args.dry_run, args.to, args.json
+        return bus_commands.replay_messages(
+            bus, args.queue, args.filters, args.limit, args.dry_run, args.to, args.json
         )
-    return nats_commands.purge_queue(target, args.queue, args.yes, args.json)
+    return bus_commands.purge_queue(bus, args.queue, args.yes, args.json)
 
 
 if __name__ == "__main__":

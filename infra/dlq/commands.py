@@ -13,7 +13,7 @@ from infra.dlq import render
 from infra.dlq.connection import DlqError, Target
 from infra.dlq.letters import DLQ_SUFFIX, Filter, Letter
 from infra.dlq.management import WHOLE_READ_LIMIT, Management
-from infra.dlq.replay import purge, replay
+from infra.dlq.replay import ReplayResult, purge, replay
 
 # `list` counts come from the management statistics, which the broker refreshes every
 # collect_statistics_interval (5 s by default); `show` reads the messages themselves.
@@ -95,6 +95,11 @@ def replay_messages(
             return _dry_run(api, queue, filters, limit, to, as_json)
     show_bar = sys.stderr.isatty() if progress is None else progress
     result = asyncio.run(replay(target.amqp_url, queue, filters, limit, to, show_bar))
+    return print_replayed(result, queue, as_json)
+
+
+def print_replayed(result: ReplayResult, queue: str, as_json: bool) -> int:
+    """What `replay` prints on every bus."""
     if as_json:
         moved = [asdict(m) for m in result.moved]
         _print_json({"queue": queue, "dry_run": False, "moved": moved, "left": result.left})

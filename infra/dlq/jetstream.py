@@ -16,6 +16,7 @@ import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
 
+from infra.dlq.bus_commands import DeadLetterQueue, StoredLetter, queue_of, replay_target
 from infra.dlq.connection import DlqError
 from infra.dlq.letters import DLQ_SUFFIX, Filter, Letter
 from infra.dlq.replay import Moved, ReplayResult
@@ -23,18 +24,6 @@ from infra.messaging.jetstream import wire
 from infra.messaging.jetstream.names import Names, retry_consumer_name
 
 CONNECT_TIMEOUT_S = 5.0
-
-
-@dataclass(frozen=True)
-class DeadLetterQueue:
-    name: str  # `<queue>.dlq`
-    messages: int
-
-
-@dataclass(frozen=True)
-class StoredLetter:
-    sequence: int
-    letter: Letter
 
 
 @contextlib.asynccontextmanager
@@ -52,12 +41,6 @@ async def jetstream(url: str) -> AsyncIterator[JetStreamContext]:
             await client.close()
 
 
-def _queue_of(source: str) -> str:
-    if not source.endswith(DLQ_SUFFIX):
-        raise DlqError(f"{source!r} is not a dead-letter queue (its name ends in {DLQ_SUFFIX})")
-    return source.removesuffix(DLQ_SUFFIX)
-
-
 async def queues(js: JetStreamContext, names: Names) -> list[DeadLetterQueue]:
     found = []
     for info in await js.streams_info():
@@ -70,7 +53,7 @@ async def queues(js: JetStreamContext, names: Names) -> list[DeadLetterQueue]:
 async def letters(
     js: JetStreamContext, names: Names, source: str, limit: int
 ) -> list[StoredLetter]:
-    stream = names.dead_letter_stream(_queue_of(source))
+    stream = names.dead_letter_stream(queue_of(source))
     try:
         info = await js.stream_info(stream)
     except nats.js.errors.NotFoundError as error:
@@ -99,27 +82,24 @@ async def replay(
     limit: int | None,
     to: str | None,
 ) -> ReplayResult:
-    stream = names.dead_letter_stream(_queue_of(source))
+    stream = names.dead_letter_stream(queue_of(source))
     result = ReplayResult()
     now = datetime.now(UTC)
     for stored in await letters(js, names, source, limit=1_000_000):
-        result.scanned += 1
         letter = stored.letter
-        if (limit is not None and len(result.moved) >= limit) or not letter.matches(filters):
+        target = replay_target(stored, source, filters, limit, to, result)
+        if target is None:
             continue
-        target = to or letter.target(source)
-        if not target:
-            raise DlqError(f"letter {stored.sequence} of {source} names no queue: use --to")
         await _check_queue(js, names, target)
         headers = wire.encode(
             letter.replay_headers(source, now),
             {wire.EVENT_ID: letter.message_id, wire.EVENT_TYPE: letter.type},
         )
-        headers[wire.MSG_ID] = f"replay-{stream}-{stored.sequence}"
+        headers[wire.MSG_ID] = f"replay-{stream}-{stored.position}"
         await js.publish(
             names.retry_subject(target), letter.body, stream=names.retries_stream, headers=headers
         )
-        await js.delete_msg(stream, stored.sequence)
+        await js.delete_msg(stream, int(stored.position))
         result.moved.append(Moved(letter.event_id, letter.event_type, target))
     return result
 
@@ -132,10 +112,37 @@ async def _check_queue(js: JetStreamContext, names: Names, queue: str) -> None:
 
 
 async def purge(js: JetStreamContext, names: Names, source: str) -> int:
-    stream = names.dead_letter_stream(_queue_of(source))
+    stream = names.dead_letter_stream(queue_of(source))
     try:
         count = (await js.stream_info(stream)).state.messages
     except nats.js.errors.NotFoundError as error:
         raise DlqError(f"no dead-letter queue {source!r} (stream {stream})") from error
     await js.purge_stream(stream)
     return count
+
+
+@dataclass(frozen=True)
+class NatsDeadLetters:
+    """infra.dlq.bus_commands.DeadLetters on a NATS server's streams of `names`."""
+
+    url: str
+    names: Names
+    position_header: str = "SEQ"
+
+    async def queues(self) -> list[DeadLetterQueue]:
+        async with jetstream(self.url) as js:
+            return await queues(js, self.names)
+
+    async def letters(self, source: str, limit: int) -> list[StoredLetter]:
+        async with jetstream(self.url) as js:
+            return await letters(js, self.names, source, limit)
+
+    async def replay(
+        self, source: str, filters: list[Filter], limit: int | None, to: str | None
+    ) -> ReplayResult:
+        async with jetstream(self.url) as js:
+            return await replay(js, self.names, source, filters, limit, to)
+
+    async def purge(self, source: str) -> int:
+        async with jetstream(self.url) as js:
+            return await purge(js, self.names, source)
