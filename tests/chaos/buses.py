@@ -1,7 +1,8 @@
 """What the chaos harness reads and writes on the bus itself, whichever it is: how many
 messages wait in each queue, what the dead letters say, and poison sent to every work queue.
 `RabbitProbe` reads a vhost (exact depths by passive declares: the management API's figures
-lag by seconds); tests/chaos/nats_bus.py's `NatsProbe` reads JetStream."""
+lag by seconds); tests/chaos/nats_bus.py's `NatsProbe` reads JetStream and
+tests/chaos/redis_bus.py's `RedisProbe` the streams, groups and schedules of Redis."""
 
 from __future__ import annotations
 
@@ -46,12 +47,35 @@ class BusProbe(Protocol):
         ...
 
 
-def work_queues() -> list[str]:
+class BusServer(Protocol):
+    """A bus server of the test's own (NATS, Redis), which the pipeline runs on (no vhost)."""
+
+    @property
+    def url(self) -> str: ...
+
+    def env(self) -> dict[str, str]:
+        """The services' environment that puts them on this server."""
+        ...
+
+    def probe(self) -> BusProbe: ...
+
+    async def restart(self, outage_s: float) -> None:
+        """Stop the server, wait `outage_s`, start it again on its port and data; wait until
+        it answers."""
+        ...
+
+
+def work_queue_events() -> list[tuple[str, str]]:
+    """Every work queue with the event type it consumes."""
     return [
-        queue_name(service, event.event_type)
+        (queue_name(service, event.event_type), event.event_type)
         for service, events in SUBSCRIPTIONS.items()
         for event in events
     ]
+
+
+def work_queues() -> list[str]:
+    return [queue for queue, _ in work_queue_events()]
 
 
 @dataclass

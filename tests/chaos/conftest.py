@@ -1,5 +1,5 @@
-"""A fresh, isolated pipeline per chaos test (own vhost or own nats-server, own on-disk
-MongoDB). Tests that run on either bus parametrize `bus` with BUSES."""
+"""A fresh, isolated pipeline per chaos test (own vhost, or own nats-server or bus Redis, own
+on-disk MongoDB). Tests that run on every bus parametrize `bus` with BUSES."""
 
 from __future__ import annotations
 
@@ -12,14 +12,19 @@ from typing import Any, Protocol
 import pytest
 
 from infra.devstack.cluster import LocalCluster
+from tests.chaos.buses import BusServer
 from tests.chaos.harness import LOCAL_BROKER, ChaosPipeline
 from tests.chaos.nats_bus import PrivateNats
+from tests.chaos.redis_bus import PrivateRedis
 
 MakeChaos = Callable[..., ChaosPipeline]
 BUSES = [
     pytest.param("rabbitmq", id="rabbitmq"),
     pytest.param("nats", id="nats", marks=pytest.mark.natsbus),
+    pytest.param("redis", id="redis", marks=pytest.mark.redisbus),
 ]
+# The buses that run on a server of the test's own, by their fixture.
+PRIVATE_SERVERS = {"nats": "private_nats", "redis": "private_redis"}
 
 
 @pytest.fixture
@@ -33,15 +38,16 @@ def make_chaos(
     request: pytest.FixtureRequest, bus: str, redis_url: str, tmp_path: Path
 ) -> Iterator[MakeChaos]:
     """On RabbitMQ `amqp_url` is requested so the broker is ensured (each run makes its own
-    vhost); on NATS the pipeline runs on the test's private nats-server."""
-    if bus == "nats":
-        amqp_url, on_bus = LOCAL_BROKER, {"nats": request.getfixturevalue("private_nats")}
+    vhost); on NATS and Redis the pipeline runs on the test's private server."""
+    server: BusServer | None = None
+    if bus in PRIVATE_SERVERS:
+        amqp_url, server = LOCAL_BROKER, private_server(request, bus)
     else:
-        amqp_url, on_bus = request.getfixturevalue("amqp_url"), {}
+        amqp_url = request.getfixturevalue("amqp_url")
     started: list[ChaosPipeline] = []
 
     def make(**options: Any) -> ChaosPipeline:
-        chaos = ChaosPipeline(amqp_url, redis_url, tmp_path, **on_bus, **options)
+        chaos = ChaosPipeline(amqp_url, redis_url, tmp_path, server=server, **options)
         started.append(chaos)
         chaos.start()
         return chaos
@@ -69,6 +75,21 @@ def private_nats(tmp_path: Path) -> Iterator[PrivateNats]:
     server.stop()
 
 
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A bus Redis of this test's own (AOF, appendfsync always), on a free port with its own
+    directory: neither the cache's Redis nor the shared bus Redis is ever stopped."""
+    server = PrivateRedis(tmp_path / "bus-redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+def private_server(request: pytest.FixtureRequest, bus: str) -> BusServer:
+    server: BusServer = request.getfixturevalue(PRIVATE_SERVERS[bus])
+    return server
+
+
 class PrivateBus(Protocol):
     def options(self) -> dict[str, Any]:
         """make_chaos options that put the pipeline on this server."""
@@ -83,17 +104,17 @@ class PrivateBus(Protocol):
 def private_bus(request: pytest.FixtureRequest, bus: str) -> PrivateBus:
     """The test's bus on a server of its own, to restart. Request it before make_chaos, so
     that it stops after the pipeline."""
-    if bus == "nats":
-        return PrivateNatsBus(request.getfixturevalue("private_nats"))
+    if bus in PRIVATE_SERVERS:
+        return PrivateServerBus(private_server(request, bus))
     return PrivateRabbitNode(request.getfixturevalue("private_rabbit"))
 
 
 @dataclass
-class PrivateNatsBus:
-    server: PrivateNats
+class PrivateServerBus:
+    server: BusServer
 
     def options(self) -> dict[str, Any]:
-        return {}  # make_chaos puts a NATS run on the private server already
+        return {}  # make_chaos puts a NATS or Redis run on its private server already
 
     async def restart(self, outage_s: float) -> None:
         await self.server.restart(outage_s)

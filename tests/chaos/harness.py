@@ -1,6 +1,6 @@
 """An isolated pipeline to break, a batch of orders to push through it, and the accounting.
 
-Each chaos run gets its own RabbitMQ vhost (or, on NATS, a nats-server of its own), its own
+Each chaos run gets its own RabbitMQ vhost (or, on NATS or Redis, a server of its own), its own
 on-disk SecantusDB (so it can be restarted) and optionally a TCP proxy in front of the broker.
 The tally is computed from what the services stored, not from what the client saw, so orders
 the client never heard back about are accounted for too.
@@ -27,8 +27,7 @@ from pymongo import AsyncMongoClient
 from infra import devstack
 from infra.devstack import Management, SecantusHandle
 from infra.devstack.services import replica_names
-from tests.chaos.buses import BusProbe, RabbitProbe
-from tests.chaos.nats_bus import NatsProbe, PrivateNats
+from tests.chaos.buses import BusProbe, BusServer, RabbitProbe
 from tests.chaos.proxy import TcpProxy
 from tests.chaos.tally import TERMINAL, Stored, Tally, count
 from tests.e2e.pipeline import Pipeline
@@ -40,7 +39,6 @@ QUIESCENCE_TIMEOUT_S = 150.0
 REFUND_KIND = "payment_refunded"
 SUBMIT_DEADLINE_S = 90.0
 LOCAL_BROKER = "amqp://guest:guest@127.0.0.1:5672"
-NATS_ACK_WAIT_S = 5.0
 
 
 @dataclass
@@ -61,18 +59,15 @@ class ChaosPipeline:
     # Every tenth order pays with tok_late (approved after the order's deadline): refunds.
     late_payments: bool = False
     accepted: list[str] = field(default_factory=list)
-    # EVENT_BUS=nats on this server (the test's own) instead of RabbitMQ: no vhost is made.
-    nats: PrivateNats | None = None
+    # NATS or Redis on this server (the test's own) instead of RabbitMQ: no vhost is made.
+    server: BusServer | None = None
 
     def start(self) -> Pipeline:
         bus_env = {}
-        if self.nats is None:
+        if self.server is None:
             devstack.create_vhost(self.vhost, self.management)
         else:
-            # A killed consumer's deliveries come back after the ack wait (RabbitMQ requeues
-            # them when its connection closes): short, so that a kill costs seconds.
-            bus_env = {"EVENT_BUS": "nats", "EVENT_BUS_URL": self.nats.url,
-                       "NATS_ACK_WAIT_S": str(NATS_ACK_WAIT_S)}  # fmt: skip
+            bus_env = self.server.env()
         self.mongo = devstack.start_secantus(
             storage_path=self.work_dir / "mongo", log_path=self.work_dir / "secantusdb.log"
         )
@@ -112,7 +107,7 @@ class ChaosPipeline:
             self.proxy.stop()
         if self.mongo is not None:
             self.mongo.stop()
-        if self.nats is None:
+        if self.server is None:
             devstack.delete_vhost(self.vhost, self.management)
 
     async def kill_and_restart(self, service: str) -> None:
@@ -256,8 +251,8 @@ class ChaosPipeline:
     @property
     def probe(self) -> BusProbe:
         """The bus this run is on, to read its queues and dead letters and write to it."""
-        if self.nats is not None:
-            return NatsProbe(self.nats.url)
+        if self.server is not None:
+            return self.server.probe()
         return RabbitProbe(self.vhost, self.management, self.vhost_url)
 
     async def queue_depths(self) -> dict[str, int]:

@@ -23,6 +23,9 @@ from infra.messaging.jetstream.names import Names, consumer_name, retry_consumer
 from tests.chaos.buses import Letter, work_queues
 
 STOP_TIMEOUT_S = 15.0
+# A killed consumer's deliveries come back after the ack wait (RabbitMQ requeues them when its
+# connection closes): short, so that a kill costs seconds.
+ACK_WAIT_S = 5.0
 # A duplicate's Nats-Msg-Id: its original's with this suffix (a second, distinct message).
 COPY_SUFFIX = ":copy"
 
@@ -36,6 +39,12 @@ class PrivateNats:
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        return {"EVENT_BUS": "nats", "EVENT_BUS_URL": self.url, "NATS_ACK_WAIT_S": str(ACK_WAIT_S)}
+
+    def probe(self) -> NatsProbe:
+        return NatsProbe(self.url)
 
     def start(self) -> None:
         self.process = devstack.start_nats(self.port, self.store_dir)

@@ -24,7 +24,7 @@ from infra.messaging.codec import MAX_BODY_BYTES
 from tests.chaos.buses import work_queues
 from tests.chaos.conftest import BUSES, MakeChaos, PrivateBus
 from tests.chaos.harness import ChaosPipeline
-from tests.chaos.nats_bus import Duplicator, NatsProbe
+from tests.chaos.nats_bus import Duplicator, PrivateNats
 from tests.chaos.tally import TERMINAL, Tally
 
 pytestmark = pytest.mark.chaos
@@ -40,9 +40,13 @@ BATCH = 60
 # reach every replica alike; inventory's kill can take a minute alone.
 REPLICAS = [pytest.param(n, id=f"x{n}") for n in (1, 2)]
 TWO_REPLICA_KILLS = ("order", "payment")
-# On NATS the issue's list with the fewest runs: a consumer with money at stake and the
-# order service (front door, outbox relay, deadline sweep) killed, each with one process.
-NATS_KILLS = ("payment", "order")
+# On NATS and Redis the issue's list with the fewest runs: a consumer with money at stake and
+# the order service (front door, outbox relay, deadline sweep) killed, each with one process.
+SERVER_BUS_KILLS = ("payment", "order")
+SERVER_BUSES = [
+    pytest.param("nats", marks=pytest.mark.natsbus),
+    pytest.param("redis", marks=pytest.mark.redisbus),
+]
 # How long a fault lasts: a deliberate outage window, not a wait for a condition.
 OUTAGE_S = 3.0
 
@@ -73,7 +77,10 @@ def assert_intact(tally: Tally, expected_dlq: int = 0, refunds_expected: bool = 
     ("bus", "replicas"),
     [
         *(pytest.param("rabbitmq", n, id=f"rabbitmq-x{n}") for n in (1, 2)),
-        pytest.param("nats", 1, id="nats-x1", marks=pytest.mark.natsbus),
+        *(
+            pytest.param(b.values[0], 1, id=f"{b.values[0]}-x1", marks=b.marks)
+            for b in SERVER_BUSES
+        ),
     ],
 )
 async def test_broker_restart_mid_batch(
@@ -81,8 +88,10 @@ async def test_broker_restart_mid_batch(
 ) -> None:
     """The bus server stops for OUTAGE_S and starts again, a server of the test's own (the
     project never stops the shared ones): RabbitMQ's app on a private node; on NATS a
-    nats-server stopped by its PID and started again on its port and store directory. The
-    server is requested first so that it stops last, after the pipeline."""
+    nats-server stopped by its PID and started again on its port and store directory; on Redis
+    a bus Redis SIGKILLed (appendfsync always: what it acknowledged is on disk) and started
+    again on its port and directory. The server is requested first so that it stops last,
+    after the pipeline."""
     chaos = make_chaos(replicas=replicas, **private_bus.options())
 
     async def restart_bus() -> None:
@@ -98,8 +107,9 @@ async def test_broker_restart_mid_batch(
         *(pytest.param(s, 1, "rabbitmq", id=f"{s}-x1") for s in SERVICES),
         *(pytest.param(s, 2, "rabbitmq", id=f"{s}-x2") for s in TWO_REPLICA_KILLS),
         *(
-            pytest.param(s, 1, "nats", id=f"{s}-x1-nats", marks=pytest.mark.natsbus)
-            for s in NATS_KILLS
+            pytest.param(s, 1, b.values[0], id=f"{s}-x1-{b.values[0]}", marks=b.marks)
+            for b in SERVER_BUSES
+            for s in SERVER_BUS_KILLS
         ),
     ],
 )
@@ -154,9 +164,11 @@ async def test_every_message_delivered_twice(make_chaos: MakeChaos, bus: str) ->
     the test also stores every event a second time under another Nats-Msg-Id (`Duplicator`:
     a publisher without the event id as message id, or one past the window), which JetStream
     does deliver twice; and it checks that the outbox's own copies were dropped: the stream
-    holds each event exactly twice, the original and the Duplicator's, not three times."""
+    holds each event exactly twice, the original and the Duplicator's, not three times. Redis
+    de-duplicates nothing: both of the outbox's XADDs are delivered, as on RabbitMQ."""
     chaos = make_chaos(extra_env={"OUTBOX_PUBLISH_COPIES": "2"})
-    duplicator = Duplicator(chaos.nats.url) if chaos.nats is not None else None
+    nats = chaos.server if isinstance(chaos.server, PrivateNats) else None
+    duplicator = Duplicator(nats.url) if nats is not None else None
     async with contextlib.AsyncExitStack() as duplicating:
         if duplicator is not None:
             await duplicating.enter_async_context(duplicator.running())
@@ -168,10 +180,10 @@ async def test_every_message_delivered_twice(make_chaos: MakeChaos, bus: str) ->
     assert consumed >= 2 * tally.orders
     # The outbox did publish every event twice.
     assert await published_count(chaos, "order", "OrderPlaced") >= 2 * tally.orders
-    if chaos.nats is not None:
+    if nats is not None:
         assert duplicator is not None
         assert duplicator.failures == []
-        stored = await NatsProbe(chaos.nats.url).stored("OrderPlaced")
+        stored = await nats.probe().stored("OrderPlaced")
         assert stored == 2 * tally.orders
 
 
