@@ -184,7 +184,7 @@ def _send(service: str, cls: type[Event]) -> dict[str, Any]:
             f"(at least once; a repeat within {DEFAULT_DUPLICATE_WINDOW_S:.0f} s, "
             "NATS_DUPLICATE_WINDOW_S, is stored once)."
         ),
-        **_references(cls.event_type, cls.event_type),
+        **channel_references(cls.event_type, cls.event_type),
     }
 
 
@@ -206,7 +206,7 @@ def _queue_operations(service: str, queue: str, cls: type[Event]) -> dict[str, A
                 f"{DEFAULT_RETRY_JITTER:.0%}) through `{retry_subject(queue)}`, then goes to "
                 f"`{dlq}`."
             ),
-            **_references(name, name),
+            **channel_references(name, name),
             "x-jetstream": {
                 "durable": consumer_name(queue),
                 "ackPolicy": "explicit",
@@ -222,18 +222,19 @@ def _queue_operations(service: str, queue: str, cls: type[Event]) -> dict[str, A
                 f"`{RETRIES_STREAM}`: a copy not yet due is nak'ed with the time it still has "
                 "to wait (the schedule is the stored copy, not a sleeping consumer)."
             ),
-            **_references(retry_subject(queue), name),
+            **channel_references(retry_subject(queue), name),
         },
         f"{service}_deadLetter{name}": {
             "action": "send",
             "title": f"{service} dead-letters {name}",
             "description": "A copy with the failure story, PubAck awaited, then the ack.",
-            **_references(dlq, name),
+            **channel_references(dlq, name),
         },
     }
 
 
-def _references(channel: str, event_type: str) -> dict[str, Any]:
+def channel_references(channel: str, event_type: str) -> dict[str, Any]:
+    """An operation's channel and its message, by reference."""
     ref = f"#/channels/{_escape(channel)}"
     return {"channel": {"$ref": ref}, "messages": [{"$ref": f"{ref}/messages/{event_type}"}]}
 

@@ -7,7 +7,8 @@ Files written:
   docs/asyncapi.json                        the AsyncAPI 3.0.0 document on RabbitMQ
                                             (contracts.asyncapi)
   docs/asyncapi.<bus>.json                  the same events on another bus (EVENT_BUS):
-                                            docs/asyncapi.nats.json (contracts.asyncapi_nats)
+                                            docs/asyncapi.nats.json (contracts.asyncapi_nats),
+                                            docs/asyncapi.redis.json (contracts.asyncapi_redis)
   contracts/schemas/<EventType>.v<N>.json   the JSON Schema of each current event version
   contracts/schemas/Envelope.v1.json        the envelope's
 
@@ -34,16 +35,17 @@ from typing import Any
 
 from contracts.asyncapi import build_asyncapi
 from contracts.asyncapi_nats import build_nats_asyncapi
+from contracts.asyncapi_redis import build_redis_asyncapi
 from contracts.compat import breaking_changes
 from contracts.envelope import Envelope
 from contracts.events import EVENT_SCHEMAS, Event
 
 ASYNCAPI_PATH = "docs/asyncapi.json"
-# The AsyncAPI document of each bus (EVENT_BUS), RabbitMQ's first. Another bus adds its
-# builder here (Redis Streams: "docs/asyncapi.redis.json"); --check then covers it.
+# The AsyncAPI document of each bus (EVENT_BUS), RabbitMQ's first; --check covers each.
 ASYNCAPI_DOCUMENTS: dict[str, Callable[[], dict[str, Any]]] = {
     ASYNCAPI_PATH: build_asyncapi,
     "docs/asyncapi.nats.json": build_nats_asyncapi,
+    "docs/asyncapi.redis.json": build_redis_asyncapi,
 }
 SCHEMAS_DIR = "contracts/schemas"
 ENVELOPE_TYPE = "Envelope"

@@ -157,6 +157,7 @@ def test_write_then_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     missing = capsys.readouterr().err
     assert "docs/asyncapi.json: missing" in missing
     assert "docs/asyncapi.nats.json: missing" in missing
+    assert "docs/asyncapi.redis.json: missing" in missing
     assert main(["--root", str(tmp_path)]) == 0
     assert main(["--root", str(tmp_path), "--check"]) == 0
     assert main(["--root", str(tmp_path)]) == 0
