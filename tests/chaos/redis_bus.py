@@ -100,11 +100,18 @@ class PrivateRedis:
         self.process = None
 
     async def restart(self, outage_s: float) -> None:
+        before = await self.run_id()
         await asyncio.to_thread(self.kill)
         try:
             await asyncio.sleep(outage_s)
         finally:
             await asyncio.to_thread(self.start)
+        assert await self.run_id() != before, "the bus Redis was not restarted"
+
+    async def run_id(self) -> str:
+        """The server's id for this run of it: a restarted server has another."""
+        async with bus_client(self.url) as client:
+            return str((await client.info("server"))["run_id"])
 
 
 @contextlib.asynccontextmanager
