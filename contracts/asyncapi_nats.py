@@ -14,17 +14,19 @@ from __future__ import annotations
 from typing import Any
 
 from contracts.asyncapi import (
-    ASYNCAPI_VERSION,
-    CONTENT_TYPE,
     DEFAULT_DELIVERY_LIMIT,
     DEFAULT_RETRY_DELAYS_MS,
     DEFAULT_RETRY_JITTER,
-    DOCUMENT_VERSION,
     SCHEMA_VERSION_HEADER,
-    build_asyncapi,
+)
+from contracts.asyncapi_bus import (
+    BusDocument,
+    build_bus_asyncapi,
+    channel_references,
+    text_headers_message,
 )
 from contracts.events import Event
-from contracts.topology import PUBLICATIONS, SUBSCRIPTIONS, dead_letter_queue_name, queue_name
+from contracts.topology import dead_letter_queue_name
 
 EVENTS_STREAM = "EVENTS"
 RETRIES_STREAM = "RETRIES"
@@ -69,31 +71,11 @@ def retry_subject(queue: str) -> str:
 
 
 def build_nats_asyncapi() -> dict[str, Any]:
-    rabbit = build_asyncapi()
-    messages = {name: _message(m) for name, m in rabbit["components"]["messages"].items()}
-    channels = {
-        name: _event_channel(name, channel["address"], channel["messages"])
-        for name, channel in rabbit["channels"].items()
-    }
-    operations: dict[str, Any] = {}
-    for service, published in PUBLICATIONS.items():
-        for cls in published:
-            operations[f"{service}_send{cls.event_type}"] = _send(service, cls)
-    for service, consumed in SUBSCRIPTIONS.items():
-        for cls in consumed:
-            queue = queue_name(service, cls.event_type)
-            channels.update(_queue_channels(queue, cls))
-            operations.update(_queue_operations(service, queue, cls))
-    return {
-        "asyncapi": ASYNCAPI_VERSION,
-        "info": {
-            "title": "Order pipeline events on NATS JetStream",
-            "version": DOCUMENT_VERSION,
-            "description": _DESCRIPTION,
-        },
-        "defaultContentType": CONTENT_TYPE,
-        "servers": {
-            "local": {
+    return build_bus_asyncapi(
+        BusDocument(
+            title="Order pipeline events on NATS JetStream",
+            description=_DESCRIPTION,
+            server={
                 "host": "127.0.0.1:4222",
                 "protocol": "nats",
                 "description": (
@@ -102,28 +84,20 @@ def build_nats_asyncapi() -> dict[str, Any]:
                     "their server with EVENT_BUS_URL; the streams and subjects below are the "
                     "same everywhere."
                 ),
-            }
-        },
-        "channels": channels,
-        "operations": operations,
-        "components": {
-            "schemas": rabbit["components"]["schemas"],
-            "messages": messages,
-        },
-    }
+            },
+            message=_message,
+            event_channel=_event_channel,
+            send=_send,
+            queue_channels=_queue_channels,
+            queue_operations=_queue_operations,
+        )
+    )
 
 
-def _message(rabbit_message: dict[str, Any]) -> dict[str, Any]:
-    message = {key: value for key, value in rabbit_message.items() if key != "bindings"}
-    version = rabbit_message["headers"]["properties"][SCHEMA_VERSION_HEADER]["const"]
-    properties: dict[str, Any] = {
-        name: {"type": "string", "description": text} for name, text in PROPERTY_HEADERS.items()
-    }
-    properties[SCHEMA_VERSION_HEADER] = {
-        "type": "string",
-        "const": str(version),
-        "description": "The envelope's schema_version, JSON-encoded.",
-    }
+def _message(_: str, rabbit_message: dict[str, Any]) -> dict[str, Any]:
+    message, properties = text_headers_message(
+        rabbit_message, PROPERTY_HEADERS, SCHEMA_VERSION_HEADER
+    )
     message["headers"] = {
         "type": "object",
         "properties": properties,
@@ -132,12 +106,12 @@ def _message(rabbit_message: dict[str, Any]) -> dict[str, Any]:
     return message
 
 
-def _event_channel(event_type: str, subject: str, messages: dict[str, Any]) -> dict[str, Any]:
+def _event_channel(event_type: str, rabbit_channel: dict[str, Any]) -> dict[str, Any]:
     return {
-        "address": subject,
+        "address": rabbit_channel["address"],
         "title": f"{event_type} subject",
         "description": f"Subject of {event_type} in the `{EVENTS_STREAM}` stream.",
-        "messages": messages,
+        "messages": rabbit_channel["messages"],
         "x-jetstream": {"stream": EVENTS_STREAM, "storage": "file", "retention": "limits"},
     }
 
@@ -231,14 +205,3 @@ def _queue_operations(service: str, queue: str, cls: type[Event]) -> dict[str, A
             **channel_references(dlq, name),
         },
     }
-
-
-def channel_references(channel: str, event_type: str) -> dict[str, Any]:
-    """An operation's channel and its message, by reference."""
-    ref = f"#/channels/{_escape(channel)}"
-    return {"channel": {"$ref": ref}, "messages": [{"$ref": f"{ref}/messages/{event_type}"}]}
-
-
-def _escape(key: str) -> str:
-    """A JSON pointer token (RFC 6901)."""
-    return key.replace("~", "~0").replace("/", "~1")

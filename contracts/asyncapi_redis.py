@@ -16,24 +16,19 @@ from __future__ import annotations
 from typing import Any
 
 from contracts.asyncapi import (
-    ASYNCAPI_VERSION,
-    CONTENT_TYPE,
     DEFAULT_DELIVERY_LIMIT,
     DEFAULT_RETRY_DELAYS_MS,
     DEFAULT_RETRY_JITTER,
-    DOCUMENT_VERSION,
     SCHEMA_VERSION_HEADER,
-    build_asyncapi,
 )
-from contracts.asyncapi_nats import channel_references
+from contracts.asyncapi_bus import (
+    BusDocument,
+    build_bus_asyncapi,
+    channel_references,
+    text_headers_message,
+)
 from contracts.events import Event
-from contracts.topology import (
-    PUBLICATIONS,
-    SUBSCRIPTIONS,
-    dead_letter_queue_name,
-    exchange_name,
-    queue_name,
-)
+from contracts.topology import SUBSCRIPTIONS, dead_letter_queue_name, exchange_name, queue_name
 
 HEADER_PREFIX = "h:"
 BODY_FIELD = "body"
@@ -97,31 +92,11 @@ def header_field(header: str) -> str:
 
 
 def build_redis_asyncapi() -> dict[str, Any]:
-    rabbit = build_asyncapi()
-    messages = {name: _message(name, m) for name, m in rabbit["components"]["messages"].items()}
-    channels = {
-        name: _event_channel(name, channel["messages"])
-        for name, channel in rabbit["channels"].items()
-    }
-    operations: dict[str, Any] = {}
-    for service, published in PUBLICATIONS.items():
-        for cls in published:
-            operations[f"{service}_send{cls.event_type}"] = _send(service, cls)
-    for service, consumed in SUBSCRIPTIONS.items():
-        for cls in consumed:
-            queue = queue_name(service, cls.event_type)
-            channels.update(_queue_channels(queue, cls))
-            operations.update(_queue_operations(service, queue, cls))
-    return {
-        "asyncapi": ASYNCAPI_VERSION,
-        "info": {
-            "title": "Order pipeline events on Redis Streams",
-            "version": DOCUMENT_VERSION,
-            "description": _DESCRIPTION,
-        },
-        "defaultContentType": CONTENT_TYPE,
-        "servers": {
-            "local": {
+    return build_bus_asyncapi(
+        BusDocument(
+            title="Order pipeline events on Redis Streams",
+            description=_DESCRIPTION,
+            server={
                 "host": "127.0.0.1:6380",
                 "pathname": "/0",
                 "protocol": "redis",
@@ -131,30 +106,22 @@ def build_redis_asyncapi() -> dict[str, Any]:
                     "never the cache's Redis. Other environments point the services at theirs "
                     "with EVENT_BUS_URL; the keys below are the same everywhere."
                 ),
-            }
-        },
-        "channels": channels,
-        "operations": operations,
-        "components": {
-            "schemas": rabbit["components"]["schemas"],
-            "messages": messages,
-        },
-    }
+            },
+            message=_message,
+            event_channel=_event_channel,
+            send=_send,
+            queue_channels=_queue_channels,
+            queue_operations=_queue_operations,
+        )
+    )
 
 
 def _message(event_type: str, rabbit_message: dict[str, Any]) -> dict[str, Any]:
-    message = {key: value for key, value in rabbit_message.items() if key != "bindings"}
-    version = rabbit_message["headers"]["properties"][SCHEMA_VERSION_HEADER]["const"]
-    properties: dict[str, Any] = {
-        name: {"type": "string", "description": text} for name, text in PROPERTY_FIELDS.items()
-    }
+    message, properties = text_headers_message(
+        rabbit_message, PROPERTY_FIELDS, header_field(SCHEMA_VERSION_HEADER)
+    )
     properties["type"]["const"] = event_type
     properties["exchange"]["const"] = exchange_name(event_type)
-    properties[header_field(SCHEMA_VERSION_HEADER)] = {
-        "type": "string",
-        "const": str(version),
-        "description": "The envelope's schema_version, JSON-encoded.",
-    }
     properties[header_field("traceparent")] = {
         "type": "string",
         "description": "The W3C trace context of the publish, JSON-encoded.",
@@ -173,7 +140,7 @@ def _message(event_type: str, rabbit_message: dict[str, Any]) -> dict[str, Any]:
     return message
 
 
-def _event_channel(event_type: str, messages: dict[str, Any]) -> dict[str, Any]:
+def _event_channel(event_type: str, rabbit_channel: dict[str, Any]) -> dict[str, Any]:
     stream = exchange_name(event_type)
     groups = [
         queue_name(service, event_type)
@@ -186,7 +153,7 @@ def _event_channel(event_type: str, messages: dict[str, Any]) -> dict[str, Any]:
         "description": (
             f"Stream of {event_type}; every consumer group on it gets each entry (the fanout)."
         ),
-        "messages": messages,
+        "messages": rabbit_channel["messages"],
         "x-redis": {"type": "stream", "consumerGroups": groups, "groupsStartAt": "$"},
     }
 

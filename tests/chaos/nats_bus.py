@@ -20,7 +20,7 @@ from contracts.topology import SUBSCRIPTIONS, dead_letter_queue_name
 from infra import devstack
 from infra.messaging.jetstream import wire
 from infra.messaging.jetstream.names import Names, consumer_name, retry_consumer_name
-from tests.chaos.buses import Letter, work_queues
+from tests.chaos.buses import Letter, stop_process, work_queues
 
 STOP_TIMEOUT_S = 15.0
 # A killed consumer's deliveries come back after the ack wait (RabbitMQ requeues them when its
@@ -50,17 +50,9 @@ class PrivateNats:
         self.process = devstack.start_nats(self.port, self.store_dir)
 
     def stop(self) -> None:
-        """SIGTERM (a clean shutdown, as the RabbitMQ fault's stop_app), SIGKILL past the
-        timeout."""
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
+        if self.process is not None:
+            stop_process(self.process, STOP_TIMEOUT_S)
+            self.process = None
 
     async def restart(self, outage_s: float) -> None:
         await asyncio.to_thread(self.stop)

@@ -25,7 +25,7 @@ from infra import devstack
 from infra.devstack.redis_bus import bus_redis_command
 from infra.messaging.redisbus.fields import from_fields
 from infra.messaging.redisbus.keys import Keys
-from tests.chaos.buses import Letter, work_queue_events
+from tests.chaos.buses import Letter, stop_process, work_queue_events
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
@@ -88,16 +88,9 @@ class PrivateRedis:
             self.process = None
 
     def stop(self) -> None:
-        """SIGTERM (a clean shutdown), SIGKILL past the timeout."""
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
+        if self.process is not None:
+            stop_process(self.process, STOP_TIMEOUT_S)
+            self.process = None
 
     async def restart(self, outage_s: float) -> None:
         before = await self.run_id()
