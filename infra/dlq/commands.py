@@ -139,26 +139,17 @@ def print_dry_run(
 ) -> int:
     """What `replay --dry-run` prints on every bus, from the letters read in queue order."""
     chosen = [letter for letter in letters if letter.matches(filters)][:limit]
+    moves = [
+        (letter.event_id, letter.event_type, to or letter.target(queue), letter.reason)
+        for letter in chosen
+    ]
     if as_json:
-        would = [
-            {
-                "event_id": letter.event_id,
-                "event_type": letter.event_type,
-                "target": to or letter.target(queue),
-                "reason": letter.reason,
-            }
-            for letter in chosen
-        ]
+        keys = ("event_id", "event_type", "target", "reason")
+        would = [dict(zip(keys, move, strict=True)) for move in moves]
         print_json({"queue": queue, "dry_run": True, "read": len(letters), "would_move": would})
         return 0
     rows = [
-        [
-            letter.event_id,
-            letter.event_type,
-            to or letter.target(queue) or "? (needs --to)",
-            letter.reason,
-        ]
-        for letter in chosen
+        [event_id, kind, target or "? (needs --to)", why] for event_id, kind, target, why in moves
     ]
     if rows:
         print(render.table(["EVENT ID", "EVENT TYPE", "WOULD MOVE TO", "REASON"], rows))
