@@ -92,7 +92,10 @@ def replay_messages(
         if to is not None:
             api.queue(to)
         if dry_run:
-            return _dry_run(api, queue, filters, limit, to, as_json)
+            # Read through the management API (everything requeued, in order), then apply
+            # exactly the selection a real replay would: the first `limit` that match, in order.
+            letters = _peek(api, queue, limit or WHOLE_READ_LIMIT)
+            return print_dry_run(letters, queue, filters, limit, to, as_json)
     show_bar = sys.stderr.isatty() if progress is None else progress
     result = asyncio.run(replay(target.amqp_url, queue, filters, limit, to, show_bar))
     return print_replayed(result, queue, as_json)
@@ -113,20 +116,6 @@ def print_replayed(result: ReplayResult, queue: str, as_json: bool) -> int:
     if result.left:
         print(f"{result.left} scanned message(s) not matching stay in {queue}")
     return 0
-
-
-def _dry_run(
-    api: Management,
-    queue: str,
-    filters: list[Filter],
-    limit: int | None,
-    to: str | None,
-    as_json: bool,
-) -> int:
-    # Read through the management API (everything requeued, in order), then apply exactly
-    # the selection a real replay would: the first `limit` letters that match, in order.
-    letters = _peek(api, queue, limit or WHOLE_READ_LIMIT)
-    return print_dry_run(letters, queue, filters, limit, to, as_json)
 
 
 def print_dry_run(
