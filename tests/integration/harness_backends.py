@@ -19,7 +19,7 @@ from infra.messaging.jetstream import wire
 from infra.messaging.jetstream.bus import JetStreamBus
 from infra.messaging.jetstream.subscriber import JetStreamSubscriber
 from infra.messaging.topology import quorum_arguments
-from infra.messaging.transport import Subscriber
+from infra.messaging.transport import Publisher, Subscriber
 from infra.settings import AmqpSettings
 from infra.testing import InMemoryBus, Settled
 from tests.integration.waiting import eventually
@@ -76,12 +76,16 @@ class BusBackend:
     """A backend on a real bus: the runtime's subscriber there, and the settlements the
     test's hooks record."""
 
-    def __init__(self, consumer: Subscriber) -> None:
+    def __init__(self, consumer: Subscriber, publisher: Publisher) -> None:
         self.consumer = consumer
+        self.publisher = publisher
         self.settled: list[Settled] = []
 
     async def subscribe(self, event_type: type[Event], handler: Handler) -> str:
         return await self.consumer.subscribe(event_type, handler)
+
+    async def publish(self, envelope: Envelope) -> None:
+        await self.publisher.publish(envelope)
 
     async def settle(self, count: int) -> list[Settled]:
         await eventually(lambda: len(self.settled) >= count, timeout_s=15)
@@ -91,11 +95,8 @@ class BusBackend:
 
 class RabbitBackend(BusBackend):
     def __init__(self, broker: Broker) -> None:
-        super().__init__(Consumer(broker, SERVICE, HARNESS_AMQP))
+        super().__init__(Consumer(broker, SERVICE, HARNESS_AMQP), broker)
         self.broker = broker
-
-    async def publish(self, envelope: Envelope) -> None:
-        await self.broker.publish(envelope)
 
     async def deliver_again(self, envelope: Envelope) -> None:
         await self.broker.publish(envelope)
@@ -123,11 +124,8 @@ class RabbitBackend(BusBackend):
 
 class NatsBackend(BusBackend):
     def __init__(self, bus: JetStreamBus) -> None:
-        super().__init__(JetStreamSubscriber(bus, SERVICE, HARNESS_AMQP))
+        super().__init__(JetStreamSubscriber(bus, SERVICE, HARNESS_AMQP), bus)
         self.bus = bus
-
-    async def publish(self, envelope: Envelope) -> None:
-        await self.bus.publish(envelope)
 
     async def deliver_again(self, envelope: Envelope) -> None:
         # Published again under its own event id, the stream would de-duplicate it: the same

@@ -40,11 +40,8 @@ class RedisBackend(BusBackend):
     def __init__(self, url: str, service: str, namespace: str, amqp: AmqpSettings) -> None:
         settled: list[Settled] = []
         self.transport = redis_transport(url, service, namespace, settled, amqp)
-        super().__init__(self.transport.subscriber)
+        super().__init__(self.transport.subscriber, self.transport.publisher)
         self.settled = settled
-
-    async def publish(self, envelope: Envelope) -> None:
-        await self.transport.publisher.publish(envelope)
 
     async def deliver_again(self, envelope: Envelope) -> None:
         # A stream keeps every XADD: the same event published again is delivered again.
