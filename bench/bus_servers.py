@@ -29,7 +29,7 @@ from infra.devstack import Management
 from infra.devstack.redis_bus import bus_redis_command
 from infra.messaging.broker import Broker
 from infra.messaging.consumer import Consumer
-from infra.messaging.transport import Transport
+from infra.messaging.transport import OneConnectionTransport, Transport
 from infra.settings import AmqpSettings, NatsSettings, RedisBusSettings
 
 # A service whose queues keep the published events routable (RabbitMQ's mandatory flag, the
@@ -57,18 +57,6 @@ class Bus(Protocol):
     async def close(self) -> None: ...
 
 
-class _RabbitTransport:
-    def __init__(self, url: str, service: str, amqp: AmqpSettings) -> None:
-        self.publisher = Broker(url, service)
-        self.subscriber = Consumer(self.publisher, service, amqp)
-
-    async def connect(self) -> None:
-        await self.publisher.connect()
-
-    async def close(self) -> None:
-        await self.publisher.close()
-
-
 class RabbitBus:
     name = "rabbitmq"
 
@@ -76,7 +64,8 @@ class RabbitBus:
         self.url = url
 
     def transport(self, service: str, amqp: AmqpSettings) -> Transport:
-        return _RabbitTransport(self.url, service, amqp)
+        broker = Broker(self.url, service)
+        return OneConnectionTransport(broker, Consumer(broker, service, amqp))
 
     async def settings(self) -> str:
         """The sink queue as the management API describes it."""
@@ -110,21 +99,6 @@ class RabbitBus:
         return None
 
 
-class _NatsTransport:
-    def __init__(self, url: str, service: str, nats: NatsSettings, amqp: AmqpSettings) -> None:
-        from infra.messaging.jetstream.bus import JetStreamBus
-        from infra.messaging.jetstream.subscriber import JetStreamSubscriber
-
-        self.publisher = JetStreamBus(url, service, nats)
-        self.subscriber = JetStreamSubscriber(self.publisher, service, amqp)
-
-    async def connect(self) -> None:
-        await self.publisher.connect()
-
-    async def close(self) -> None:
-        await self.publisher.close()
-
-
 class NatsBus:
     name = "nats"
 
@@ -133,7 +107,11 @@ class NatsBus:
         self.nats = NatsSettings(prefix=f"bench-{uuid.uuid4().hex[:8]}")
 
     def transport(self, service: str, amqp: AmqpSettings) -> Transport:
-        return _NatsTransport(self.url, service, self.nats, amqp)
+        from infra.messaging.jetstream.bus import JetStreamBus
+        from infra.messaging.jetstream.subscriber import JetStreamSubscriber
+
+        bus = JetStreamBus(self.url, service, self.nats)
+        return OneConnectionTransport(bus, JetStreamSubscriber(bus, service, amqp))
 
     async def _js(self) -> Any:
         import nats

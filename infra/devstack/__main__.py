@@ -40,7 +40,8 @@ from infra.devstack import (
     secantus_url,
     wait_until,
 )
-from infra.devstack.nats_server import DEFAULT_NATS_URL, Outcome
+from infra.devstack._util import Outcome
+from infra.devstack.nats_server import DEFAULT_NATS_URL
 from infra.devstack.prometheus import prometheus_command, write_local_files
 from infra.devstack.redis_bus import ensure_bus_redis
 from infra.devstack.tools import ensure_test_tools

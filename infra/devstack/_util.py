@@ -12,9 +12,13 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from typing import Literal
 from urllib.parse import urlsplit
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+# What an `ensure_*` of a server did: found it answering, started it, or installed it first.
+Outcome = Literal["running", "started", "installed"]
 
 
 class DevstackError(RuntimeError):
@@ -102,3 +106,13 @@ def apt_install(*packages: str) -> None:
             subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL, timeout=900)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
             raise DevstackError(f"`{' '.join(cmd)}` failed: {exc}") from exc
+
+
+def install_server(package: str, answers: Callable[[], bool]) -> tuple[Outcome, bool]:
+    """Install the Debian package of a local server when its binary is missing. Returns the
+    outcome a start that follows reports ("installed", else "started") and whether the server
+    already answers: a package's init script may start it on install."""
+    if have(package):
+        return "started", False
+    apt_install(package)
+    return "installed", answers()

@@ -10,13 +10,14 @@ import shutil
 import socket
 import subprocess
 from pathlib import Path
-from typing import Literal
 
 from infra.devstack._util import (
     DevstackError,
+    Outcome,
     apt_install,
     have,
     host_port,
+    install_server,
     is_local,
     log,
     wait_until,
@@ -24,8 +25,6 @@ from infra.devstack._util import (
 
 START_TIMEOUT = 30.0
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
-
-Outcome = Literal["running", "started", "installed"]
 
 
 def server_info(nats_url: str) -> dict[str, object] | None:
@@ -87,12 +86,9 @@ def ensure_nats(nats_url: str, store_dir: Path) -> Outcome:
         return "running"
     if not is_local(host):
         raise DevstackError(f"NATS at {host}:{port} is not answering (check EVENT_BUS_URL)")
-    outcome: Outcome = "started"
-    if not have("nats-server"):
-        apt_install("nats-server")
-        outcome = "installed"
-        if nats_answers(nats_url):  # the package's service may have started it
-            return outcome
+    outcome, answering = install_server("nats-server", lambda: nats_answers(nats_url))
+    if answering:
+        return outcome
     process = start_nats(port, store_dir, host)
     log(f"NATS started at {host}:{port} (left running; stop with `kill {process.pid}`)")
     return outcome

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Literal
 from urllib.parse import quote
 
 import httpx
 
 from infra.devstack._util import (
     DevstackError,
-    apt_install,
+    Outcome,
     have,
     host_port,
+    install_server,
     is_local,
     log,
     root_prefix,
@@ -36,8 +36,6 @@ PLUGINS = (
 )
 PROMETHEUS_PORT = 15692
 START_TIMEOUT = 60.0
-
-Outcome = Literal["running", "started", "installed"]
 
 
 @dataclass(frozen=True)
@@ -129,15 +127,11 @@ def ensure_rabbitmq(amqp_url: str, mgmt: Management | None = None) -> Outcome:
     if not local:
         raise DevstackError(f"RabbitMQ at {host}:{port} is not reachable (check AMQP_URL)")
 
-    outcome: Outcome = "started"
-    if not have("rabbitmq-server"):
-        apt_install("rabbitmq-server")
-        outcome = "installed"
-        # The Debian package may have started the node already through its init script.
-        if tcp_open(host, port):
-            ensure_rabbitmq(amqp_url, mgmt)
-            return outcome
-    elif _ping():
+    outcome, answering = install_server("rabbitmq-server", lambda: tcp_open(host, port))
+    if answering:
+        ensure_rabbitmq(amqp_url, mgmt)  # the plugins, as for a node found running
+        return outcome
+    if outcome == "started" and _ping():
         raise DevstackError(f"a RabbitMQ node is running here but {host}:{port} is closed")
 
     # Enabling offline before boot means the management listener comes up with the node.

@@ -8,12 +8,8 @@ from pathlib import Path
 
 import redis
 
-from infra.devstack._util import (
-    DevstackError,
-    host_port,
-    log,
-)
-from infra.devstack.redis_server import Outcome, redis_answers, start_local_redis
+from infra.devstack._util import DevstackError, Outcome, host_port, log
+from infra.devstack.redis_server import redis_answers, start_local_redis
 
 DEFAULT_BUS_PORT = 6380
 

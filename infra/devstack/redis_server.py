@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import shlex
-from typing import Literal
 
 import redis
 
 from infra.devstack._util import (
     DevstackError,
-    apt_install,
-    have,
+    Outcome,
     host_port,
+    install_server,
     is_local,
     log,
     run,
@@ -19,8 +18,6 @@ from infra.devstack._util import (
 )
 
 START_TIMEOUT = 30.0
-
-Outcome = Literal["running", "started", "installed"]
 
 
 def redis_answers(redis_url: str) -> bool:
@@ -50,13 +47,10 @@ def start_local_redis(redis_url: str, options: list[str], what: str) -> Outcome:
     host, port = host_port(redis_url, 6379)
     if not is_local(host):
         raise DevstackError(f"{what} at {host}:{port} is not answering PING")
-    outcome: Outcome = "started"
-    if not have("redis-server"):
-        apt_install("redis-server")
-        outcome = "installed"
-        if redis_answers(redis_url):  # the package's init script may have started it
-            log(f"{what} installed and running at {host}:{port}")
-            return outcome
+    outcome, answering = install_server("redis-server", lambda: redis_answers(redis_url))
+    if answering:
+        log(f"{what} installed and running at {host}:{port}")
+        return outcome
     cmd = ["redis-server", *options]
     log(f"starting {shlex.join(cmd)}")
     result = run(cmd, timeout=15)

@@ -73,32 +73,29 @@ def _connection_options() -> argparse.ArgumentParser:
         default=os.environ.get("EVENT_BUS", "rabbitmq"),
         help="the event bus (env EVENT_BUS, else rabbitmq)",
     )
-    nats = options.add_argument_group("EVENT_BUS=nats")
-    nats.add_argument(
-        "--nats-url",
-        default=os.environ.get("EVENT_BUS_URL") or DEFAULT_BUS_URLS["nats"],
-        help="NATS server (env EVENT_BUS_URL, else nats://127.0.0.1:4222)",
-    )
-    nats.add_argument(
-        "--nats-prefix",
-        default=os.environ.get("NATS_PREFIX", ""),
-        help="the pipeline's stream prefix (env NATS_PREFIX)",
-    )
-    redis = options.add_argument_group("EVENT_BUS=redis")
-    redis.add_argument(
-        "--redis-url",
-        default=os.environ.get("EVENT_BUS_URL") or DEFAULT_BUS_URLS["redis"],
-        help=f"the bus Redis (env EVENT_BUS_URL, else {DEFAULT_BUS_URLS['redis']})",
-    )
-    redis.add_argument(
-        "--redis-namespace",
-        default=os.environ.get("EVENT_BUS_REDIS_NAMESPACE", ""),
-        help="the pipeline's key namespace (env EVENT_BUS_REDIS_NAMESPACE)",
-    )
+    _stream_bus_options(options, "nats", "prefix", "NATS_PREFIX", "stream prefix")
+    _stream_bus_options(options, "redis", "namespace", "EVENT_BUS_REDIS_NAMESPACE", "key namespace")
     options.add_argument(
         "--json", action="store_true", help="machine-readable output on stdout (JSON)"
     )
     return options
+
+
+def _stream_bus_options(
+    options: argparse.ArgumentParser, bus: str, scope: str, scope_env: str, scope_what: str
+) -> None:
+    """--<bus>-url and --<bus>-<scope>: where a stream bus is and which pipeline's part of it."""
+    group = options.add_argument_group(f"EVENT_BUS={bus}")
+    group.add_argument(
+        f"--{bus}-url",
+        default=os.environ.get("EVENT_BUS_URL") or DEFAULT_BUS_URLS[bus],
+        help=f"the bus server (env EVENT_BUS_URL, else {DEFAULT_BUS_URLS[bus]})",
+    )
+    group.add_argument(
+        f"--{bus}-{scope}",
+        default=os.environ.get(scope_env, ""),
+        help=f"the pipeline's {scope_what} (env {scope_env})",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -191,15 +188,15 @@ def _on_stream_bus(args: argparse.Namespace) -> int:
 
     bus: bus_commands.DeadLetters
     if args.bus == "nats":
-        from infra.dlq.jetstream import NatsDeadLetters
+        from infra.dlq import jetstream
         from infra.messaging.jetstream.names import Names
 
-        bus = NatsDeadLetters(args.nats_url, Names(args.nats_prefix))
+        bus = bus_commands.DeadLetters(jetstream, args.nats_url, Names(args.nats_prefix))
     else:
-        from infra.dlq.redis_streams import RedisDeadLetters
+        from infra.dlq import redis_streams
         from infra.messaging.redisbus.keys import Keys
 
-        bus = RedisDeadLetters(args.redis_url, Keys(args.redis_namespace))
+        bus = bus_commands.DeadLetters(redis_streams, args.redis_url, Keys(args.redis_namespace))
     if args.command == "list":
         return bus_commands.list_queues(bus, args.all, args.json)
     if args.command == "show":

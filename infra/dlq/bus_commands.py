@@ -5,13 +5,22 @@ EVENT_BUS=redis: infra.dlq.redis_streams), printing what the RabbitMQ ones print
 from __future__ import annotations
 
 import asyncio
-import json
+from collections.abc import Awaitable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from infra.dlq import render
-from infra.dlq.commands import LETTER_HEADERS, letter_columns, print_replayed
+from infra.dlq.commands import (
+    LETTER_HEADERS,
+    confirm_purge,
+    letter_columns,
+    print_dry_run,
+    print_json,
+    print_purged,
+    print_replayed,
+)
 from infra.dlq.connection import DlqError
 from infra.dlq.letters import DLQ_SUFFIX, Filter, Letter
 from infra.dlq.replay import ReplayResult
@@ -32,23 +41,64 @@ class StoredLetter:
     letter: Letter
 
 
-class DeadLetters(Protocol):
-    """A bus's dead letters; each call connects, acts and disconnects (one CLI command)."""
+class BusOperations(Protocol):
+    """What each stream bus's module gives (infra.dlq.jetstream, infra.dlq.redis_streams): a
+    connection, and the four operations on an open connection within the pipeline's scope
+    (its stream names, its key namespace)."""
+
+    POSITION_HEADER: str  # what `show` calls a letter's position
+
+    def connect(self, url: str, /) -> AbstractAsyncContextManager[Any]: ...
+
+    def queues(self, connection: Any, scope: Any, /) -> Awaitable[list[DeadLetterQueue]]: ...
+
+    def letters(
+        self, connection: Any, scope: Any, source: str, limit: int, /
+    ) -> Awaitable[list[StoredLetter]]: ...
+
+    def replay(
+        self,
+        connection: Any,
+        scope: Any,
+        source: str,
+        filters: list[Filter],
+        limit: int | None,
+        to: str | None,
+        /,
+    ) -> Awaitable[ReplayResult]: ...
+
+    def purge(self, connection: Any, scope: Any, source: str, /) -> Awaitable[int]: ...
+
+
+@dataclass(frozen=True)
+class DeadLetters:
+    """A stream bus's dead letters; each call connects, acts and disconnects (one CLI command)."""
+
+    bus: BusOperations
+    url: str
+    scope: object
 
     @property
     def position_header(self) -> str:
-        """What `show` calls a letter's position."""
-        ...
+        return self.bus.POSITION_HEADER
 
-    async def queues(self) -> list[DeadLetterQueue]: ...
+    async def queues(self) -> list[DeadLetterQueue]:
+        async with self.bus.connect(self.url) as connection:
+            return await self.bus.queues(connection, self.scope)
 
-    async def letters(self, source: str, limit: int) -> list[StoredLetter]: ...
+    async def letters(self, source: str, limit: int) -> list[StoredLetter]:
+        async with self.bus.connect(self.url) as connection:
+            return await self.bus.letters(connection, self.scope, source, limit)
 
     async def replay(
         self, source: str, filters: list[Filter], limit: int | None, to: str | None
-    ) -> ReplayResult: ...
+    ) -> ReplayResult:
+        async with self.bus.connect(self.url) as connection:
+            return await self.bus.replay(connection, self.scope, source, filters, limit, to)
 
-    async def purge(self, source: str) -> int: ...
+    async def purge(self, source: str) -> int:
+        async with self.bus.connect(self.url) as connection:
+            return await self.bus.purge(connection, self.scope, source)
 
 
 def queue_of(source: str) -> str:
@@ -77,15 +127,11 @@ def replay_target(
     return target
 
 
-def _print_json(document: object) -> None:
-    print(json.dumps(document, indent=2, default=str))
-
-
 def list_queues(bus: DeadLetters, include_empty: bool, as_json: bool) -> int:
     dlqs = asyncio.run(bus.queues())
     shown = dlqs if include_empty else [q for q in dlqs if q.messages]
     if as_json:
-        _print_json({"queues": [asdict(q) for q in shown]})
+        print_json({"queues": [asdict(q) for q in shown]})
         return 0
     if not shown:
         print(f"no dead letters ({len(dlqs)} empty dead-letter queue(s); --all lists them)")
@@ -100,7 +146,7 @@ def show(bus: DeadLetters, queue: str, limit: int, as_json: bool) -> int:
     now = datetime.now(UTC)
     if as_json:
         messages = [s.letter.summary(queue, now) for s in stored]
-        _print_json({"queue": queue, "read": len(stored), "messages": messages})
+        print_json({"queue": queue, "read": len(stored), "messages": messages})
         return 0
     rows = [[s.position, *letter_columns(s.letter, now)] for s in stored]
     print(render.table([bus.position_header, *LETTER_HEADERS], rows))
@@ -118,46 +164,13 @@ def replay_messages(
     as_json: bool,
 ) -> int:
     if dry_run:
-        return _dry_run(
-            asyncio.run(bus.letters(queue, DRY_RUN_READ_LIMIT)), queue, filters, limit, to, as_json
-        )
+        stored = asyncio.run(bus.letters(queue, DRY_RUN_READ_LIMIT))
+        letters = [s.letter for s in stored]
+        return print_dry_run(letters, queue, filters, limit, to, as_json)
     return print_replayed(asyncio.run(bus.replay(queue, filters, limit, to)), queue, as_json)
-
-
-def _dry_run(
-    stored: list[StoredLetter],
-    queue: str,
-    filters: list[Filter],
-    limit: int | None,
-    to: str | None,
-    as_json: bool,
-) -> int:
-    chosen = [s.letter for s in stored if s.letter.matches(filters)][:limit]
-    rows = [[c.event_id, c.event_type, to or c.target(queue), c.reason] for c in chosen]
-    if as_json:
-        keys = ("event_id", "event_type", "target", "reason")
-        would = [dict(zip(keys, row, strict=True)) for row in rows]
-        _print_json({"queue": queue, "dry_run": True, "read": len(stored), "would_move": would})
-        return 0
-    if rows:
-        print(render.table(["EVENT ID", "EVENT TYPE", "WOULD MOVE TO", "REASON"], rows))
-    print(
-        f"dry run: would move {len(chosen)} of {len(stored)} message(s) from {queue};"
-        " nothing was changed"
-    )
-    return 0
 
 
 def purge_queue(bus: DeadLetters, queue: str, yes: bool, as_json: bool) -> int:
     queue_of(queue)
-    if not yes:
-        raise DlqError(
-            f"purge deletes every message in {queue!r} for good; run `show {queue}` first,"
-            " then add --yes to confirm"
-        )
-    count = asyncio.run(bus.purge(queue))
-    if as_json:
-        _print_json({"queue": queue, "purged": count})
-        return 0
-    print(f"purged {count} message(s) from {queue}")
-    return 0
+    confirm_purge(queue, yes)
+    return print_purged(asyncio.run(bus.purge(queue)), queue, as_json)

@@ -20,7 +20,7 @@ from infra.dlq.replay import ReplayResult, purge, replay
 STATS_NOTE = " (management statistics, refreshed every few seconds)"
 
 
-def _print_json(document: object) -> None:
+def print_json(document: object) -> None:
     print(json.dumps(document, indent=2, default=str))
 
 
@@ -31,7 +31,7 @@ def list_queues(target: Target, include_empty: bool, as_json: bool = False) -> i
         )
     shown = dlqs if include_empty else [q for q in dlqs if q.messages]
     if as_json:
-        _print_json({"vhost": target.vhost, "queues": [asdict(q) for q in shown]})
+        print_json({"vhost": target.vhost, "queues": [asdict(q) for q in shown]})
         return 0
     if not shown:
         hint = f" ({len(dlqs)} empty; --all lists them)" if dlqs else " (no .dlq queues)"
@@ -68,7 +68,7 @@ def show(target: Target, queue: str, limit: int, as_json: bool) -> int:
             "read": len(letters),
             "messages": [letter.summary(queue, now) for letter in shown],
         }
-        _print_json(document)
+        print_json(document)
         return 0
     rows = [[number, *letter_columns(letter, now)] for number, letter in enumerate(shown, 1)]
     headers = ["#", *LETTER_HEADERS]
@@ -92,7 +92,10 @@ def replay_messages(
         if to is not None:
             api.queue(to)
         if dry_run:
-            return _dry_run(api, queue, filters, limit, to, as_json)
+            # Read through the management API (everything requeued, in order), then apply
+            # exactly the selection a real replay would: the first `limit` that match, in order.
+            letters = _peek(api, queue, limit or WHOLE_READ_LIMIT)
+            return print_dry_run(letters, queue, filters, limit, to, as_json)
     show_bar = sys.stderr.isatty() if progress is None else progress
     result = asyncio.run(replay(target.amqp_url, queue, filters, limit, to, show_bar))
     return print_replayed(result, queue, as_json)
@@ -102,7 +105,7 @@ def print_replayed(result: ReplayResult, queue: str, as_json: bool) -> int:
     """What `replay` prints on every bus."""
     if as_json:
         moved = [asdict(m) for m in result.moved]
-        _print_json({"queue": queue, "dry_run": False, "moved": moved, "left": result.left})
+        print_json({"queue": queue, "dry_run": False, "moved": moved, "left": result.left})
         return 0
     if result.moved:
         rows = [[m.event_id, m.event_type, m.target] for m in result.moved]
@@ -115,38 +118,27 @@ def print_replayed(result: ReplayResult, queue: str, as_json: bool) -> int:
     return 0
 
 
-def _dry_run(
-    api: Management,
+def print_dry_run(
+    letters: list[Letter],
     queue: str,
     filters: list[Filter],
     limit: int | None,
     to: str | None,
     as_json: bool,
 ) -> int:
-    # Read through the management API (everything requeued, in order), then apply exactly
-    # the selection a real replay would: the first `limit` letters that match, in order.
-    letters = _peek(api, queue, limit or WHOLE_READ_LIMIT)
+    """What `replay --dry-run` prints on every bus, from the letters read in queue order."""
     chosen = [letter for letter in letters if letter.matches(filters)][:limit]
+    moves = [
+        (letter.event_id, letter.event_type, to or letter.target(queue), letter.reason)
+        for letter in chosen
+    ]
     if as_json:
-        would = [
-            {
-                "event_id": letter.event_id,
-                "event_type": letter.event_type,
-                "target": to or letter.target(queue),
-                "reason": letter.reason,
-            }
-            for letter in chosen
-        ]
-        _print_json({"queue": queue, "dry_run": True, "read": len(letters), "would_move": would})
+        keys = ("event_id", "event_type", "target", "reason")
+        would = [dict(zip(keys, move, strict=True)) for move in moves]
+        print_json({"queue": queue, "dry_run": True, "read": len(letters), "would_move": would})
         return 0
     rows = [
-        [
-            letter.event_id,
-            letter.event_type,
-            to or letter.target(queue) or "? (needs --to)",
-            letter.reason,
-        ]
-        for letter in chosen
+        [event_id, kind, target or "? (needs --to)", why] for event_id, kind, target, why in moves
     ]
     if rows:
         print(render.table(["EVENT ID", "EVENT TYPE", "WOULD MOVE TO", "REASON"], rows))
@@ -163,16 +155,25 @@ def purge_queue(target: Target, queue: str, yes: bool, force: bool, as_json: boo
             f"{queue!r} is not a dead-letter queue (its name does not end in {DLQ_SUFFIX});"
             " refusing to purge it without --force"
         )
+    confirm_purge(queue, yes)
+    with Management(target) as api:
+        api.queue(queue)
+    return print_purged(asyncio.run(purge(target.amqp_url, queue)), queue, as_json)
+
+
+def confirm_purge(queue: str, yes: bool) -> None:
+    """A purge runs only with --yes, on every bus."""
     if not yes:
         raise DlqError(
             f"purge deletes every message in {queue!r} for good; run `show {queue}` first,"
             " then add --yes to confirm"
         )
-    with Management(target) as api:
-        api.queue(queue)
-    count = asyncio.run(purge(target.amqp_url, queue))
+
+
+def print_purged(count: int, queue: str, as_json: bool) -> int:
+    """What `purge` prints on every bus."""
     if as_json:
-        _print_json({"queue": queue, "purged": count})
+        print_json({"queue": queue, "purged": count})
         return 0
     print(f"purged {count} message(s) from {queue}")
     return 0

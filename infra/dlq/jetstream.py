@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import nats
@@ -24,10 +23,12 @@ from infra.messaging.jetstream import wire
 from infra.messaging.jetstream.names import Names, retry_consumer_name
 
 CONNECT_TIMEOUT_S = 5.0
+# What `show` calls a letter's position: its sequence in the dead-letter stream.
+POSITION_HEADER = "SEQ"
 
 
 @contextlib.asynccontextmanager
-async def jetstream(url: str) -> AsyncIterator[JetStreamContext]:
+async def connect(url: str) -> AsyncIterator[JetStreamContext]:
     try:
         client = await nats.connect(
             url, connect_timeout=CONNECT_TIMEOUT_S, allow_reconnect=False, max_reconnect_attempts=0
@@ -119,30 +120,3 @@ async def purge(js: JetStreamContext, names: Names, source: str) -> int:
         raise DlqError(f"no dead-letter queue {source!r} (stream {stream})") from error
     await js.purge_stream(stream)
     return count
-
-
-@dataclass(frozen=True)
-class NatsDeadLetters:
-    """infra.dlq.bus_commands.DeadLetters on a NATS server's streams of `names`."""
-
-    url: str
-    names: Names
-    position_header: str = "SEQ"
-
-    async def queues(self) -> list[DeadLetterQueue]:
-        async with jetstream(self.url) as js:
-            return await queues(js, self.names)
-
-    async def letters(self, source: str, limit: int) -> list[StoredLetter]:
-        async with jetstream(self.url) as js:
-            return await letters(js, self.names, source, limit)
-
-    async def replay(
-        self, source: str, filters: list[Filter], limit: int | None, to: str | None
-    ) -> ReplayResult:
-        async with jetstream(self.url) as js:
-            return await replay(js, self.names, source, filters, limit, to)
-
-    async def purge(self, source: str) -> int:
-        async with jetstream(self.url) as js:
-            return await purge(js, self.names, source)

@@ -81,18 +81,18 @@ class Letter:
 
     @property
     def event_type(self) -> str:
-        return (
-            _text(self.headers.get("x-event-type"))
-            or self.type
-            or _text(self.envelope.get("event_type"))
-        )
+        return self._told("x-event-type", self.type, "event_type")
 
     @property
     def event_id(self) -> str:
+        return self._told("x-event-id", self.message_id, "event_id")
+
+    def _told(self, header: str, message_property: str | None, envelope_field: str) -> str:
+        """From the header, else the message property, else the event's envelope."""
         return (
-            _text(self.headers.get("x-event-id"))
-            or self.message_id
-            or _text(self.envelope.get("event_id"))
+            _text(self.headers.get(header))
+            or message_property
+            or _text(self.envelope.get(envelope_field))
         )
 
     @property

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +34,8 @@ from infra.messaging.redisbus.keys import Keys
 CONNECT_TIMEOUT_S = 5.0
 REPLY_TIMEOUT_S = 15.0
 PAGE = 500
+# What `show` calls a letter's position: its entry id in the dead-letter stream.
+POSITION_HEADER = "ID"
 
 # KEYS: the dead-letter stream, the target's retry stream. ARGV: the letter's id, then the
 # copy's field, value, ... Returns the copy's id, or false if the letter is gone.
@@ -47,7 +48,7 @@ return id
 
 
 @contextlib.asynccontextmanager
-async def bus_redis(url: str) -> AsyncIterator[Redis]:
+async def connect(url: str) -> AsyncIterator[Redis]:
     client = Redis.from_url(
         url, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=REPLY_TIMEOUT_S
     )
@@ -162,30 +163,3 @@ async def purge(client: Redis, keys: Keys, source: str) -> int:
     key = await _dead_letter_key(client, keys, source)
     # The key stays (an empty stream), so `list --all` still shows the queue.
     return int(await client.xtrim(key, maxlen=0, approximate=False))
-
-
-@dataclass(frozen=True)
-class RedisDeadLetters:
-    """infra.dlq.bus_commands.DeadLetters on a bus Redis's keys of `keys.namespace`."""
-
-    url: str
-    keys: Keys
-    position_header: str = "ID"
-
-    async def queues(self) -> list[DeadLetterQueue]:
-        async with bus_redis(self.url) as client:
-            return await queues(client, self.keys)
-
-    async def letters(self, source: str, limit: int) -> list[StoredLetter]:
-        async with bus_redis(self.url) as client:
-            return await letters(client, self.keys, source, limit)
-
-    async def replay(
-        self, source: str, filters: list[Filter], limit: int | None, to: str | None
-    ) -> ReplayResult:
-        async with bus_redis(self.url) as client:
-            return await replay(client, self.keys, source, filters, limit, to)
-
-    async def purge(self, source: str) -> int:
-        async with bus_redis(self.url) as client:
-            return await purge(client, self.keys, source)

@@ -26,7 +26,7 @@ from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobust
 from contracts.envelope import Envelope
 from contracts.topology import exchange_name
 from infra.messaging import codec
-from infra.messaging.errors import PublishFailed
+from infra.messaging.errors import PublishFailed, connected
 from infra.messaging.failover import FailoverConnection, Rotation, parse_amqp_urls, with_heartbeat
 from infra.messaging.hooks import Hooks, publishing
 from infra.messaging.topology import declare_event_exchange
@@ -145,15 +145,11 @@ class Broker:
 
     @property
     def connection(self) -> AbstractRobustConnection:
-        if self._connection is None:
-            raise RuntimeError("Broker.connect() was not called")
-        return self._connection
+        return connected(self._connection, "Broker")
 
     @property
     def channel(self) -> AbstractRobustChannel:
-        if self._channel is None:
-            raise RuntimeError("Broker.connect() was not called")
-        return self._channel
+        return connected(self._channel, "Broker")
 
     @property
     def is_connected(self) -> bool:

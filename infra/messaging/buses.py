@@ -4,49 +4,33 @@ from __future__ import annotations
 
 from infra.messaging.broker import Broker
 from infra.messaging.consumer import Consumer
-from infra.messaging.transport import Transport
+from infra.messaging.transport import OneConnectionTransport, Transport
 from infra.settings import RuntimeSettings
 
 
-class RabbitTransport:
+def rabbit_transport(settings: RuntimeSettings) -> OneConnectionTransport[Broker, Consumer]:
     """RabbitMQ: fanout exchanges, quorum queues, TTL delay tiers, a dead-letter exchange,
     publisher confirms (infra.messaging.broker, infra.messaging.consumer)."""
-
-    def __init__(self, settings: RuntimeSettings) -> None:
-        amqp = settings.amqp
-        self.broker = Broker(
-            settings.event_bus.resolved_url(amqp),
-            settings.service,
-            heartbeat_s=amqp.heartbeat_s,
-            reconnect_base_s=amqp.reconnect_base_s,
-            reconnect_max_s=amqp.reconnect_max_s,
-        )
-        self.consumer = Consumer(self.broker, settings.service, amqp)
-
-    @property
-    def publisher(self) -> Broker:
-        return self.broker
-
-    @property
-    def subscriber(self) -> Consumer:
-        return self.consumer
-
-    async def connect(self) -> None:
-        await self.broker.connect()
-
-    async def close(self) -> None:
-        await self.broker.close()
+    amqp = settings.amqp
+    broker = Broker(
+        settings.event_bus.resolved_url(amqp),
+        settings.service,
+        heartbeat_s=amqp.heartbeat_s,
+        reconnect_base_s=amqp.reconnect_base_s,
+        reconnect_max_s=amqp.reconnect_max_s,
+    )
+    return OneConnectionTransport(broker, Consumer(broker, settings.service, amqp))
 
 
 def create_transport(settings: RuntimeSettings) -> Transport:
     kind = settings.event_bus.kind
     if kind == "rabbitmq":
-        return RabbitTransport(settings)
+        return rabbit_transport(settings)
     if kind == "nats":
         # Imported here: nats-py is needed only by processes that run on NATS.
-        from infra.messaging.jetstream.transport import NatsTransport
+        from infra.messaging.jetstream.transport import nats_transport
 
-        return NatsTransport(settings)
+        return nats_transport(settings)
     if kind == "redis":
         # Imported here: a RabbitMQ deployment never loads the Redis bus.
         from infra.messaging.redisbus import RedisTransport

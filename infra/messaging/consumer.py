@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
@@ -114,46 +115,44 @@ def inbound(message: AbstractIncomingMessage) -> Inbound:
     )
 
 
+@dataclass(frozen=True)
 class _AmqpSettlement:
     """Settles one delivery of `queue` on RabbitMQ (see dispatch.Settlement)."""
 
-    def __init__(
-        self, broker: Broker, service: str, queue: str, message: AbstractIncomingMessage
-    ) -> None:
-        self._broker = broker
-        self._service = service
-        self._queue = queue
-        self._message = message
+    broker: Broker
+    service: str
+    queue: str
+    message: AbstractIncomingMessage
 
     async def ack(self) -> None:
         try:
-            await self._message.ack()
+            await self.message.ack()
         except Exception:  # channel gone: the broker redelivers; the effect is stored already
             log.warning(
-                "ack of %s failed; it will be redelivered", self._message.message_id, exc_info=True
+                "ack of %s failed; it will be redelivered", self.message.message_id, exc_info=True
             )
 
     async def requeue(self) -> None:
         try:
-            await self._message.nack(requeue=True)
+            await self.message.nack(requeue=True)
         except Exception:  # channel gone: the broker requeues unacked deliveries by itself
             log.debug("nack failed", exc_info=True)
 
     async def reject(self) -> None:
         # The work queue's own dead-letter exchange takes it (with RabbitMQ's x-death).
         try:
-            await self._message.reject(requeue=False)
+            await self.message.reject(requeue=False)
         except Exception:  # channel gone: the broker requeues unacked deliveries itself
             log.debug("reject failed", exc_info=True)
 
     async def retry(self, delay_ms: int, headers: dict[str, Any]) -> None:
         # The routing key is the work queue: the tier dead-letters the copy back under it.
-        tier = retry_tier_name(self._service, delay_ms)
+        tier = retry_tier_name(self.service, delay_ms)
         await self._send(tier, headers)
 
     async def dead_letter(self, headers: dict[str, Any]) -> None:
         await self._send(DEAD_LETTER_EXCHANGE, headers)
 
     async def _send(self, exchange: str, headers: dict[str, Any]) -> None:
-        copy = copy_of(self._message, headers)
-        await self._broker.send(copy, exchange, self._queue, self._message.type or "")
+        copy = copy_of(self.message, headers)
+        await self.broker.send(copy, exchange, self.queue, self.message.type or "")

@@ -1,5 +1,11 @@
 """Failure kinds a handler can signal; the consumer turns each into an ack policy."""
 
+from __future__ import annotations
+
+from typing import TypeVar
+
+T = TypeVar("T")
+
 
 class PermanentFailure(Exception):
     """Retrying cannot help (bad data, a broken invariant): dead-letter at once."""
@@ -28,3 +34,10 @@ class PublishFailed(Exception):
         self.reason = reason
         self.event_type = event_type
         self.kind = kind
+
+
+def connected(value: T | None, owner: str) -> T:
+    """`value`, which `<owner>.connect()` sets; a RuntimeError before that."""
+    if value is None:
+        raise RuntimeError(f"{owner}.connect() was not called")
+    return value

@@ -16,7 +16,8 @@ same behaviour.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
 from contracts.envelope import Envelope
 from contracts.events import Event
@@ -58,3 +59,30 @@ class Transport(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class ConnectingPublisher(Publisher, Protocol):
+    """A publisher that holds the bus's one connection (RabbitMQ's Broker, JetStreamBus)."""
+
+    async def connect(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+PublisherT = TypeVar("PublisherT", bound=ConnectingPublisher)
+SubscriberT = TypeVar("SubscriberT", bound=Subscriber)
+
+
+@dataclass(frozen=True)
+class OneConnectionTransport(Generic[PublisherT, SubscriberT]):
+    """The Transport of a bus whose publisher holds the connection its subscriber consumes
+    through: connecting and closing the publisher connects and closes the bus."""
+
+    publisher: PublisherT
+    subscriber: SubscriberT
+
+    async def connect(self) -> None:
+        await self.publisher.connect()
+
+    async def close(self) -> None:
+        await self.publisher.close()

@@ -12,6 +12,7 @@ consume its queues and bind them from the exchanges it consumes and from `dead-l
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import pytest
 
@@ -107,25 +108,25 @@ def test_service_may_not_touch_another_service_queues(service: str) -> None:
                 assert not _allows(service, kind, queue), f"{service} has {kind} on {queue}"
 
 
-@pytest.mark.parametrize("service", SERVICES)
-def test_service_publishes_only_its_own_events(service: str) -> None:
-    published = published_exchanges(service)
-    for exchange in all_event_exchanges():
-        assert _allows(service, "write", exchange) == (exchange in published), (service, exchange)
+def _declared(service: str) -> set[str]:
+    return published_exchanges(service) | subscribed_exchanges(service)
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_service_declares_the_exchanges_it_publishes_or_consumes(service: str) -> None:
-    needed = published_exchanges(service) | subscribed_exchanges(service)
+@pytest.mark.parametrize(
+    ("kind", "allowed"),
+    [
+        pytest.param("write", published_exchanges, id="publishes-only-its-own-events"),
+        pytest.param("configure", _declared, id="declares-what-it-publishes-or-consumes"),
+        pytest.param("read", subscribed_exchanges, id="binds-only-from-what-it-consumes"),
+    ],
+)
+def test_service_event_exchange_permissions(
+    service: str, kind: str, allowed: Callable[[str], set[str]]
+) -> None:
+    expected = allowed(service)
     for exchange in all_event_exchanges():
-        assert _allows(service, "configure", exchange) == (exchange in needed), (service, exchange)
-
-
-@pytest.mark.parametrize("service", SERVICES)
-def test_service_binds_only_from_the_exchanges_it_consumes(service: str) -> None:
-    consumed = subscribed_exchanges(service)
-    for exchange in all_event_exchanges():
-        assert _allows(service, "read", exchange) == (exchange in consumed), (service, exchange)
+        assert _allows(service, kind, exchange) == (exchange in expected), (service, exchange)
 
 
 @pytest.mark.parametrize("service", SERVICES)

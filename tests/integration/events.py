@@ -4,6 +4,7 @@ to see which events were published."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 
 import aio_pika
 
@@ -53,3 +54,12 @@ async def collected(
 
     await eventually(fetch)
     return got
+
+
+def noting(handled: list[str]) -> Callable[[Envelope, OrderPlaced], Awaitable[None]]:
+    """An OrderPlaced handler that notes the order id of each event it handles in `handled`."""
+
+    async def handler(envelope: Envelope, event: OrderPlaced) -> None:
+        handled.append(event.order_id)
+
+    return handler

@@ -19,12 +19,15 @@ from infra.messaging.jetstream import wire
 from infra.messaging.jetstream.bus import JetStreamBus
 from infra.messaging.jetstream.subscriber import JetStreamSubscriber
 from infra.messaging.topology import quorum_arguments
+from infra.messaging.transport import Publisher, Subscriber
 from infra.settings import AmqpSettings
 from infra.testing import InMemoryBus, Settled
 from tests.integration.waiting import eventually
 
 SERVICE = "harness-check"
 DELAYS_MS = [50, 80]
+# The retry tiers of every backend on a real bus, without jitter.
+HARNESS_AMQP = AmqpSettings(retry_delays_ms=DELAYS_MS, retry_jitter=0)
 Handler = Callable[[Envelope, Any], Awaitable[None]]
 
 
@@ -69,18 +72,31 @@ class MemoryBackend:
         return letters
 
 
-class RabbitBackend:
-    def __init__(self, broker: Broker) -> None:
-        self.broker = broker
+class BusBackend:
+    """A backend on a real bus: the runtime's subscriber there, and the settlements the
+    test's hooks record."""
+
+    def __init__(self, consumer: Subscriber, publisher: Publisher) -> None:
+        self.consumer = consumer
+        self.publisher = publisher
         self.settled: list[Settled] = []
-        settings = AmqpSettings(retry_delays_ms=DELAYS_MS, retry_jitter=0)
-        self.consumer = Consumer(broker, SERVICE, settings)
 
     async def subscribe(self, event_type: type[Event], handler: Handler) -> str:
         return await self.consumer.subscribe(event_type, handler)
 
     async def publish(self, envelope: Envelope) -> None:
-        await self.broker.publish(envelope)
+        await self.publisher.publish(envelope)
+
+    async def settle(self, count: int) -> list[Settled]:
+        await eventually(lambda: len(self.settled) >= count, timeout_s=15)
+        assert len(self.settled) == count, self.settled
+        return self.settled
+
+
+class RabbitBackend(BusBackend):
+    def __init__(self, broker: Broker) -> None:
+        super().__init__(Consumer(broker, SERVICE, HARNESS_AMQP), broker)
+        self.broker = broker
 
     async def deliver_again(self, envelope: Envelope) -> None:
         await self.broker.publish(envelope)
@@ -88,11 +104,6 @@ class RabbitBackend:
     async def publish_raw(self, event_type: str, body: bytes, message_id: str) -> None:
         exchange = await self.broker.channel.get_exchange(exchange_name(event_type))
         await exchange.publish(aio_pika.Message(body, message_id=message_id), "")
-
-    async def settle(self, count: int) -> list[Settled]:
-        await eventually(lambda: len(self.settled) >= count, timeout_s=15)
-        assert len(self.settled) == count, self.settled
-        return self.settled
 
     async def dead_letters(self, queue: str, count: int) -> list[dict[str, Any]]:
         channel = await self.broker.new_channel()
@@ -111,18 +122,10 @@ class RabbitBackend:
         return letters
 
 
-class NatsBackend:
+class NatsBackend(BusBackend):
     def __init__(self, bus: JetStreamBus) -> None:
+        super().__init__(JetStreamSubscriber(bus, SERVICE, HARNESS_AMQP), bus)
         self.bus = bus
-        self.settled: list[Settled] = []
-        settings = AmqpSettings(retry_delays_ms=DELAYS_MS, retry_jitter=0)
-        self.consumer = JetStreamSubscriber(bus, SERVICE, settings)
-
-    async def subscribe(self, event_type: type[Event], handler: Handler) -> str:
-        return await self.consumer.subscribe(event_type, handler)
-
-    async def publish(self, envelope: Envelope) -> None:
-        await self.bus.publish(envelope)
 
     async def deliver_again(self, envelope: Envelope) -> None:
         # Published again under its own event id, the stream would de-duplicate it: the same
@@ -136,11 +139,6 @@ class NatsBackend:
         headers = {wire.EVENT_ID: message_id, wire.MSG_ID: message_id + msg_id_suffix}
         subject = self.bus.names.event_subject(event_type)
         await self.bus.js.publish(subject, body, headers=headers)
-
-    async def settle(self, count: int) -> list[Settled]:
-        await eventually(lambda: len(self.settled) >= count, timeout_s=15)
-        assert len(self.settled) == count, self.settled
-        return self.settled
 
     async def dead_letters(self, queue: str, count: int) -> list[dict[str, Any]]:
         stream = self.bus.names.dead_letter_stream(queue)

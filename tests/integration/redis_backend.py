@@ -4,11 +4,9 @@ the test's own."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from contracts.envelope import Envelope
-from contracts.events import Event
 from contracts.topology import exchange_name
 from infra.messaging.hooks import Hooks
 from infra.messaging.redisbus import RedisTransport
@@ -16,9 +14,9 @@ from infra.messaging.redisbus.fields import entries_of
 from infra.observability.message_hooks import REDIS, default_hooks
 from infra.settings import AmqpSettings, RedisBusSettings
 from infra.testing import Recorder, Settled
+from tests.integration.harness_backends import BusBackend
 from tests.integration.waiting import eventually
 
-Handler = Callable[[Envelope, Any], Awaitable[None]]
 # Fast upkeep, so crash redelivery and trimming show within a test's patience.
 TEST_BUS = RedisBusSettings(visibility_timeout_s=1.0, sweep_interval_s=0.2, block_ms=100)
 
@@ -38,16 +36,12 @@ def redis_transport(
     return RedisTransport(url, service, amqp, settings, hooks=recorded)
 
 
-class RedisBackend:
+class RedisBackend(BusBackend):
     def __init__(self, url: str, service: str, namespace: str, amqp: AmqpSettings) -> None:
-        self.settled: list[Settled] = []
-        self.transport = redis_transport(url, service, namespace, self.settled, amqp)
-
-    async def subscribe(self, event_type: type[Event], handler: Handler) -> str:
-        return await self.transport.subscriber.subscribe(event_type, handler)
-
-    async def publish(self, envelope: Envelope) -> None:
-        await self.transport.publisher.publish(envelope)
+        settled: list[Settled] = []
+        self.transport = redis_transport(url, service, namespace, settled, amqp)
+        super().__init__(self.transport.subscriber, self.transport.publisher)
+        self.settled = settled
 
     async def deliver_again(self, envelope: Envelope) -> None:
         # A stream keeps every XADD: the same event published again is delivered again.
@@ -56,11 +50,6 @@ class RedisBackend:
     async def publish_raw(self, event_type: str, body: bytes, message_id: str) -> None:
         fields = {"body": body, "message_id": message_id, "exchange": exchange_name(event_type)}
         await self.transport.client.xadd(self.transport.keys.events(event_type), fields)  # type: ignore[arg-type]
-
-    async def settle(self, count: int) -> list[Settled]:
-        await eventually(lambda: len(self.settled) >= count, timeout_s=15)
-        assert len(self.settled) == count, self.settled
-        return self.settled
 
     async def dead_letters(self, queue: str, count: int) -> list[dict[str, Any]]:
         key = self.transport.keys.dead_letters(queue)

@@ -10,13 +10,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from contracts.envelope import Envelope
 from contracts.events import OrderPlaced
 from infra.messaging.broker import Broker
 from infra.messaging.consumer import Consumer
 from infra.settings import AmqpSettings
 from tests.chaos.proxy import TcpProxy
-from tests.integration.events import order_placed
+from tests.integration.events import noting, order_placed
 from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -46,10 +45,7 @@ async def test_losing_the_node_in_use_moves_to_the_next_and_restores_consumers(
     broker = Broker(url, "itest-failover", reconnect_base_s=0.2, reconnect_max_s=1.0)
     await broker.connect()
     handled: list[str] = []
-
-    async def handler(envelope: Envelope, event: OrderPlaced) -> None:
-        handled.append(event.order_id)
-
+    handler = noting(handled)
     try:
         await Consumer(broker, broker.service, AmqpSettings()).subscribe(OrderPlaced, handler)
         await broker.publish(order_placed("before"))

@@ -24,7 +24,7 @@ from infra.messaging.broker import Broker
 from infra.messaging.consumer import Consumer
 from infra.messaging.topology import quorum_arguments
 from infra.settings import AmqpSettings
-from tests.integration.events import order_placed
+from tests.integration.events import noting, order_placed
 from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -56,10 +56,7 @@ async def test_invalid_messages_are_dead_lettered_with_reasons_and_consumption_g
     broker: Broker,
 ) -> None:
     handled: list[str] = []
-
-    async def handler(envelope: Envelope, event: OrderPlaced) -> None:
-        handled.append(event.order_id)
-
+    handler = noting(handled)
     consumer = Consumer(broker, broker.service, AmqpSettings(retry_delays_ms=[100]))
     queue = await consumer.subscribe(OrderPlaced, handler)
     await raw_publish(broker, b"{not json", message_id="bad-json")

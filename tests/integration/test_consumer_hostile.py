@@ -18,7 +18,7 @@ from infra.messaging import codec
 from infra.messaging.broker import Broker
 from infra.messaging.consumer import Consumer
 from infra.settings import AmqpSettings
-from tests.integration.events import order_placed
+from tests.integration.events import noting, order_placed
 from tests.integration.test_consumer import dead_letters, raw_publish
 from tests.integration.waiting import eventually
 
@@ -47,10 +47,7 @@ async def test_hostile_attempt_headers_are_dead_lettered_and_never_stall_the_que
     broker: Broker,
 ) -> None:
     handled: list[str] = []
-
-    async def handler(envelope: Envelope, event: OrderPlaced) -> None:
-        handled.append(event.order_id)
-
+    handler = noting(handled)
     # As many hostile deliveries as the prefetch window: if any stayed unsettled, the good
     # message behind them would never be delivered.
     settings = AmqpSettings(prefetch=PREFETCH, retry_delays_ms=[60_000])

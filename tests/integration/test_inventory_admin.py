@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
@@ -78,12 +79,29 @@ def new_sku() -> str:
     return f"A-{uuid.uuid4().hex[:8]}".upper()
 
 
-async def test_a_new_sku_and_a_restock_are_stored_cached_and_announced(
+@dataclass(frozen=True)
+class Shop:
+    """The inventory under test: its store, its cache, a queue that sees StockReplenished,
+    and its database."""
+
+    store: MongoInventoryStore
+    cache: RedisStockCache
+    replenished: aio_pika.abc.AbstractQueue
+    db: AsyncDatabase[dict[str, Any]]
+
+
+@pytest.fixture
+def shop(
     store: MongoInventoryStore,
     cache: RedisStockCache,
     replenished: aio_pika.abc.AbstractQueue,
     mongo_db: AsyncDatabase[dict[str, Any]],
-) -> None:
+) -> Shop:
+    return Shop(store, cache, replenished, mongo_db)
+
+
+async def test_a_new_sku_and_a_restock_are_stored_cached_and_announced(shop: Shop) -> None:
+    store, cache, replenished, mongo_db = shop.store, shop.cache, shop.replenished, shop.db
     sku = new_sku()
     await inventory.add_sku(store, sku, "Lamp", 2500, 4)
     with pytest.raises(SkuExists):
@@ -108,12 +126,8 @@ async def test_a_new_sku_and_a_restock_are_stored_cached_and_announced(
     await eventually(all_sent)
 
 
-async def test_restocks_racing_reservations_stay_exact(
-    store: MongoInventoryStore,
-    cache: RedisStockCache,
-    replenished: aio_pika.abc.AbstractQueue,
-    mongo_db: AsyncDatabase[dict[str, Any]],
-) -> None:
+async def test_restocks_racing_reservations_stay_exact(shop: Shop) -> None:
+    store, cache, replenished, mongo_db = shop.store, shop.cache, shop.replenished, shop.db
     sku = new_sku()
     await inventory.add_sku(store, sku, "Lamp", 2500, 0)
     orders = [

@@ -21,6 +21,7 @@ from infra.settings import OutboxSettings
 from inventory_service import handlers as inventory
 from inventory_service.adapters.store import MongoInventoryStore
 from inventory_service.domain.model import StockItem
+from tests.integration.documents import stored
 
 pytestmark = pytest.mark.integration
 
@@ -67,17 +68,24 @@ def order(sku: str, quantity: int) -> tuple[OrderPlaced, OrderCancelled]:
     )
 
 
+async def an_order(
+    mongo_db: AsyncDatabase[dict[str, Any]], available: int, quantity: int
+) -> tuple[str, OrderPlaced, OrderCancelled]:
+    """A new SKU with `available` in stock, and an order of `quantity` of it with its
+    cancellation."""
+    sku = await new_sku(mongo_db, available)
+    return (sku, *order(sku, quantity))
+
+
 async def test_a_cancellation_before_the_order_arrives_reserves_nothing(
     store: MongoInventoryStore, mongo_db: AsyncDatabase[dict[str, Any]]
 ) -> None:
-    sku = await new_sku(mongo_db, 5)
-    placed, cancelled = order(sku, 2)
+    sku, placed, cancelled = await an_order(mongo_db, 5, 2)
     await inventory.on_order_cancelled(env(cancelled), cancelled, store=store)
     await inventory.on_order_placed(env(placed), placed, store=store)  # late, on its own queue
     await inventory.on_order_cancelled(env(cancelled), cancelled, store=store)  # redelivered
 
-    tombstone = await mongo_db["reservations"].find_one({"_id": placed.order_id})
-    assert tombstone is not None
+    tombstone = await stored(mongo_db, "reservations", placed.order_id)
     assert (tombstone["status"], tombstone["lines"], tombstone["total_cents"]) == (
         "CANCELLED",
         [],
@@ -85,24 +93,20 @@ async def test_a_cancellation_before_the_order_arrives_reserves_nothing(
     )
     assert tombstone["reason"] == "order cancelled: changed my mind"
     assert tombstone["outbox"] == []  # neither StockReserved nor StockReservationFailed
-    stock = await mongo_db["stock"].find_one({"_id": sku})
-    assert stock is not None
+    stock = await stored(mongo_db, "stock", sku)
     assert (stock["available"], stock["version"]) == (5, 1)
 
 
 async def test_a_cancellation_after_the_reservation_gives_the_stock_back(
     store: MongoInventoryStore, mongo_db: AsyncDatabase[dict[str, Any]]
 ) -> None:
-    sku = await new_sku(mongo_db, 5)
-    placed, cancelled = order(sku, 3)
+    sku, placed, cancelled = await an_order(mongo_db, 5, 3)
     await inventory.on_order_placed(env(placed), placed, store=store)
     for _ in range(2):
         await inventory.on_order_cancelled(env(cancelled), cancelled, store=store)
-    reservation = await mongo_db["reservations"].find_one({"_id": placed.order_id})
-    assert reservation is not None
+    reservation = await stored(mongo_db, "reservations", placed.order_id)
     assert reservation["status"] == "RELEASED"
-    stock = await mongo_db["stock"].find_one({"_id": sku})
-    assert stock is not None
+    stock = await stored(mongo_db, "stock", sku)
     assert (stock["available"], stock["reserved"]) == (5, 0)
 
 
@@ -130,6 +134,5 @@ async def test_placing_and_cancelling_at_once_never_leaks_stock(
     }
     assert set(statuses) == {p.order_id for p, _ in orders}
     assert set(statuses.values()) <= {"CANCELLED", "RELEASED"}
-    stock = await mongo_db["stock"].find_one({"_id": sku})
-    assert stock is not None
+    stock = await stored(mongo_db, "stock", sku)
     assert (stock["available"], stock.get("reserved", 0)) == (100, 0)

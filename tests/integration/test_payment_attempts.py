@@ -24,6 +24,7 @@ from payment_service.adapters.gateway import SimulatedGateway
 from payment_service.adapters.repository import MongoPaymentRepository
 from payment_service.adapters.timeout import TimedGateway
 from payment_service.domain.model import ChargeResult, Payment, PaymentAttempt, PaymentStatus
+from tests.integration.documents import stored
 
 pytestmark = pytest.mark.integration
 
@@ -38,16 +39,21 @@ def reserved(method: str) -> StockReserved:
     )
 
 
-async def test_a_flaky_charge_leaves_three_attempts_and_one_capture(
-    mongo_db: AsyncDatabase[dict[str, Any]], broker: Broker
-) -> None:
+@pytest.fixture
+def payments(mongo_db: AsyncDatabase[dict[str, Any]], broker: Broker) -> MongoPaymentRepository:
     relay = OutboxRelay(broker, mongo_db["payments"], OutboxSettings())
+    return MongoPaymentRepository(mongo_db["payments"], relay, "payment", clock=utc_now)
+
+
+async def test_a_flaky_charge_leaves_three_attempts_and_one_capture(
+    mongo_db: AsyncDatabase[dict[str, Any]], payments: MongoPaymentRepository
+) -> None:
     charge = partial(
         payment.on_stock_reserved,
         gateway=TimedGateway(
             SimulatedGateway(mongo_db["gateway_charges"], clock=utc_now), timeout_s=5
         ),
-        payments=MongoPaymentRepository(mongo_db["payments"], relay, "payment", clock=utc_now),
+        payments=payments,
         clock=utc_now,
     )
     event = reserved("tok_flaky")
@@ -57,15 +63,13 @@ async def test_a_flaky_charge_leaves_three_attempts_and_one_capture(
     await charge(Envelope.wrap(event, producer="t"), event)
     await charge(Envelope.wrap(event, producer="t"), event)  # a redelivery once settled
 
-    settled = await mongo_db["payments"].find_one({"_id": event.order_id})
-    assert settled is not None
+    settled = await stored(mongo_db, "payments", event.order_id)
     recorded = settled["attempts"]
     assert [d["outcome"] for d in recorded] == ["unavailable", "unavailable", "approved"]
     assert all((d["amount_cents"], d["currency"]) == (900, "EUR") for d in recorded)
     assert "simulated outage" in recorded[0]["error"]
     assert recorded[2]["gateway_reference"].startswith("ch_")
-    ledger = await mongo_db["gateway_charges"].find_one({"_id": f"order-{event.order_id}"})
-    assert ledger is not None
+    ledger = await stored(mongo_db, "gateway_charges", f"order-{event.order_id}")
     assert (ledger["captures"], ledger["attempts"]) == (1, 3)
     assert (settled["status"], settled["amount_cents"]) == ("SUCCEEDED", 900)
     assert settled["gateway_reference"] == recorded[2]["gateway_reference"] == ledger["reference"]
@@ -73,10 +77,8 @@ async def test_a_flaky_charge_leaves_three_attempts_and_one_capture(
 
 
 async def test_racing_deliveries_capture_once_settle_once_and_log_every_call(
-    mongo_db: AsyncDatabase[dict[str, Any]], broker: Broker
+    mongo_db: AsyncDatabase[dict[str, Any]], payments: MongoPaymentRepository
 ) -> None:
-    relay = OutboxRelay(broker, mongo_db["payments"], OutboxSettings())
-    payments = MongoPaymentRepository(mongo_db["payments"], relay, "payment", clock=utc_now)
     gateway = SimulatedGateway(mongo_db["gateway_charges"], clock=utc_now)
     event = reserved("tok_ok")
     deliveries = [Envelope.wrap(event, producer="t") for _ in range(8)]
@@ -86,10 +88,8 @@ async def test_racing_deliveries_capture_once_settle_once_and_log_every_call(
             for d in deliveries
         )
     )
-    settled = await mongo_db["payments"].find_one({"_id": event.order_id})
-    assert settled is not None
-    ledger = await mongo_db["gateway_charges"].find_one({"_id": f"order-{event.order_id}"})
-    assert ledger is not None
+    settled = await stored(mongo_db, "payments", event.order_id)
+    ledger = await stored(mongo_db, "gateway_charges", f"order-{event.order_id}")
     assert ledger["captures"] == 1
     # Every delivery that reached the gateway left its call in the log, no more, no fewer.
     assert len(settled["attempts"]) == ledger["attempts"] >= 1
@@ -98,10 +98,8 @@ async def test_racing_deliveries_capture_once_settle_once_and_log_every_call(
 
 
 async def test_a_cancellation_voids_an_open_payment_and_a_late_answer_changes_nothing(
-    mongo_db: AsyncDatabase[dict[str, Any]], broker: Broker
+    mongo_db: AsyncDatabase[dict[str, Any]], payments: MongoPaymentRepository
 ) -> None:
-    relay = OutboxRelay(broker, mongo_db["payments"], OutboxSettings())
-    payments = MongoPaymentRepository(mongo_db["payments"], relay, "payment", clock=utc_now)
     event = reserved("tok_ok")
     assert await payments.open(event.order_id)
     assert await payments.void(Payment.void(event.order_id, "changed my mind"))
@@ -112,8 +110,7 @@ async def test_a_cancellation_voids_an_open_payment_and_a_late_answer_changes_no
     voided = await payments.get(event.order_id)
     assert voided == Payment.void(event.order_id, "changed my mind")
     assert voided.status is PaymentStatus.VOIDED
-    document = await mongo_db["payments"].find_one({"_id": event.order_id})
-    assert document is not None
+    document = await stored(mongo_db, "payments", event.order_id)
     assert [a["gateway_reference"] for a in document["attempts"]] == ["ch_late"]
     assert "outbox" not in document
 
@@ -133,6 +130,5 @@ async def test_a_repeated_key_gets_the_first_answer_and_never_captures_twice(
         (answers[0].approved, answers[0].reference, answers[0].decline_reason)
     }
     assert answers[0].approved is approved
-    ledger = await mongo_db["gateway_charges"].find_one({"_id": key})
-    assert ledger is not None
+    ledger = await stored(mongo_db, "gateway_charges", key)
     assert (ledger["captures"], ledger["attempts"]) == (captures, 8)

@@ -17,6 +17,7 @@ import pytest
 
 from contracts.envelope import Envelope
 from contracts.events import OrderPlaced
+from infra.messaging.dispatch import Handler
 from infra.messaging.errors import PublishFailed, RetryLater
 from infra.messaging.redisbus import BusNotDurable, RedisTransport
 from infra.messaging.redisbus.fields import entries_of
@@ -84,20 +85,30 @@ def hold_and_kill(url: str, namespace: str, started: list[subprocess.Popen[str]]
     process.wait(10)
 
 
+async def published_to_an_idle_group(
+    bus: Bus, settled: list[Settled], seen: list[str], **amqp: Any
+) -> tuple[str, Envelope, Handler]:
+    """An OrderPlaced published to a queue whose group exists but has no reader (its first
+    consumer stopped): the queue, the event, and a handler that notes each event it runs in
+    `seen`."""
+
+    async def handler(envelope: Envelope, event: Any) -> None:
+        seen.append(str(envelope.event_id))
+
+    first = await bus.transport(settled, **amqp)
+    queue = await first.subscriber.subscribe(OrderPlaced, handler)
+    await first.subscriber.stop()  # the group exists; the killed process is its only reader
+    envelope = order_placed()
+    await first.publisher.publish(envelope)
+    return queue, envelope, handler
+
+
 async def test_a_delivery_held_by_a_killed_consumer_is_delivered_again(
     bus: Bus, holders: list[subprocess.Popen[str]]
 ) -> None:
     settled: list[Settled] = []
     seen: list[str] = []
-
-    async def handler(envelope: Envelope, event: Any) -> None:
-        seen.append(str(envelope.event_id))
-
-    first = await bus.transport(settled)
-    await first.subscriber.subscribe(OrderPlaced, handler)
-    await first.subscriber.stop()  # the group exists; the killed process is its only reader
-    envelope = order_placed()
-    await first.publisher.publish(envelope)
+    _, envelope, handler = await published_to_an_idle_group(bus, settled, seen)
     await asyncio.to_thread(hold_and_kill, bus.url, bus.namespace, holders)
     survivor = await bus.transport(settled)
     await survivor.subscriber.subscribe(OrderPlaced, handler)
@@ -112,15 +123,9 @@ async def test_a_message_that_kills_its_consumers_is_dead_lettered_at_the_delive
 ) -> None:
     settled: list[Settled] = []
     seen: list[str] = []
-
-    async def handler(envelope: Envelope, event: Any) -> None:
-        seen.append(str(envelope.event_id))
-
-    first = await bus.transport(settled, delivery_limit=2)
-    queue = await first.subscriber.subscribe(OrderPlaced, handler)
-    await first.subscriber.stop()
-    envelope = order_placed()
-    await first.publisher.publish(envelope)
+    queue, envelope, handler = await published_to_an_idle_group(
+        bus, settled, seen, delivery_limit=2
+    )
     for _ in range(2):  # delivered twice, each time to a consumer that dies on it
         await asyncio.to_thread(hold_and_kill, bus.url, bus.namespace, holders)
     survivor = await bus.transport(settled, delivery_limit=2)

@@ -54,12 +54,17 @@ def test_happy_path_ends_confirmed_through_every_state() -> None:
     assert event.total_cents == 300
 
 
+def assert_ended(order: Order, status: OrderStatus, reason: str, event: type[object]) -> None:
+    """The order's final status, the reason its history gives, and the event it announced."""
+    assert order.status is status
+    assert order.history[-1].reason == reason
+    assert isinstance(order.events[0], event)
+
+
 def test_stock_failure_rejects_with_the_reason() -> None:
     order = pending()
     assert order.stock_reservation_failed("insufficient stock", NOW, "e1")
-    assert order.status is OrderStatus.REJECTED
-    assert order.history[-1].reason == "insufficient stock"
-    assert isinstance(order.events[0], OrderRejected)
+    assert_ended(order, OrderStatus.REJECTED, "insufficient stock", OrderRejected)
 
 
 def test_payment_failure_cancels() -> None:
@@ -89,9 +94,7 @@ def test_a_decline_before_its_reservation_cancels_once_reserved() -> None:
     order = pending()
     assert order.payment_failed("card declined", NOW, "e2")
     order.stock_reserved(priced(), 300, NOW, "e1")
-    assert order.status is OrderStatus.CANCELLED
-    assert order.history[-1].reason == "card declined"
-    assert isinstance(order.events[0], OrderCancelled)
+    assert_ended(order, OrderStatus.CANCELLED, "card declined", OrderCancelled)
 
 
 def test_duplicate_and_late_events_change_nothing() -> None:

@@ -27,7 +27,7 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from contracts.envelope import Envelope
 from contracts.topology import exchange_name
 from infra.messaging import codec
-from infra.messaging.errors import PublishFailed
+from infra.messaging.errors import PublishFailed, connected
 from infra.messaging.hooks import Hooks, publishing
 from infra.messaging.jetstream import wire
 from infra.messaging.jetstream.names import Names
@@ -123,15 +123,11 @@ class JetStreamBus:
 
     @property
     def client(self) -> Client:
-        if self._client is None:
-            raise RuntimeError("JetStreamBus.connect() was not called")
-        return self._client
+        return connected(self._client, "JetStreamBus")
 
     @property
     def js(self) -> JetStreamContext:
-        if self._js is None:
-            raise RuntimeError("JetStreamBus.connect() was not called")
-        return self._js
+        return connected(self._js, "JetStreamBus")
 
     @property
     def is_connected(self) -> bool:

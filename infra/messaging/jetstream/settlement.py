@@ -4,6 +4,7 @@ infra.messaging.jetstream.subscriber for the design)."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -28,22 +29,24 @@ class DeliveryLimitExceeded(PermanentFailure):
     """Delivered more often than the limit without being settled: it kills its consumer."""
 
 
+@dataclass(frozen=True)
 class JetStreamSettlement:
-    def __init__(self, bus: JetStreamBus, service: str, queue: str, message: Msg) -> None:
-        self._bus = bus
-        self._service = service
-        self._queue = queue
-        self._message = message
+    """Settles one delivery of `queue` on JetStream (see dispatch.Settlement)."""
+
+    bus: JetStreamBus
+    service: str
+    queue: str
+    message: Msg
 
     async def ack(self) -> None:
         try:
-            await self._message.ack_sync(timeout=ACK_TIMEOUT_S)
+            await self.message.ack_sync(timeout=ACK_TIMEOUT_S)
         except Exception:  # delivered again after the ack wait; the effect is stored already
-            log.warning("ack on %s failed; it will be redelivered", self._queue, exc_info=True)
+            log.warning("ack on %s failed; it will be redelivered", self.queue, exc_info=True)
 
     async def requeue(self) -> None:
         try:
-            await self._message.nak(delay=REQUEUE_DELAY_S)
+            await self.message.nak(delay=REQUEUE_DELAY_S)
         except Exception:  # the server delivers it again after the ack wait by itself
             log.debug("nak failed", exc_info=True)
 
@@ -53,16 +56,16 @@ class JetStreamSettlement:
         await self.requeue()
 
     async def retry(self, delay_ms: int, headers: dict[str, Any]) -> None:
-        names = self._bus.names
-        label = (retry_tier_name(self._service, delay_ms), self._queue)
+        names = self.bus.names
+        label = (retry_tier_name(self.service, delay_ms), self.queue)
         due = str(now_ms() + delay_ms)
-        subject, stream = names.retry_subject(self._queue), names.retries_stream
+        subject, stream = names.retry_subject(self.queue), names.retries_stream
         await self._send("retry", subject, stream, headers, label, due)
 
     async def dead_letter(self, headers: dict[str, Any]) -> None:
-        names = self._bus.names
-        label = (DEAD_LETTER_EXCHANGE, self._queue)
-        queue = self._queue
+        names = self.bus.names
+        label = (DEAD_LETTER_EXCHANGE, self.queue)
+        queue = self.queue
         subject, stream = names.dead_letter_subject(queue), names.dead_letter_stream(queue)
         await self._send("dlq", subject, stream, headers, label, None)
 
@@ -71,12 +74,12 @@ class JetStreamSettlement:
         error = DeliveryLimitExceeded(
             f"delivered {delivered} times without being settled (limit {limit})"
         )
-        log.error("dead-lettering %s from %s: %s", message.message_id, self._queue, error)
+        log.error("dead-lettering %s from %s: %s", message.message_id, self.queue, error)
         failure = story.failure_story(
             message.headers,
             error,
-            service=self._service,
-            queue=self._queue,
+            service=self.service,
+            queue=self.queue,
             event_id=message.message_id,
             event_type=message.type,
             exchange=message.exchange,
@@ -102,11 +105,11 @@ class JetStreamSettlement:
         due: str | None,
     ) -> None:
         """A copy of the delivery with `headers`, its properties kept (a new due time)."""
-        properties: dict[str, str | None] = {**wire.properties(self._message.headers)}
+        properties: dict[str, str | None] = {**wire.properties(self.message.headers)}
         properties[wire.DUE_AT] = due
-        source = self._message.metadata
-        msg_id = f"{kind}-{self._queue}-{source.stream}-{source.sequence.stream}"
-        body = self._message.data
-        await self._bus.send(
+        source = self.message.metadata
+        msg_id = f"{kind}-{self.queue}-{source.stream}-{source.sequence.stream}"
+        body = self.message.data
+        await self.bus.send(
             subject, body, headers, properties, msg_id=msg_id, stream=stream, label=label
         )

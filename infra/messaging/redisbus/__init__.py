@@ -98,26 +98,18 @@ class RedisTransport:
             health_check_interval=30,
         )
         self.keys = Keys(bus.namespace)
-        self._publisher = RedisPublisher(self.client, self.keys, hooks, bus.max_stream_length)
-        self._subscriber = RedisSubscriber(
-            self.client, self._publisher, self.keys, service, amqp, bus, hooks.consume
+        self.publisher = RedisPublisher(self.client, self.keys, hooks, bus.max_stream_length)
+        self.subscriber = RedisSubscriber(
+            self.client, self.publisher, self.keys, service, amqp, bus, hooks.consume
         )
-
-    @property
-    def publisher(self) -> RedisPublisher:
-        return self._publisher
-
-    @property
-    def subscriber(self) -> RedisSubscriber:
-        return self._subscriber
 
     async def connect(self) -> None:
         await check_durable(self.client)
-        await self._publisher.start()
+        await self.publisher.start()
 
     async def close(self) -> None:
-        await self._subscriber.stop()
-        await self._publisher.stop()
+        await self.subscriber.stop()
+        await self.publisher.stop()
         await self.client.aclose()
 
 

@@ -42,50 +42,53 @@ class GroupLink:
     parked: Callable[[], None]
 
 
+@dataclass(frozen=True)
 class StreamSettlement:
-    def __init__(self, link: GroupLink, stream: str, entry_id: bytes, message: Inbound) -> None:
-        self._link = link
-        self._stream = stream
-        self._entry_id = entry_id
-        self._message = message
+    """Settles one delivery (entry `entry_id` of `stream`) on Redis Streams (see
+    dispatch.Settlement)."""
+
+    link: GroupLink
+    stream: str
+    entry_id: bytes
+    message: Inbound
 
     async def ack(self) -> None:
-        link = self._link
+        link = self.link
         try:
-            await link.client.xack(self._stream, link.queue, self._entry_id)
+            await link.client.xack(self.stream, link.queue, self.entry_id)
         except Exception:  # still pending: claimed again after the visibility timeout
-            log.warning("ack of %s failed; it will be redelivered", self._message.message_id)
+            log.warning("ack of %s failed; it will be redelivered", self.message.message_id)
 
     async def requeue(self) -> None:
         # No nack in streams: mark it idle for the whole visibility timeout, so the next
         # sweep of any consumer of the group claims it at once.
-        link = self._link
+        link = self.link
         try:
             await link.client.xclaim(
-                self._stream,
+                self.stream,
                 link.queue,
                 link.consumer,
                 min_idle_time=0,
-                message_ids=[self._entry_id],
+                message_ids=[self.entry_id],
                 idle=link.visibility_ms,
                 justid=True,
             )
         except Exception:  # it stays pending and ages to the timeout by itself
-            log.debug("requeue of %s failed", self._message.message_id, exc_info=True)
+            log.debug("requeue of %s failed", self.message.message_id, exc_info=True)
 
     async def reject(self) -> None:
         # RabbitMQ's queue-level dead-lettering: the copy as it came, with the reason only.
-        headers = {**self._message.headers, "x-dead-letter-reason": REJECTED_REASON}
+        headers = {**self.message.headers, "x-dead-letter-reason": REJECTED_REASON}
         try:
             await self.dead_letter(headers)
         except Exception:
-            log.exception("reject of %s failed; left pending", self._message.message_id)
+            log.exception("reject of %s failed; left pending", self.message.message_id)
             return
         await self.ack()
 
     async def retry(self, delay_ms: int, headers: dict[str, Any]) -> None:
-        link = self._link
-        copy = with_headers(self._message, headers)
+        link = self.link
+        copy = with_headers(self.message, headers)
         tier = retry_tier_name(link.service, delay_ms)
         async with link.publisher.hooked(copy, tier, link.queue, copy.type or "") as outgoing:
             flat = [item for pair in to_fields(outgoing).items() for item in pair]
@@ -94,8 +97,8 @@ class StreamSettlement:
         link.parked()
 
     async def dead_letter(self, headers: dict[str, Any]) -> None:
-        link = self._link
-        copy = with_headers(self._message, headers)
+        link = self.link
+        copy = with_headers(self.message, headers)
         exchange = DEAD_LETTER_EXCHANGE
         async with link.publisher.hooked(copy, exchange, link.queue, copy.type or "") as outgoing:
             await link.publisher.add(link.keys.dead_letters(link.queue), to_fields(outgoing), copy)
