@@ -37,17 +37,20 @@ def bus() -> str:
 def make_chaos(
     request: pytest.FixtureRequest, bus: str, redis_url: str, tmp_path: Path
 ) -> Iterator[MakeChaos]:
-    """On RabbitMQ `amqp_url` is requested so the broker is ensured (each run makes its own
-    vhost); on NATS and Redis the pipeline runs on the test's private server."""
+    """On RabbitMQ each pipeline gets a vhost of its own on the chaos suite's node (or on the
+    test's private node, where the test passes its options); on NATS and Redis the pipeline
+    runs on the test's private server."""
     server: BusServer | None = None
+    defaults: dict[str, Any] = {}
     if bus in PRIVATE_SERVERS:
-        amqp_url, server = LOCAL_BROKER, private_server(request, bus)
+        server = private_server(request, bus)
     else:
-        amqp_url = request.getfixturevalue("amqp_url")
+        defaults = on_private_node(request.getfixturevalue("chaos_rabbit"))
     started: list[ChaosPipeline] = []
 
     def make(**options: Any) -> ChaosPipeline:
-        chaos = ChaosPipeline(amqp_url, redis_url, tmp_path, server=server, **options)
+        settings = {**defaults, **options}
+        chaos = ChaosPipeline(LOCAL_BROKER, redis_url, tmp_path, server=server, **settings)
         started.append(chaos)
         chaos.start()
         return chaos
@@ -55,6 +58,17 @@ def make_chaos(
     yield make
     for chaos in started:
         chaos.stop()
+
+
+@pytest.fixture(scope="session")
+def chaos_rabbit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """The chaos suite's own RabbitMQ node (cs1@localhost, AMQP 5706). Its pipelines, 68 quorum
+    queues each, stay off the shared node: infra/bin/test runs the fault layers beside the
+    others, and the shared node's file-handle budget (about 300 live quorum queues under
+    `ulimit -n 1024`) is theirs."""
+    base = tmp_path_factory.mktemp("chaos-rabbit")
+    with LocalCluster(base, size=1, amqp_base=5705, prefix="cs") as node:
+        yield node
 
 
 @pytest.fixture

@@ -73,7 +73,8 @@ class ChaosPipeline:
         )
         brokers = self.brokers
         if self.use_proxy:
-            self.proxy = TcpProxy("127.0.0.1", 5672)
+            # In front of the first node: the link the test cuts is the services' only one.
+            self.proxy = TcpProxy(*_host_port(self.brokers[0]))
             brokers = [f"amqp://guest:guest@127.0.0.1:{self.proxy.start()}"]
         self.pipeline = Pipeline(
             ",".join(f"{b}/{quote(self.vhost, safe='')}" for b in brokers),
