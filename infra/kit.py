@@ -92,9 +92,7 @@ class ServiceDefinition(Generic[SettingsT, DepsT]):
         try:
             settings = self.settings()
         except ValidationError as error:
-            # Only the reasons: pydantic's own message would echo the input (secrets).
-            reasons = [str(e["msg"]).removeprefix("Value error, ") for e in error.errors()]
-            raise SettingsRefused(f"{self.name}: " + "; ".join(reasons)) from None
+            raise SettingsRefused.of(self.name, error) from None
         runtime_settings = self._runtime_settings(settings.secrets())
         try:
             settings.refuse_unsafe(runtime_settings.environment)

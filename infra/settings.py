@@ -25,6 +25,12 @@ class SettingsRefused(ValueError):
     """The settings are unsafe (or invalid) for the environment; the message says why and never
     contains a secret."""
 
+    @classmethod
+    def of(cls, service: str, error: ValidationError) -> SettingsRefused:
+        """Only the reasons: pydantic's own message would echo the input (URLs, secrets)."""
+        reasons = [str(e["msg"]).removeprefix("Value error, ") for e in error.errors()]
+        return cls(f"{service}: " + "; ".join(reasons))
+
 
 class AmqpSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AMQP_")
@@ -237,9 +243,7 @@ class RuntimeSettings(BaseModel):
         try:
             return cls._build(service, env, mongo, http, default_database, default_port, secrets)
         except ValidationError as error:
-            # Only the reasons: pydantic's own message would echo the input (URLs, secrets).
-            reasons = [str(e["msg"]).removeprefix("Value error, ") for e in error.errors()]
-            raise SettingsRefused(f"{service}: " + "; ".join(reasons)) from None
+            raise SettingsRefused.of(service, error) from None
 
     @classmethod
     def _build(
