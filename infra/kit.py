@@ -122,13 +122,19 @@ def check_declaration(service: str, handlers: Registry, deps: type[Any]) -> None
     """Raise ServiceDeclarationError unless the registry matches the contracts and every
     handler's dependencies are fields of `deps`."""
     fields = {f.name for f in dataclasses.fields(deps)}
-    problems = registry_problems(service, handlers)
-    problems += dependency_problems(handlers, fields, deps.__name__)
+    check_registry(service, handlers, fields, deps.__name__)
+
+
+def check_registry(service: str, handlers: Registry, available: set[str], deps_name: str) -> None:
+    """Raise ServiceDeclarationError unless the registry matches the contracts and every
+    handler's dependencies are in `available` (the names the deps, called `deps_name`, have)."""
+    problems = _registry_problems(service, handlers)
+    problems += _dependency_problems(handlers, available, deps_name)
     if problems:
         raise ServiceDeclarationError(f"{service}: " + "; ".join(problems))
 
 
-def registry_problems(service: str, handlers: Registry) -> list[str]:
+def _registry_problems(service: str, handlers: Registry) -> list[str]:
     subscribed = set(SUBSCRIPTIONS.get(service, ()))
     registered = set(handlers)
     return [
@@ -141,7 +147,7 @@ def registry_problems(service: str, handlers: Registry) -> list[str]:
     ]
 
 
-def dependency_problems(handlers: Registry, available: set[str], deps_name: str) -> list[str]:
+def _dependency_problems(handlers: Registry, available: set[str], deps_name: str) -> list[str]:
     problems = []
     for event_type, handler in handlers.items():
         missing = [name for name in dependency_names(handler) if name not in available]

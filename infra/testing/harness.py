@@ -20,13 +20,7 @@ from typing import Any
 
 from contracts.envelope import Envelope
 from contracts.events import Event
-from infra.kit import (
-    ServiceDeclarationError,
-    ServiceDefinition,
-    bind_handlers,
-    dependency_problems,
-    registry_problems,
-)
+from infra.kit import ServiceDefinition, bind_handlers, check_registry
 from infra.testing.bus import InMemoryBus
 
 
@@ -54,10 +48,7 @@ class ServiceHarness:
         retry_delays_ms: Sequence[int] | None = None,
     ) -> None:
         available = {name for name in dir(deps) if not name.startswith("_")}
-        problems = registry_problems(service.name, service.handlers)
-        problems += dependency_problems(service.handlers, available, type(deps).__name__)
-        if problems:
-            raise ServiceDeclarationError(f"{service.name}: " + "; ".join(problems))
+        check_registry(service.name, service.handlers, available, type(deps).__name__)
         self.service = service.name
         self.bus = bus or InMemoryBus()
         self.queues = [
