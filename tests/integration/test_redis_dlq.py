@@ -28,13 +28,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.redisbus]
 async def test_the_dlq_tool_lists_shows_replays_and_purges_dead_letters_on_redis(
     bus_redis_url: str, bus_namespace: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    failures = [PermanentFailure("bad customer"), PermanentFailure("still bad")]
+    first, second = order_placed(), order_placed()
+    # By event id: the two deliveries are handled concurrently, in no promised order.
+    failures = {str(first.event_id): "bad customer", str(second.event_id): "still bad"}
     handled: dict[str, list[str]] = {"one": [], "two": []}
 
     def handler(service: str) -> Any:
         async def handle(envelope: Envelope, event: Any) -> None:
-            if service == "one" and failures:
-                raise failures.pop(0)
+            if service == "one" and str(envelope.event_id) in failures:
+                raise PermanentFailure(failures.pop(str(envelope.event_id)))
             handled[service].append(str(envelope.event_id))
 
         return handle
@@ -53,7 +55,6 @@ async def test_the_dlq_tool_lists_shows_replays_and_purges_dead_letters_on_redis
     try:
         failing, queue = await start("one")
         await start("two")  # the other queue of the same event type
-        first, second = order_placed(), order_placed()
         await failing.publisher.publish(first)
         await failing.publisher.publish(second)
         dlq = f"{queue}.dlq"
@@ -73,10 +74,13 @@ async def test_the_dlq_tool_lists_shows_replays_and_purges_dead_letters_on_redis
 
         assert (await cli("list"))["queues"] == [{"name": dlq, "messages": 2}]
         shown = (await cli("show", dlq))["messages"]
-        assert [m["event_id"] for m in shown] == [str(first.event_id), str(second.event_id)]
-        assert shown[0]["reason"] == "permanent failure - PermanentFailure: bad customer"
-        assert shown[0]["original_queue"] == queue
-        assert shown[0]["attempts"] == 1
+        by_id = {m["event_id"]: m for m in shown}
+        assert len(shown) == 2
+        assert set(by_id) == {str(first.event_id), str(second.event_id)}
+        letter = by_id[str(first.event_id)]
+        assert letter["reason"] == "permanent failure - PermanentFailure: bad customer"
+        assert letter["original_queue"] == queue
+        assert letter["attempts"] == 1
         dry = await cli("replay", dlq, "--filter", f"event_id={second.event_id}", "--dry-run")
         assert [w["target"] for w in dry["would_move"]] == [queue]
         assert (await cli("list"))["queues"] == [{"name": dlq, "messages": 2}]
