@@ -212,16 +212,17 @@ async def test_the_dlq_tool_lists_shows_replays_and_purges_dead_letters_on_nats(
     pipeline: Callable[..., Awaitable[Node]], nats_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     node = await pipeline()
-    failures = [PermanentFailure("bad customer"), PermanentFailure("still bad")]
+    first, second = order_placed(), order_placed()
+    # By event id: the two deliveries are handled concurrently, in no promised order.
+    failures = {str(first.event_id): "bad customer", str(second.event_id): "still bad"}
     replays: list[Any] = []
 
     async def handler(envelope: Envelope, event: Any) -> None:
-        if failures:
-            raise failures.pop(0)
+        if str(envelope.event_id) in failures:
+            raise PermanentFailure(failures.pop(str(envelope.event_id)))
         replays.append(envelope.event_id)
 
     queue = await node.consumer.subscribe(OrderPlaced, handler)
-    first, second = order_placed(), order_placed()
     await node.bus.publish(first)
     await node.bus.publish(second)
     await node.dead_letters(queue, 2)
@@ -235,8 +236,11 @@ async def test_the_dlq_tool_lists_shows_replays_and_purges_dead_letters_on_nats(
 
     assert (await cli("list"))["queues"] == [{"name": dlq, "messages": 2}]
     shown = (await cli("show", dlq))["messages"]
-    assert [m["event_id"] for m in shown] == [str(first.event_id), str(second.event_id)]
-    assert shown[0]["reason"] == "permanent failure - PermanentFailure: bad customer"
+    by_id = {m["event_id"]: m for m in shown}
+    assert len(shown) == 2
+    assert set(by_id) == {str(first.event_id), str(second.event_id)}
+    reason = by_id[str(first.event_id)]["reason"]
+    assert reason == "permanent failure - PermanentFailure: bad customer"
     moved = await cli("replay", dlq, "--filter", f"event_id={second.event_id}")
     assert [m["target"] for m in moved["moved"]] == [queue]
     assert moved["left"] == 1
