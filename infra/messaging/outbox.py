@@ -48,6 +48,7 @@ from infra.messaging.outbox_entries import (
 from infra.messaging.transport import Publisher
 from infra.observability import tracing
 from infra.observability.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_RELAYED
+from infra.persistence.mongo import drop_retired_indexes
 from infra.settings import OutboxSettings
 
 __all__ = [
@@ -95,7 +96,7 @@ class OutboxRelay:
 
     async def start(self) -> None:
         await self._collection.create_index("outbox_pending")
-        await self._collection.create_index("outbox.occurred_at")  # the audit trail by time
+        await drop_retired_indexes(self._collection)
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self._collection.name}")
 
     def notify(self, document_id: Any, envelopes: Iterable[Envelope]) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import OperationFailure
 
 from infra.settings import MongoSettings
 
@@ -43,3 +45,18 @@ async def mongo_ping(client: AsyncMongoClient[Document]) -> bool:
     except Exception:
         return False
     return True
+
+
+# Indexes earlier versions created that no query uses: each cost every write of its
+# collection index work over an ever-growing array (`outbox`, `inbox`), for nothing.
+RETIRED_INDEXES = ("outbox.occurred_at_1", "inbox.occurred_at_1")
+INDEX_NOT_FOUND = 27
+
+
+async def drop_retired_indexes(collection: AsyncCollection[Document]) -> None:
+    for name in RETIRED_INDEXES:
+        try:
+            await collection.drop_index(name)
+        except OperationFailure as error:
+            if error.code != INDEX_NOT_FOUND:
+                raise

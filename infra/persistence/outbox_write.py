@@ -22,6 +22,7 @@ from contracts.events import Event
 from infra.clock import Clock
 from infra.messaging.outbox import OutboxRelay
 from infra.messaging.outbox_entries import merge_updates, outbox_append, outbox_fields
+from infra.persistence.batching import BatchedWrites
 
 Document = dict[str, Any]
 
@@ -75,7 +76,8 @@ class Outbox:
 
 class OutboxDocuments:
     """Base of a repository whose documents carry an outbox: the collection, the outbox its
-    aggregates' events are written through, and the clock its timestamps come from."""
+    aggregates' events are written through, the clock its timestamps come from, and the
+    collection's batched writes (concurrent handlers' writes share round trips)."""
 
     def __init__(
         self,
@@ -86,5 +88,6 @@ class OutboxDocuments:
         clock: Clock,
     ) -> None:
         self._collection = collection
+        self._writes = BatchedWrites(collection)
         self._outbox = Outbox(relay, producer)
         self._clock = clock

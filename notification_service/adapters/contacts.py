@@ -12,6 +12,7 @@ from typing import Any
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
+from infra.persistence.batching import BatchedReads
 from notification_service.domain.contacts import CHANNELS, Contact, Preference
 
 Document = dict[str, Any]
@@ -20,9 +21,11 @@ Document = dict[str, Any]
 class MongoContactStore:
     def __init__(self, collection: AsyncCollection[Document]) -> None:
         self._collection = collection
+        # Concurrent deliveries' reads share round trips.
+        self._reads = BatchedReads(collection)
 
     async def get(self, customer_id: str) -> Contact | None:
-        document = await self._collection.find_one({"_id": customer_id})
+        document = await self._reads.find_one(customer_id)
         return None if document is None else _from_document(document)
 
     async def register(self, customer_id: str, email: str, name: str) -> None:

@@ -16,6 +16,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from infra.messaging.errors import RetryLater
+from infra.persistence.batching import BatchedWrites
 from notification_service.domain.model import Notification, NotificationStatus
 
 Document = dict[str, Any]
@@ -25,6 +26,8 @@ MAX_ERROR_CHARS = 1000
 class MongoNotificationStore:
     def __init__(self, collection: AsyncCollection[Document]) -> None:
         self._collection = collection
+        # Concurrent deliveries' writes share round trips.
+        self._writes = BatchedWrites(collection)
 
     async def create_indexes(self) -> None:
         await self._collection.create_index("order_id")
@@ -37,7 +40,7 @@ class MongoNotificationStore:
         claimed = replace(notification, attempts=notification.attempts + 1)
         document = {**_to_document(claimed), "lease_until": now + timedelta(seconds=lease_s)}
         try:
-            await self._collection.insert_one(document)
+            await self._writes.insert_one(document)
         except DuplicateKeyError:
             existing = await self._collection.find_one({"_id": notification.key})
             if existing is None:  # removed by hand in between: start over on the redelivery
@@ -46,7 +49,7 @@ class MongoNotificationStore:
         return claimed, True
 
     async def claim(self, key: str, now: datetime, lease_s: float) -> bool:
-        result = await self._collection.update_one(
+        return await self._writes.update_one(
             {
                 "_id": key,
                 "status": NotificationStatus.PENDING.value,
@@ -58,19 +61,16 @@ class MongoNotificationStore:
                 "$inc": {"attempts": 1},
             },
         )
-        return result.matched_count == 1
 
     async def release(self, key: str, error: str) -> None:
-        await self._collection.update_one(
+        await self._writes.update_one(
             {"_id": key, "status": NotificationStatus.PENDING.value},
             {"$set": {"last_error": error[:MAX_ERROR_CHARS]}, "$unset": {"lease_until": ""}},
         )
 
     async def mark_sent(self, key: str, channel: str, at: datetime) -> None:
         sent = {"status": NotificationStatus.SENT.value, "channel": channel, "sent_at": at}
-        await self._collection.update_one(
-            {"_id": key}, {"$set": sent, "$unset": {"lease_until": ""}}
-        )
+        await self._writes.update_one({"_id": key}, {"$set": sent, "$unset": {"lease_until": ""}})
 
     async def get(self, key: str) -> Notification | None:
         document = await self._collection.find_one({"_id": key})

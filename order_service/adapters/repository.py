@@ -53,9 +53,6 @@ class MongoOrderRepository(OutboxDocuments):
         # The open-orders cap counts a customer's orders by status at every placement: with
         # the customer's whole history behind the index above, that count grew with it.
         await self._collection.create_index([("customer_id", 1), ("status", 1)])
-        # The audit trail, by time: what was published and what was consumed.
-        await self._collection.create_index("outbox.occurred_at")
-        await self._collection.create_index("inbox.occurred_at")
         # The deadline sweep: open orders by deadline, one indexed range query per sweep.
         await self._collection.create_index([("status", 1), ("deadline_at", 1)])
 
@@ -146,10 +143,8 @@ class MongoOrderRepository(OutboxDocuments):
         else:
             consumed = {} if cause is None else {"$push": {"inbox": _inbox_entry(cause, at)}}
             update = events.update({"$set": {**state, "version": order.version + 1}}, consumed)
-            result = await self._collection.update_one(
-                {"_id": order.order_id, "version": order.version}, update
-            )
-            if result.matched_count == 0:
+            guard = {"_id": order.order_id, "version": order.version}
+            if not await self._writes.update_one(guard, update):
                 self._recent.pop(order.order_id, None)
                 raise ConcurrentUpdate(f"order {order.order_id} changed concurrently")
         self._remember(
@@ -169,7 +164,7 @@ class MongoOrderRepository(OutboxDocuments):
         document.update(events.fields())
         document["request_fingerprint"] = order.request_fingerprint
         try:
-            await self._collection.insert_one(document)
+            await self._writes.insert_one(document)
         except DuplicateKeyError as error:
             raise DuplicateOrder(order.order_id) from error
 

@@ -29,7 +29,7 @@ class MongoPaymentRepository(OutboxDocuments):
         """Make sure the order has a document to log its calls in; False if its payment was
         settled or voided before (then nothing is to be charged)."""
         try:
-            await self._collection.update_one(
+            await self._writes.update_one(
                 {"_id": order_id, **_UNSETTLED},
                 {"$setOnInsert": {"opened_at": self._clock(), "attempts": []}},
                 upsert=True,
@@ -47,7 +47,7 @@ class MongoPaymentRepository(OutboxDocuments):
         """Store the outcome with the call that gave it; False (the call still logged) if the
         payment was settled or voided meanwhile."""
         events = self._outbox.write(payment.order_id, payment.events, causation_id=caused_by)
-        result = await self._collection.update_one(
+        settled = await self._writes.update_one(
             {"_id": payment.order_id, **_UNSETTLED},
             {
                 # The first events of the document: the outbox is set, not appended to.
@@ -55,7 +55,7 @@ class MongoPaymentRepository(OutboxDocuments):
                 "$push": {"attempts": _attempt(attempt)},
             },
         )
-        if result.matched_count == 0:
+        if not settled:
             await self.record_attempt(attempt)
             return False
         events.landed()
