@@ -284,18 +284,24 @@ class OutboxRelay:
         now = datetime.now(UTC)
         operations: list[UpdateOne] = []
         for document_id, event_ids in sent.items():
+            stamp = {"outbox.$[e].sent_at": now}
+            sent_ones: list[Mapping[str, Any]] = [{"e.event_id": {"$in": event_ids}}]
+            others_unsent = {"$elemMatch": {"sent_at": None, "event_id": {"$nin": event_ids}}}
+            # One write per document: these were its last unsent events (the common case),
+            # so the flag clears with them; or others wait (appended since), and it stays.
+            # Exactly one of the two matches; the other costs a match, not a write.
             operations.append(
                 UpdateOne(
-                    {"_id": document_id},
-                    {"$set": {"outbox.$[e].sent_at": now}},
-                    array_filters=[{"e.event_id": {"$in": event_ids}}],
+                    {"_id": document_id, "outbox": {"$not": others_unsent}},
+                    {"$set": {**stamp, "outbox_pending": False}},
+                    array_filters=sent_ones,
                 )
             )
-            # Clears the flag only if nothing unsent is left, even if an append raced us.
             operations.append(
                 UpdateOne(
-                    {"_id": document_id, "outbox.sent_at": {"$ne": None}},
-                    {"$set": {"outbox_pending": False}},
+                    {"_id": document_id, "outbox": others_unsent},
+                    {"$set": stamp},
+                    array_filters=sent_ones,
                 )
             )
         await self._collection.bulk_write(operations, ordered=True)

@@ -149,6 +149,21 @@ async def test_an_append_racing_the_mark_keeps_the_document_pending(
     assert [e["sent_at"] is None for e in document["outbox"]] == [False, True]
 
 
+async def test_marking_a_documents_last_unsent_events_clears_its_flag_in_one_write(
+    broker: Broker, mongo_db: AsyncDatabase[dict[str, Any]]
+) -> None:
+    collection = mongo_db["aggregates"]
+    first, second, third = confirmed("o-4"), confirmed("o-4"), confirmed("o-4")
+    await collection.insert_one({"_id": "o-4", **outbox_fields([first, second, third])})
+    relay = OutboxRelay(broker, collection, OutboxSettings())
+    await relay._mark_sent({"o-4": [str(first.event_id)]})
+    await relay._mark_sent({"o-4": [str(second.event_id), str(third.event_id)]})
+    document = await collection.find_one({"_id": "o-4"})
+    assert document is not None
+    assert document["outbox_pending"] is False
+    assert all(e["sent_at"] is not None for e in document["outbox"])
+
+
 async def test_an_unroutable_event_is_counted_kept_and_sent_once_routable(
     broker: Broker, mongo_db: AsyncDatabase[dict[str, Any]]
 ) -> None:
