@@ -14,7 +14,7 @@ from inventory_service.wiring import InventoryDeps
 router = APIRouter()
 
 
-def get_deps(request: Request) -> InventoryDeps:
+async def get_deps(request: Request) -> InventoryDeps:
     deps: InventoryDeps = request.app.state.deps
     return deps
 

@@ -52,7 +52,7 @@ class NotificationOut(BaseModel):
         )
 
 
-def get_deps(request: Request) -> NotificationDeps:
+async def get_deps(request: Request) -> NotificationDeps:
     deps: NotificationDeps = request.app.state.deps
     return deps
 

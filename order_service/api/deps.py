@@ -13,7 +13,9 @@ from infra.persistence.rate_limits import Bucket
 from order_service.wiring import OrderServiceDeps
 
 
-def get_deps(request: Request) -> OrderServiceDeps:
+# Every dependency is `async def` even when it awaits nothing: FastAPI runs a plain `def` in a
+# worker thread, a thread hop per request (tests/unit/test_no_worker_threads_per_request.py).
+async def get_deps(request: Request) -> OrderServiceDeps:
     deps: OrderServiceDeps = request.app.state.deps
     return deps
 
@@ -27,7 +29,7 @@ _BEARER = {"WWW-Authenticate": "Bearer"}
 _bearer = HTTPBearer(auto_error=False, description="the token from POST /sessions")
 
 
-def bearer_token(
+async def bearer_token(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
 ) -> str:
     if credentials is None or not credentials.credentials.strip():
@@ -48,7 +50,7 @@ async def current_customer(deps: Deps, token: Token) -> str:
 CustomerId = Annotated[str, Depends(current_customer)]
 
 
-def client_address(request: Request) -> str:
+async def client_address(request: Request) -> str:
     """The peer's address. uvicorn replaces it with X-Forwarded-For's only when the peer is a
     proxy listed in FORWARDED_ALLOW_IPS (none by default: infra.service), so a client cannot
     pick the bucket it is counted in."""
