@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from contracts.events import CUSTOMER_CANCEL_REASON, OrderLine
 from infra.clock import Clock
-from order_service.domain.ids import fingerprint, order_id_for
+from order_service.domain.ids import fingerprint
 from order_service.domain.model import DEFAULT_DEADLINE_S, Order
 from order_service.ports import ConcurrentUpdate, DuplicateOrder, OrderRepository
 
@@ -19,28 +21,41 @@ _CONCURRENT_RETRIES = 3
 
 async def place_order(
     orders: OrderRepository,
+    order_id: str,
     customer_id: str,
     lines: list[OrderLine],
     payment_method: str,
-    idempotency_key: str | None = None,
     *,
-    clock: Clock,
-    id_secret: bytes,
+    placed_at: datetime,
     deadline_s: float = DEFAULT_DEADLINE_S,
 ) -> tuple[Order, bool]:
-    """Returns (order, created). A repeated key with the same request returns the order it
-    created first; with another request it raises IdempotencyConflict."""
-    order_id = order_id_for(customer_id, idempotency_key, id_secret)
-    order = Order.place(order_id, customer_id, lines, payment_method, clock(), deadline_s)
+    """Returns (order, created). The id comes from the caller (`domain.ids.order_id_for`), so
+    it is known before anything is stored. An id placed before (a repeated Idempotency-Key)
+    with the same request returns the order it created first; with another request it raises
+    IdempotencyConflict."""
+    order = Order.place(order_id, customer_id, lines, payment_method, placed_at, deadline_s)
     order.request_fingerprint = fingerprint(lines, payment_method)
     try:
         await orders.save(order)
     except DuplicateOrder:
-        existing = await orders.get(order_id)
-        if existing is None or existing.request_fingerprint != order.request_fingerprint:
-            raise IdempotencyConflict(idempotency_key) from None
+        existing = await placed_before(orders, order_id, lines, payment_method)
+        if existing is None:
+            raise IdempotencyConflict(order_id) from None
         return existing, False
     return order, True
+
+
+async def placed_before(
+    orders: OrderRepository, order_id: str, lines: list[OrderLine], payment_method: str
+) -> Order | None:
+    """The order an earlier request placed under this id, or None if there is none; raises
+    IdempotencyConflict if that request asked for something else."""
+    existing = await orders.get(order_id)
+    if existing is None:
+        return None
+    if existing.request_fingerprint != fingerprint(lines, payment_method):
+        raise IdempotencyConflict(order_id)
+    return existing
 
 
 async def cancel_order(

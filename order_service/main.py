@@ -10,6 +10,7 @@ from infra.clock import utc_now
 from infra.kit import ServiceDefinition
 from infra.persistence.rate_limits import RedisRateLimiter
 from infra.persistence.sessions import RedisSessionStore
+from infra.persistence.slot_pools import RedisSlotPools
 from infra.runtime import Runtime
 from order_service.adapters.customers import MongoCustomerStore
 from order_service.adapters.passwords import Passwords
@@ -18,14 +19,26 @@ from order_service.adapters.sessions import RedisLoginGuard
 from order_service.api import router
 from order_service.deadlines import DeadlineSweeper
 from order_service.handlers import HANDLERS
+from order_service.open_orders import OpenOrdersCap
 from order_service.settings import OrderSettings
 from order_service.wiring import OrderServiceDeps
 
 
 @asynccontextmanager
 async def build_deps(runtime: Runtime, settings: OrderSettings) -> AsyncIterator[OrderServiceDeps]:
+    slot_pools = RedisSlotPools(runtime.redis, settings.rate_window_s)
+    open_orders = OpenOrdersCap(
+        slot_pools,
+        settings.max_open_orders_per_customer,
+        settings.open_orders_release_s,
+        clock=utc_now,
+    )
     orders = MongoOrderRepository(
-        runtime.db["orders"], runtime.relays["orders"], ORDER, clock=utc_now
+        runtime.db["orders"],
+        runtime.relays["orders"],
+        ORDER,
+        clock=utc_now,
+        on_ended=open_orders.ended,
     )
     customers = MongoCustomerStore(
         runtime.db["customers"], runtime.relays["customers"], ORDER, clock=utc_now
@@ -46,12 +59,14 @@ async def build_deps(runtime: Runtime, settings: OrderSettings) -> AsyncIterator
     limiter = RedisRateLimiter(runtime.redis, settings.rate_window_s)
     sweeper = DeadlineSweeper(orders, settings.deadline_sweep_s, clock=utc_now)
     sweeper.start()
+    open_orders.start()
     try:
         yield OrderServiceDeps(
-            orders, customers, sessions, guard, passwords, limiter, settings, utc_now
+            orders, customers, sessions, guard, passwords, limiter, open_orders, settings, utc_now
         )
     finally:
         await sweeper.stop()
+        await open_orders.stop()
 
 
 SERVICE = ServiceDefinition(

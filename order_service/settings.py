@@ -42,8 +42,14 @@ class OrderSettings(ServiceSettings):
     preference_changes_per_customer: int = Field(default=10, ge=1)
     preference_changes_per_address: int = Field(default=60, ge=1)
     # Orders of one customer not yet ended (PENDING, RESERVED, PAID) beyond which a new one
-    # is refused with 429.
+    # is refused with 429 (too_many_open_orders). Exact across replicas: each open order
+    # holds a slot in its customer's pool in Redis, taken atomically before the order is
+    # inserted (order_service.open_orders). An order gives its slot back when it ends, within
+    # open_orders_release_s when another replica ended it (at once for this replica's next
+    # placement of the customer). A crash or a Redis outage that loses that release leaves
+    # the slot taken at most until the order's deadline (deadline_s after it was placed).
     max_open_orders_per_customer: int = Field(default=20, ge=1)
+    open_orders_release_s: float = Field(default=0.5, gt=0)
     # ORDER_DEADLINE_S: an order not ended this long after it was placed is cancelled
     # (reason `deadline`); ORDER_DEADLINE_SWEEP_S: how often each replica looks for them.
     deadline_s: float = Field(default=DEFAULT_DEADLINE_S, gt=0)

@@ -11,6 +11,7 @@ from order_service.adapters.customers import MongoCustomerStore
 from order_service.adapters.passwords import Passwords
 from order_service.adapters.repository import MongoOrderRepository
 from order_service.adapters.sessions import RedisLoginGuard
+from order_service.open_orders import OpenOrdersCap
 from order_service.settings import OrderSettings
 
 
@@ -22,5 +23,6 @@ class OrderServiceDeps:
     login_guard: RedisLoginGuard
     passwords: Passwords
     limiter: RedisRateLimiter
+    open_orders: OpenOrdersCap
     settings: OrderSettings
     clock: Clock

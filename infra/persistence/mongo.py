@@ -47,9 +47,10 @@ async def mongo_ping(client: AsyncMongoClient[Document]) -> bool:
     return True
 
 
-# Indexes earlier versions created that no query uses: each cost every write of its
-# collection index work over an ever-growing array (`outbox`, `inbox`), for nothing.
-RETIRED_INDEXES = ("outbox.occurred_at_1", "inbox.occurred_at_1")
+# Indexes earlier versions created that no query uses any more: each cost every write of its
+# collection index work (over an ever-growing array for `outbox` and `inbox`), for nothing. The
+# open-orders count that used `customer_id_1_status_1` moved to Redis.
+RETIRED_INDEXES = ("outbox.occurred_at_1", "inbox.occurred_at_1", "customer_id_1_status_1")
 INDEX_NOT_FOUND = 27
 
 

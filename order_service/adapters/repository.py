@@ -9,6 +9,10 @@ The repository remembers the last state it stored or read of recent orders. Cons
 through it (`get(latest=False)`) and skip a round trip per event; the version guard makes a
 stale copy harmless (the write fails, the copy is dropped, the handler reads MongoDB). HTTP
 reads always go to MongoDB, so customers see changes made by other replicas.
+
+`on_ended` is told of every order this repository stored in a terminal status, whichever path
+ended it (a consumed event, the customer, the deadline sweep): the open-orders cap gives the
+order's slot back there.
 """
 
 from __future__ import annotations
@@ -16,17 +20,20 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
 from functools import cached_property
 from typing import Any
 
 from pymongo import DESCENDING
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from contracts.envelope import Envelope
 from contracts.events import OrderLine, PricedLine
-from infra.messaging.outbox import outbox_entry
+from infra.clock import Clock
+from infra.messaging.outbox import OutboxRelay, outbox_entry
 from infra.persistence.outbox_write import EventsWrite, OutboxDocuments
 from order_service.domain.model import TERMINAL, HistoryEntry, Order, OrderStatus, ParkedPayment
 from order_service.ports import ConcurrentUpdate, DuplicateOrder
@@ -40,6 +47,18 @@ RECENT_ORDERS = 10_000
 
 
 class MongoOrderRepository(OutboxDocuments):
+    def __init__(
+        self,
+        collection: AsyncCollection[Document],
+        relay: OutboxRelay | None,
+        producer: str,
+        *,
+        clock: Clock,
+        on_ended: Callable[[Order], None] | None = None,
+    ) -> None:
+        super().__init__(collection, relay, producer, clock=clock)
+        self._on_ended = on_ended
+
     @cached_property
     def _recent(self) -> OrderedDict[str, Document]:
         return OrderedDict()
@@ -50,9 +69,6 @@ class MongoOrderRepository(OutboxDocuments):
 
     async def create_indexes(self) -> None:
         await self._collection.create_index([("customer_id", 1), ("created_at", DESCENDING)])
-        # The open-orders cap counts a customer's orders by status at every placement: with
-        # the customer's whole history behind the index above, that count grew with it.
-        await self._collection.create_index([("customer_id", 1), ("status", 1)])
         # The deadline sweep: open orders by deadline, one indexed range query per sweep.
         await self._collection.create_index([("status", 1), ("deadline_at", 1)])
 
@@ -121,12 +137,6 @@ class MongoOrderRepository(OutboxDocuments):
         )
         return [to_order(d) async for d in cursor]
 
-    async def count_open(self, customer_id: str, statuses: list[str], up_to: int) -> int:
-        """Orders of the customer in one of `statuses`, counted up to `up_to` at most (the
-        index on customer_id and status serves it)."""
-        query = {"customer_id": customer_id, "status": {"$in": statuses}}
-        return await self._collection.count_documents(query, limit=up_to)
-
     async def save(self, order: Order, cause: Envelope | None = None) -> None:
         """Store the order's new state, the events it recorded and the event that caused
         them, in one document write."""
@@ -158,6 +168,8 @@ class MongoOrderRepository(OutboxDocuments):
         order.version += 1
         order.events.clear()
         events.landed()
+        if self._on_ended is not None and order.status in TERMINAL:
+            self._on_ended(order)
 
     async def _insert(self, order: Order, state: Document, events: EventsWrite) -> None:
         document = {"_id": order.order_id, **state, "version": 1, "inbox": []}

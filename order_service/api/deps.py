@@ -64,8 +64,13 @@ async def within_limits(deps: OrderServiceDeps, action: str, buckets: list[Bucke
     """Count the request in its rate-limit buckets, or refuse it with 429 and Retry-After."""
     wait = await deps.limiter.hit(action, buckets)
     if wait is not None:
-        RATE_LIMITED.labels(action).inc()
-        raise ApiError(
-            429, "rate_limited", f"too many {action} requests; retry later",
-            {"Retry-After": str(wait)},
-        )  # fmt: skip
+        raise rate_limited(action, wait)
+
+
+def rate_limited(action: str, wait_s: int) -> ApiError:
+    """The 429 of a full rate-limit bucket (counted in the metrics)."""
+    RATE_LIMITED.labels(action).inc()
+    return ApiError(
+        429, "rate_limited", f"too many {action} requests; retry later",
+        {"Retry-After": str(wait_s)},
+    )  # fmt: skip

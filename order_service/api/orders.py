@@ -14,16 +14,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from contracts.events import OrderLine
 from infra.http_errors import ApiError, error_responses
 from infra.persistence.rate_limits import Bucket
+from infra.persistence.slot_pools import Admission, Verdict
 from order_service import commands
-from order_service.api.deps import ClientAddress, CustomerId, Deps, within_limits
+from order_service.api.deps import ClientAddress, CustomerId, Deps, rate_limited
 from order_service.commands import IdempotencyConflict
-from order_service.domain.model import CannotCancel, Order, OrderStatus
+from order_service.domain.ids import order_id_for
+from order_service.domain.model import CannotCancel, Order, OrderStatus, deadline_after
 from order_service.ports import ConcurrentUpdate
+from order_service.wiring import OrderServiceDeps
 
 router = APIRouter(tags=["orders"])
 OrderIdPath = Annotated[str, Path(min_length=1, max_length=64)]
-# Orders not ended yet, which the per-customer cap counts.
-OPEN_STATUSES = [OrderStatus.PENDING.value, OrderStatus.RESERVED.value, OrderStatus.PAID.value]
 
 
 class PlaceOrderRequest(BaseModel):
@@ -97,21 +98,21 @@ async def place_order(
     ] = None,
 ) -> OrderAccepted:
     settings = deps.settings
-    await within_limits(deps, "order", [
+    placed_at = deps.clock()
+    secret = settings.order_id_secret.get_secret_value().encode()
+    # The id the insert will use, known first: the open-orders slot is held under it.
+    order_id = order_id_for(customer_id, idempotency_key, secret)
+    admission = await deps.open_orders.admit(
+        customer_id, order_id, deadline_after(placed_at, settings.deadline_s), [
         Bucket("customer", customer_id, settings.orders_per_customer),
         Bucket("address", address, settings.orders_per_address),
     ])  # fmt: skip
-    cap = settings.max_open_orders_per_customer
-    open_orders = await deps.orders.count_open(customer_id, OPEN_STATUSES, up_to=cap)
-    if open_orders >= cap:
-        message = f"{open_orders} orders are still open; wait for some to end"
-        raise ApiError(429, "too_many_open_orders", message, {"Retry-After": "5"})
+    if admission.verdict is Verdict.RATE_LIMITED:
+        raise rate_limited("order", admission.wait_s)
     try:
-        order, created = await commands.place_order(
-            deps.orders, customer_id, body.items, body.payment_method, idempotency_key,
-            clock=deps.clock, id_secret=settings.order_id_secret.get_secret_value().encode(),
-            deadline_s=settings.deadline_s,
-        )  # fmt: skip
+        order, created = await _placed(
+            deps, admission, order_id, customer_id, body, placed_at, idempotency_key
+        )
     except ValidationError as error:  # e.g. two lines of one SKU adding up past the limit
         raise ApiError(422, "invalid_order", str(error.errors()[0]["msg"])) from None
     except IdempotencyConflict:
@@ -122,6 +123,47 @@ async def place_order(
         response.status_code = 200
     # The original response, also for a repeat: the order as it was accepted.
     return OrderAccepted(order_id=order.order_id, status=OrderStatus.PENDING)
+
+
+async def _placed(
+    deps: OrderServiceDeps,
+    admission: Admission,
+    order_id: str,
+    customer_id: str,
+    body: PlaceOrderRequest,
+    placed_at: datetime,
+    idempotency_key: str | None,
+) -> tuple[Order, bool]:
+    """The order stored (or found: a repeat), its slot given back if it did not stay open."""
+    if admission.verdict is Verdict.FULL:
+        # A repeat of an order that ended since (its slot given back) is still answered;
+        # only a keyed request can be one (other ids are random), and only a refused one
+        # pays this read.
+        earlier = None
+        if idempotency_key is not None:
+            earlier = await commands.placed_before(
+                deps.orders, order_id, body.items, body.payment_method
+            )
+        if earlier is None:
+            message = f"{admission.holders} orders are still open; wait for some to end"
+            retry = {"Retry-After": str(admission.wait_s)}
+            raise ApiError(429, "too_many_open_orders", message, retry)
+        return earlier, False
+    try:
+        order, created = await commands.place_order(
+            deps.orders, order_id, customer_id, body.items, body.payment_method,
+            placed_at=placed_at, deadline_s=deps.settings.deadline_s,
+        )  # fmt: skip
+    except Exception:
+        # Not stored (invalid, a conflicting repeat, MongoDB down): the slot this request
+        # took is given back. A slot it found held belongs to the earlier request. (A
+        # cancelled request keeps its slot: its insert may have landed; the deadline ends it.)
+        if admission.verdict is Verdict.ADDED:
+            deps.open_orders.release(customer_id, order_id)
+        raise
+    if order.is_terminal:  # a repeat of an order that has ended meanwhile
+        deps.open_orders.release(customer_id, order_id)
+    return order, created
 
 
 @router.get("/orders", responses=error_responses(400, 401, 422))

@@ -59,6 +59,11 @@ ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {
 }
 
 
+def deadline_after(placed_at: datetime, deadline_s: float) -> datetime:
+    """The deadline of an order placed at `placed_at`."""
+    return placed_at + timedelta(seconds=deadline_s)
+
+
 class IllegalTransition(Exception):
     pass
 
@@ -121,7 +126,7 @@ class Order:
             status=OrderStatus.PENDING,
             created_at=now,
             history=[HistoryEntry(OrderStatus.PENDING, now)],
-            deadline_at=now + timedelta(seconds=deadline_s),
+            deadline_at=deadline_after(now, deadline_s),
         )
         order.events.append(
             OrderPlaced(

@@ -141,6 +141,33 @@ async def test_open_orders_per_customer_are_capped(
     assert (await place(http, stack, customer)).status_code == 202
 
 
+async def test_a_repeated_key_is_answered_while_the_cap_is_full(
+    http: httpx.AsyncClient, stack: Pipeline
+) -> None:
+    cap = LIMITS["ORDER_MAX_OPEN_ORDERS_PER_CUSTOMER"]
+    flaky = {"payment_method": "tok_flaky"}
+    # Repeats of an order that is still open: its slot is found held.
+    open_customer = await new_customer(http, stack)
+    keyed = [{"Idempotency-Key": f"open-{i}"} for i in range(cap)]
+    opened = [await place(http, stack, open_customer, body=flaky, headers=k) for k in keyed]
+    assert [r.status_code for r in opened] == [202] * cap
+    again = await place(http, stack, open_customer, body=flaky, headers=keyed[0])
+    assert again.status_code == 200, again.text
+    assert again.json()["order_id"] == opened[0].json()["order_id"]
+    # A repeat of an order that has ended (its slot given back) while others fill the cap.
+    ended_customer = await new_customer(http, stack)
+    key = {"Idempotency-Key": "ended"}
+    unknown_sku = {"items": [{"sku": "NO-SUCH-SKU", "quantity": 1}]}
+    first = await place(http, stack, ended_customer, body=unknown_sku, headers=key)
+    assert first.status_code == 202, first.text
+    await settle(http, stack, ended_customer, first.json()["order_id"])
+    fillers = [await place(http, stack, ended_customer, body=flaky) for _ in range(cap)]
+    assert [r.status_code for r in fillers] == [202] * cap
+    repeat = await place(http, stack, ended_customer, body=unknown_sku, headers=key)
+    assert repeat.status_code == 200, repeat.text
+    assert repeat.json()["order_id"] == first.json()["order_id"]
+
+
 async def test_registrations_are_limited_per_address(
     http: httpx.AsyncClient, stack: Pipeline
 ) -> None:

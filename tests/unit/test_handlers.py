@@ -14,6 +14,7 @@ from contracts.events import (
 )
 from inventory_service.domain.model import ReservationStatus, StockItem
 from order_service import commands
+from order_service.domain.ids import order_id_for
 from order_service.domain.model import OrderStatus
 from payment_service.domain.model import PaymentStatus
 from tests.builders import new_order, order_placed, stock_reserved
@@ -41,8 +42,8 @@ def reserved(order_id: str) -> StockReserved:
 async def place(order: Harness[OrderDeps], payment_method: str) -> str:
     """Place an order of two SKU-1 through the command (it publishes OrderPlaced); its id."""
     placed_order, _ = await commands.place_order(
-        order.deps.orders, "c-1", [OrderLine(sku="SKU-1", quantity=2)], payment_method,
-        clock=order.deps.clock, id_secret=b"s",
+        order.deps.orders, order_id_for("c-1", None, b"s"), "c-1",
+        [OrderLine(sku="SKU-1", quantity=2)], payment_method, placed_at=order.deps.clock(),
     )  # fmt: skip
     return placed_order.order_id
 

@@ -1,7 +1,6 @@
 """Placing and cancelling orders through the real commands, on a fake repository."""
 
 import uuid
-from functools import partial
 
 import pytest
 
@@ -10,13 +9,26 @@ from infra.clock import utc_now
 from order_service import commands
 from order_service.commands import IdempotencyConflict
 from order_service.domain.ids import order_id_for
-from order_service.domain.model import CannotCancel, OrderStatus
+from order_service.domain.model import CannotCancel, Order, OrderStatus
 from tests.unit.fakes import FakeOrderRepository
 
 pytestmark = pytest.mark.unit
 LINES = [OrderLine(sku="SKU-1", quantity=2)]
 SECRET = b"unit-test-order-id-secret"
-place = partial(commands.place_order, clock=utc_now, id_secret=SECRET)
+
+
+async def place(
+    repo: FakeOrderRepository,
+    customer_id: str,
+    lines: list[OrderLine],
+    payment_method: str,
+    idempotency_key: str | None = None,
+) -> tuple[Order, bool]:
+    """As the API places an order: its id derived first, then the command."""
+    order_id = order_id_for(customer_id, idempotency_key, SECRET)
+    return await commands.place_order(
+        repo, order_id, customer_id, lines, payment_method, placed_at=utc_now()
+    )
 
 
 async def test_the_same_key_and_request_give_back_the_first_order() -> None:

@@ -17,6 +17,7 @@ from contracts.topology import ORDER
 from infra.testing import InMemoryBus
 from inventory_service.domain.model import StockItem
 from order_service import commands
+from order_service.domain.ids import order_id_for
 from tests.unit.fakes import FakeGateway
 from tests.unit.services import (
     Harness,
@@ -63,8 +64,8 @@ class Pipeline:
         await self.notification.receive(registered, producer=ORDER)
         lines = [OrderLine(sku="SKU-1", quantity=2), OrderLine(sku="SKU-2", quantity=1)]
         order, created = await commands.place_order(
-            self.order.deps.orders, "c-1", lines, "tok_ok", "key-1",
-            clock=self.bus.clock, id_secret=b"secret",
+            self.order.deps.orders, order_id_for("c-1", "key-1", b"secret"), "c-1", lines,
+            "tok_ok", placed_at=self.bus.clock(),
         )  # fmt: skip
         assert created
         await self.bus.drain()
