@@ -28,6 +28,7 @@ from infra.devstack.services import DATABASES, SERVICES
 READY_TIMEOUT_S = 60.0
 MACHINE = "machine(all CPUs)"
 STOP_TIMEOUT_S = 20.0
+PSP_LEDGER_DB = "psp-ledger-db"  # the CPU line of the simulated PSP's own server
 
 
 @dataclass
@@ -51,6 +52,9 @@ class Stack:
     management: Management = field(default_factory=Management.from_env)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
     mongo: SecantusHandle | None = None
+    # The simulated payment provider's ledger, on a server of its own: a real PSP's database
+    # is not ours, so the pipeline's server serves only the pipeline (its CPU line is apart).
+    psp_mongo: SecantusHandle | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     http_ports: dict[str, int] = field(default_factory=dict)
     count_ports: dict[str, int] = field(default_factory=dict)
@@ -93,8 +97,13 @@ class Stack:
             redis_url=self.redis_url,
             http_port=self.http_ports.get(label, 0),
         )
+        psp: dict[str, str] = {}
+        if service == "payment" and self.psp_mongo is not None:
+            url = devstack.with_retry_writes(self.psp_mongo.url, self.retry_writes)
+            psp["PAYMENT_SIMULATED_GATEWAY_MONGO_URL"] = url
         return {
             **wiring,
+            **psp,
             "LOG_LEVEL": self.log_level,
             "HTTP_HOST": "127.0.0.1",
             "BENCH_COUNTS_PORT": str(self.count_ports.get(label, 0)),
@@ -108,6 +117,7 @@ class Stack:
         self.mongo = devstack.start_secantus(
             storage_path=storage, log_path=self.work_dir / "secantusdb.log"
         )
+        self.psp_mongo = devstack.start_secantus(log_path=self.work_dir / "psp-ledger-db.log")
         # The services' own seeding module, so the catalog documents are the real shape.
         seed = [
             sys.executable,
@@ -143,6 +153,8 @@ class Stack:
         pids = {label: p.pid for label, p in self.processes.items()}
         if self.mongo is not None:
             pids["secantusdb"] = self.mongo.pid
+        if self.psp_mongo is not None:
+            pids[PSP_LEDGER_DB] = self.psp_mongo.pid
         pids["bench-client"] = os.getpid()
         return {**pids, **shared_server_pids()}
 
@@ -173,8 +185,9 @@ class Stack:
     def stop(self) -> dict[str, int]:
         codes = processes.stop_all(self.processes, timeout_s=STOP_TIMEOUT_S)
         self.processes.clear()
-        if self.mongo is not None:
-            self.mongo.stop()
+        for server in (self.mongo, self.psp_mongo):
+            if server is not None:
+                server.stop()
         if self.vhost_created:
             devstack.delete_vhost(self.vhost, self.management)
             self.vhost_created = False

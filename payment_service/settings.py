@@ -15,3 +15,7 @@ class PaymentSettings(ServiceSettings):
     gateway_timeout_s: float = Field(default=5.0, gt=0)
     # How long the simulated gateway takes to approve tok_late (a late answer, for tests).
     simulated_late_s: float = Field(default=3.0, ge=0)
+    # The simulated gateway's ledger stands for a payment provider's own database; this puts
+    # it on a MongoDB server of its own (the bench does, so the pipeline's database serves
+    # only the pipeline). Empty: the service's own database.
+    simulated_gateway_mongo_url: str = ""
