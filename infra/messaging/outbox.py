@@ -282,29 +282,51 @@ class OutboxRelay:
 
     async def _mark_sent(self, sent: Mapping[Any, list[str]]) -> None:
         now = datetime.now(UTC)
-        operations: list[UpdateOne] = []
-        for document_id, event_ids in sent.items():
-            stamp = {"outbox.$[e].sent_at": now}
-            sent_ones: list[Mapping[str, Any]] = [{"e.event_id": {"$in": event_ids}}]
-            others_unsent = {"$elemMatch": {"sent_at": None, "event_id": {"$nin": event_ids}}}
-            # One write per document: these were its last unsent events (the common case),
-            # so the flag clears with them; or others wait (appended since), and it stays.
-            # Exactly one of the two matches; the other costs a match, not a write.
-            operations.append(
+        # Common case, one write per document: these are its last unsent events, and its
+        # pending flag clears in the same update.
+        last = [
+            UpdateOne(
+                {"_id": document_id, "outbox": {"$not": _others_unsent(event_ids)}},
+                {"$set": {"outbox.$[e].sent_at": now, "outbox_pending": False}},
+                array_filters=_these(event_ids),
+            )
+            for document_id, event_ids in sent.items()
+        ]
+        result = await self._collection.bulk_write(last, ordered=False)
+        if result.matched_count == len(last):
+            return
+        # Documents with other unsent events appended since (still pending): stamp these,
+        # then clear the flag only if nothing unsent is left by then.
+        cursor = self._collection.find(
+            {"_id": {"$in": list(sent)}, "outbox_pending": True}, {"_id": 1}
+        )
+        pending = [d["_id"] async for d in cursor]
+        if not pending:
+            return
+        stamps: list[UpdateOne] = []
+        for document_id in pending:
+            stamps.append(
                 UpdateOne(
-                    {"_id": document_id, "outbox": {"$not": others_unsent}},
-                    {"$set": {**stamp, "outbox_pending": False}},
-                    array_filters=sent_ones,
+                    {"_id": document_id},
+                    {"$set": {"outbox.$[e].sent_at": now}},
+                    array_filters=_these(sent[document_id]),
                 )
             )
-            operations.append(
+            stamps.append(
                 UpdateOne(
-                    {"_id": document_id, "outbox": others_unsent},
-                    {"$set": stamp},
-                    array_filters=sent_ones,
+                    {"_id": document_id, "outbox.sent_at": {"$ne": None}},
+                    {"$set": {"outbox_pending": False}},
                 )
             )
-        await self._collection.bulk_write(operations, ordered=True)
+        await self._collection.bulk_write(stamps, ordered=True)
+
+
+def _these(event_ids: list[str]) -> list[Mapping[str, Any]]:
+    return [{"e.event_id": {"$in": event_ids}}]
+
+
+def _others_unsent(event_ids: list[str]) -> Document:
+    return {"$elemMatch": {"sent_at": None, "event_id": {"$nin": event_ids}}}
 
 
 def _envelope(entry: Document) -> Envelope:
