@@ -28,14 +28,15 @@ class MongoPaymentRepository(OutboxDocuments):
     async def open(self, order_id: str) -> bool:
         """Make sure the order has a document to log its calls in; False if its payment was
         settled or voided before (then nothing is to be charged)."""
+        # An insert, not an upsert: the first delivery (the common case) costs the server no
+        # search for a document that is not there; a redelivery reads what is.
         try:
-            await self._writes.update_one(
-                {"_id": order_id, **_UNSETTLED},
-                {"$setOnInsert": {"opened_at": self._clock(), "attempts": []}},
-                upsert=True,
+            await self._writes.insert_one(
+                {"_id": order_id, "opened_at": self._clock(), "attempts": []}
             )
         except DuplicateKeyError:
-            return False
+            existing = await self._collection.find_one({"_id": order_id}, {"status": 1})
+            return existing is not None and "status" not in existing
         return True
 
     async def record_attempt(self, attempt: PaymentAttempt) -> None:
