@@ -52,7 +52,8 @@ OUTAGE_S = 3.0
 
 
 def assert_intact(tally: Tally, expected_dlq: int = 0, refunds_expected: bool = False) -> None:
-    print(f"\n{tally.line()}")
+    print(f"\n{tally.report()}")
+    assert len(tally.dead_letters) == tally.dlq  # each one read back and explained
     assert tally.lost == 0
     assert tally.hung == 0
     assert tally.double_charged == 0
