@@ -66,16 +66,16 @@ def with_retry_writes(url: str, enabled: bool) -> str:
 
 
 def _secantus_command(port: int, storage_path: str) -> list[str]:
-    # Use the console script of the venv we run in, so `python -m ...` from any shell
-    # picks the pinned secantusdb and not whatever is on PATH.
-    script = Path(sys.executable).parent / "secantusd-py"
-    prefix = [str(script)] if script.exists() else [sys.executable, "-m", "secantus"]
-    return [*prefix, "--host", "127.0.0.1", "--port", str(port), "--storage-path", storage_path]
+    # The venv we run in, so the pinned secantusdb is used and not whatever is on PATH; through
+    # secantus_daemon, which gives it the deploy's transaction lifetime (10 s, not 60).
+    return [sys.executable, "-m", "infra.devstack.secantus_daemon",
+            "--host", "127.0.0.1", "--port", str(port), "--storage-path", storage_path]  # fmt: skip
 
 
 @dataclass
 class SecantusHandle:
-    """A `secantusd-py` child process. `.restart()` keeps the port and (on-disk) data."""
+    """A SecantusDB child process (infra.devstack.secantus_daemon). `.restart()` keeps the port
+    and (on-disk) data."""
 
     port: int
     storage_path: str

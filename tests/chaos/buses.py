@@ -16,10 +16,7 @@ import aio_pika
 
 from contracts.topology import SUBSCRIPTIONS, queue_name
 from infra.devstack import Management
-
-# The failure story's headers a printed dead letter shows.
-STORY = ("x-dead-letter-reason", "x-exception-class", "x-exception-message", "x-attempts",
-         "x-delivery-count", "x-first-failure-at", "x-last-failure-at")  # fmt: skip
+from infra.dlq.letters import Letter as DlqLetter
 
 
 @dataclass(frozen=True)
@@ -30,8 +27,24 @@ class Letter:
     type: str | None
     headers: dict[str, Any]
 
-    def story(self) -> dict[str, str]:
-        return {key: str(self.headers.get(key))[:300] for key in STORY}
+    def explained(self) -> str:
+        """Why and from where it was dead-lettered, on one line: the consumer's reason or, for
+        the broker's own dead-lettering (a quorum queue's delivery limit), its `x-death`
+        entries; read by the DLQ tool's rules (infra.dlq.letters)."""
+        told = DlqLetter(b"", self.headers, self.message_id, self.type)
+        deaths = self.headers.get("x-death")
+        broker_said = "; ".join(
+            f"{death.get('reason')} in {death.get('queue')} x{death.get('count')}"
+            for death in (deaths if isinstance(deaths, list) else [])
+            if isinstance(death, dict)
+        )
+        home = told.original_queue or "?"
+        return (
+            f"{told.event_type} {told.event_id} from {home}: {told.reason[:300]}"
+            f" (attempts={told.attempts} delivery-count={self.headers.get('x-delivery-count')}"
+            f" x-death=[{broker_said}] first-failure={self.headers.get('x-first-failure-at')}"
+            f" last-failure={self.headers.get('x-last-failure-at')})"
+        )
 
 
 class BusProbe(Protocol):

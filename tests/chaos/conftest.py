@@ -1,5 +1,5 @@
 """A fresh, isolated pipeline per chaos test (own vhost, or own nats-server or bus Redis, own
-on-disk MongoDB). Tests that run on every bus parametrize `bus` with BUSES."""
+on-disk MongoDB). Tests that run on another bus than RabbitMQ parametrize `bus`."""
 
 from __future__ import annotations
 
@@ -18,11 +18,6 @@ from tests.chaos.nats_bus import PrivateNats
 from tests.chaos.redis_bus import PrivateRedis
 
 MakeChaos = Callable[..., ChaosPipeline]
-BUSES = [
-    pytest.param("rabbitmq", id="rabbitmq"),
-    pytest.param("nats", id="nats", marks=pytest.mark.natsbus),
-    pytest.param("redis", id="redis", marks=pytest.mark.redisbus),
-]
 # The buses that run on a server of the test's own, by their fixture.
 PRIVATE_SERVERS = {"nats": "private_nats", "redis": "private_redis"}
 
@@ -65,17 +60,11 @@ def chaos_rabbit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClus
     """The chaos suite's own RabbitMQ node (cs1@localhost, AMQP 5706). Its pipelines, 68 quorum
     queues each, stay off the shared node: infra/bin/test runs the fault layers beside the
     others, and the shared node's file-handle budget (about 300 live quorum queues under
-    `ulimit -n 1024`) is theirs."""
+    `ulimit -n 1024`) is theirs. Being the suite's alone, with one pipeline on it at a time,
+    it is also the node the broker faults stop and start again (a node per such test cost
+    about 15 s of boot and stop each)."""
     base = tmp_path_factory.mktemp("chaos-rabbit")
     with LocalCluster(base, size=1, amqp_base=5705, prefix="cs") as node:
-        yield node
-
-
-@pytest.fixture
-def private_rabbit(tmp_path: Path) -> Iterator[LocalCluster]:
-    """A RabbitMQ node of this test's own (ps1@localhost, AMQP 5704), to stop and restart:
-    the shared default node is never stopped."""
-    with LocalCluster(tmp_path / "rabbit", size=1, amqp_base=5703, prefix="ps") as node:
         yield node
 
 
@@ -116,11 +105,12 @@ class PrivateBus(Protocol):
 
 @pytest.fixture
 def private_bus(request: pytest.FixtureRequest, bus: str) -> PrivateBus:
-    """The test's bus on a server of its own, to restart. Request it before make_chaos, so
-    that it stops after the pipeline."""
+    """The test's bus on a server to restart, never a shared one: on NATS and Redis a server
+    of the test's own (request this fixture before make_chaos, so that it stops after the
+    pipeline), on RabbitMQ the chaos suite's node."""
     if bus in PRIVATE_SERVERS:
         return PrivateServerBus(private_server(request, bus))
-    return PrivateRabbitNode(request.getfixturevalue("private_rabbit"))
+    return PrivateRabbitNode(request.getfixturevalue("chaos_rabbit"))
 
 
 @dataclass
@@ -146,7 +136,8 @@ class PrivateRabbitNode:
 
 
 def on_private_node(private_rabbit: LocalCluster) -> dict[str, Any]:
-    """make_chaos options that put the pipeline on the private node instead of the shared one."""
+    """make_chaos options that put the pipeline on a node of the suite's own, not the shared
+    one."""
     return {
         "brokers": [url.rsplit("/", 1)[0] for url in private_rabbit.amqp_urls("")],
         "management": private_rabbit.node(1).management,
@@ -154,7 +145,7 @@ def on_private_node(private_rabbit: LocalCluster) -> dict[str, Any]:
 
 
 async def restart_app(private_rabbit: LocalCluster, outage_s: float) -> None:
-    """Stop the private node's app for `outage_s`, then start it and wait until it is up."""
+    """Stop the node's app for `outage_s`, then start it and wait until it is up."""
     node = private_rabbit.node(1)
     await asyncio.to_thread(node.ctl, "stop_app")
     try:

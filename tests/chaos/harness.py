@@ -12,8 +12,9 @@ import asyncio
 import contextlib
 import random
 import signal
+import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,8 +62,22 @@ class ChaosPipeline:
     accepted: list[str] = field(default_factory=list)
     # NATS or Redis on this server (the test's own) instead of RabbitMQ: no vhost is made.
     server: BusServer | None = None
+    # Seconds each phase took (start, batch, settle), printed with the tally: where time goes.
+    phases: dict[str, float] = field(default_factory=dict)
 
     def start(self) -> Pipeline:
+        with self._phase("start"):
+            return self._start()
+
+    @contextlib.contextmanager
+    def _phase(self, name: str) -> Iterator[None]:
+        began = time.monotonic()
+        try:
+            yield
+        finally:
+            self.phases[name] = time.monotonic() - began
+
+    def _start(self) -> Pipeline:
         bus_env = {}
         if self.server is None:
             devstack.create_vhost(self.vhost, self.management)
@@ -135,6 +150,16 @@ class ChaosPipeline:
         """Submit `size` orders; inject `fault` once a third of them are in, while the rest
         keep coming."""
         assert self.pipeline is not None
+        with self._phase("batch"):
+            await self._run_batch(size, fault, concurrency)
+
+    async def _run_batch(
+        self,
+        size: int,
+        fault: Callable[[], Coroutine[Any, Any, None]] | None,
+        concurrency: int,
+    ) -> None:
+        assert self.pipeline is not None
         async with httpx.AsyncClient(timeout=10) as http:
             tokens = [await self._customer(http) for _ in range(3)]
             plans = [_plan(i, self.late_payments) for i in range(size)]
@@ -195,8 +220,9 @@ class ChaosPipeline:
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(self.mongo.url, tz_aware=True)
         try:
             # Not quiet in time: tally anyway, so the counts say what went missing.
-            with contextlib.suppress(AssertionError):
+            with self._phase("settle"), contextlib.suppress(AssertionError):
                 await eventually(lambda: self._quiet(client), QUIESCENCE_TIMEOUT_S, 0.5)
+            print("\nphases: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.phases.items()))
             return await self._tally(client)
         finally:
             await client.close()
@@ -262,12 +288,15 @@ class ChaosPipeline:
     async def dead_letters(self) -> dict[str, int]:
         return {q: n for q, n in (await self.queue_depths()).items() if q.endswith(".dlq")}
 
-    async def print_dead_letters(self) -> None:
-        """What each dead letter says about itself: shown with a failing test's output."""
-        for name, waiting in (await self.dead_letters()).items():
-            if waiting:
-                for letter in await self.probe.letters(name, min(waiting, 20)):
-                    print(f"dead letter in {name}: {letter.type} {letter.story()}")
+    async def explained_dead_letters(self, depths: dict[str, int]) -> list[str]:
+        """Every dead letter waiting in `depths`' dead-letter queues, each on one line: its
+        queue, event and why it died (the consumer's story or the broker's x-death)."""
+        return [
+            f"in {name}: {letter.explained()}"
+            for name, waiting in depths.items()
+            if waiting
+            for letter in await self.probe.letters(name, waiting)
+        ]
 
     def vhost_url(self) -> str:
         """The vhost on the first broker node that accepts connections."""
@@ -285,11 +314,10 @@ class ChaosPipeline:
             stock={d["_id"]: d["available"] async for d in all_of("inventory", "stock")},
             notifications=[d async for d in all_of("notification", "notifications")],
         )
-        dlq = sum((await self.dead_letters()).values())
-        tally = count(stored, self.accepted, INITIAL_STOCK, dlq, datetime.now(UTC))
-        if tally.dlq:
-            await self.print_dead_letters()
-        return tally
+        dead = await self.dead_letters()
+        explained = await self.explained_dead_letters(dead)
+        dlq = sum(dead.values())
+        return count(stored, self.accepted, INITIAL_STOCK, dlq, datetime.now(UTC), explained)
 
 
 def _host_port(url: str) -> tuple[str, int]:

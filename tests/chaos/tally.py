@@ -4,7 +4,7 @@ and refund in the gateway's ledger, every stock level and notification."""
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Any
@@ -40,6 +40,8 @@ class Tally:
     # Longest time without any order reaching its end, between the first and the last ending
     # (printed, not asserted: it depends on the machine's load).
     longest_stall_s: float = 0.0
+    # Each dead letter counted in `dlq`, explained: its queue, event and why it died.
+    dead_letters: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         return (
@@ -54,6 +56,10 @@ class Tally:
             f"longest_stall={self.longest_stall_s:.1f}s"
         )
 
+    def report(self) -> str:
+        """The tally line, then one line per dead letter (a dlq count is never unexplained)."""
+        return "\n".join([self.line(), *(f"  dead letter {d}" for d in self.dead_letters)])
+
 
 @dataclass
 class Stored:
@@ -67,7 +73,12 @@ class Stored:
 
 
 def count(
-    stored: Stored, accepted: list[str], initial_stock: int, dlq: int, now: datetime
+    stored: Stored,
+    accepted: list[str],
+    initial_stock: int,
+    dlq: int,
+    now: datetime,
+    dead_letters: list[str] | None = None,
 ) -> Tally:
     orders = stored.orders
     statuses = Counter(d["status"] for d in orders.values())
@@ -98,6 +109,7 @@ def count(
         ),
         dlq=dlq,
         longest_stall_s=_longest_stall(orders),
+        dead_letters=dead_letters or [],
     )
 
 

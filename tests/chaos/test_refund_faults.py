@@ -11,7 +11,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from infra.devstack.cluster import LocalCluster
-from tests.chaos.conftest import MakeChaos, on_private_node, restart_app
+from tests.chaos.conftest import MakeChaos, restart_app
 from tests.chaos.harness import ChaosPipeline
 from tests.chaos.test_faults import BATCH, OUTAGE_S, REPLICAS, assert_intact
 from tests.integration.waiting import eventually
@@ -54,16 +54,17 @@ async def test_payment_killed_mid_refund(make_chaos: MakeChaos, replicas: int) -
     assert_intact(await chaos.settle_and_tally(), refunds_expected=True)
 
 
+@pytest.mark.parametrize("replicas", REPLICAS)
 async def test_broker_restart_mid_refund(
-    private_rabbit: LocalCluster, make_chaos: MakeChaos
+    chaos_rabbit: LocalCluster, make_chaos: MakeChaos, replicas: int
 ) -> None:
-    """The broker's app restarts once refunds have begun, on a private node like
+    """The broker's app restarts once refunds have begun, on the chaos suite's own node like
     test_broker_restart_mid_batch's (the shared default node is never stopped)."""
-    chaos = refund_chaos(make_chaos, **on_private_node(private_rabbit))
+    chaos = refund_chaos(make_chaos, replicas=replicas)
 
     async def restart_broker_once_refunds_start() -> None:
         await first_refund(chaos)
-        await restart_app(private_rabbit, OUTAGE_S)
+        await restart_app(chaos_rabbit, OUTAGE_S)
 
     await chaos.run_batch(BATCH, restart_broker_once_refunds_start)
     assert_intact(await chaos.settle_and_tally(), refunds_expected=True)
