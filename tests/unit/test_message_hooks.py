@@ -1,19 +1,31 @@
-"""The hooks' scopes around a message: nested like `with` statements, none swallowing an error,
-and the publish metrics counting each outcome once (their cached labelled counters included)."""
+"""The hooks' scopes around a message: nested like `with` statements, none swallowing an error;
+the publish metrics counting each outcome once (their cached labelled counters included); the
+consume tracing without a recording provider."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from prometheus_client import REGISTRY
 
 from infra.messaging.errors import PublishFailed
-from infra.messaging.hooks import Outgoing, PublishHook, entered, publishing
-from infra.observability.message_hooks import PublishMetrics
+from infra.messaging.hooks import Delivery, Inbound, Outgoing, PublishHook, entered, publishing
+from infra.observability import tracing
+from infra.observability.message_hooks import (
+    RABBITMQ,
+    ConsumeMetrics,
+    ConsumeTracing,
+    PublishMetrics,
+)
 
 pytestmark = pytest.mark.unit
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
 class Recorded:
@@ -117,3 +129,43 @@ def test_publish_metrics_count_confirmed_and_failed_publishes_by_event_type() ->
     assert _sample(published, event_type="OrderPlaced") == before + 2
     assert _sample(failures, event_type="OrderPlaced", reason="nacked") == nacked + 1
     assert _sample(published, event_type="unknown") == unknown + 1
+
+
+def test_without_a_recording_provider_a_handler_runs_in_the_context_its_message_carries() -> None:
+    """Nothing exports spans (the default): the consume makes no span of its own, and what the
+    handler publishes or logs stays in the trace of the message."""
+    provider = TracerProvider(sampler=ALWAYS_OFF, shutdown_on_exit=False)
+    previous = tracing.use_tracer_provider(provider)
+    try:
+        assert not tracing.recording()
+        inbound = Inbound(b"{}", {"traceparent": TRACEPARENT}, "e-1", "OrderPlaced", "c-1")
+        delivery = Delivery("inventory.order-placed", inbound, attempt=1)
+        with ConsumeTracing(RABBITMQ).attempt(delivery):
+            headers: dict[str, Any] = {}
+            tracing.inject(headers)
+        assert headers["traceparent"] == TRACEPARENT
+        assert not tracing.has_span()  # left again afterwards
+    finally:
+        tracing.use_tracer_provider(previous)
+        provider.shutdown()
+
+
+def test_consume_metrics_count_each_outcome_and_time_every_delivery() -> None:
+    metrics = ConsumeMetrics()
+    queue = "inventory.order-placed"
+    consumed = "messages_consumed_total"
+    durations = "message_handler_duration_seconds_count"
+    acked = _sample(consumed, queue=queue, event_type="OrderPlaced", outcome="acked")
+    timed = _sample(durations, queue=queue)
+
+    for _ in range(2):  # the second time through the cached labelled children
+        delivery = Delivery(queue, Inbound(b"{}", {}, "e-1", "OrderPlaced", "c-1"))
+        with metrics.delivery(delivery):
+            assert _sample("consumer_in_flight_messages", queue=queue) == 1
+            delivery.outcome = "acked"
+    with pytest.raises(RuntimeError), metrics.delivery(Delivery(queue, delivery.message)):
+        raise RuntimeError("no outcome to count")
+
+    assert _sample(consumed, queue=queue, event_type="OrderPlaced", outcome="acked") == acked + 2
+    assert _sample(durations, queue=queue) == timed + 3
+    assert _sample("consumer_in_flight_messages", queue=queue) == 0
