@@ -122,6 +122,7 @@ async def publish_part(args: argparse.Namespace, url: str, out: dict[str, Any]) 
     bench = PublishBench(url)
     await bench.open()
     try:
+        await bench.read_back()
         items, each = envelopes(args.messages), envelopes(args.await_each)
         # Warm-up, not recorded: connections, exchange declarations, first-call caches.
         for name in ("runtime", "raw", "raw-each"):
@@ -167,8 +168,11 @@ async def relay_part(args: argparse.Namespace, url: str, out: dict[str, Any]) ->
     try:
         variants = {"runtime": bench.runtime, "raw": bench.raw, "faststream": bench.faststream}
         await bench.preload(200)  # warm-up round, not recorded
+        bench.reading_back = True
         for run in variants.values():
             await run(200)
+        bench.reading_back = False
+        await bench.read_back()
         runs: dict[str, list[Round]] = {name: [] for name in variants}
         for order in rotations(list(variants), args.rounds):
             await bench.preload(args.relay_events)

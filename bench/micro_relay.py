@@ -25,6 +25,7 @@ from faststream.rabbit import Channel, ExchangeType, RabbitBroker, RabbitExchang
 from faststream.rabbit.annotations import RabbitMessage
 
 from bench.micro_publish import envelopes, raw_message
+from bench.micro_readback import consumer_settings, queue_settings, same
 from contracts.envelope import Envelope
 from contracts.events import Event, OrderPlaced, StockReservationFailed
 from contracts.topology import exchange_name, queue_name
@@ -37,6 +38,7 @@ from infra.settings import AmqpSettings
 SINK_QUEUE = "bench.relay-sink"
 RUNTIME, FASTSTREAM, RAW = "bench-rt", "bench-fs", "bench-raw"
 RELAYS = (RUNTIME, FASTSTREAM, RAW)
+VARIANTS = {RUNTIME: "runtime", RAW: "raw", FASTSTREAM: "faststream"}
 OUT_TYPE = StockReservationFailed.event_type
 WAIT_S = 120.0
 
@@ -81,6 +83,10 @@ class RelayBench:
             url=amqp_url, prefetch=prefetch, max_in_flight=64, retry_delays_ms=[1000]
         )
         self.admin: aio_pika.abc.AbstractRobustConnection | None = None
+        # While set, each relay notes its consumer as the broker lists it (warm-up only: the
+        # management API takes about a second to list a new consumer).
+        self.reading_back = False
+        self.consumers: dict[str, str] = {}
 
     async def open(self) -> None:
         self.admin = await aio_pika.connect_robust(self.url)
@@ -109,6 +115,29 @@ class RelayBench:
             )
         await channel.close()
 
+    async def relayed(self, service: str, progress: Progress) -> tuple[float, float]:
+        """The relay's figures once it relayed them all (and its consumer as the broker
+        lists it, while reading back)."""
+        figures = await progress.rate()
+        if self.reading_back:
+            source = queue_name(service, OrderPlaced.event_type)
+            self.consumers[VARIANTS[service]] = await consumer_settings(self.url, source)
+        return figures
+
+    async def read_back(self) -> None:
+        """Print each relay's source queue and consumer as the broker reports them; stop
+        (Mismatch) if the relays differ. Needs one warm-up round with `reading_back` set."""
+        print("\n== relay: what the variants run with, read back ==")
+        queues = {
+            VARIANTS[service]: await queue_settings(
+                self.url, queue_name(service, OrderPlaced.event_type)
+            )
+            for service in RELAYS
+        }
+        same("queue", queues)
+        same("consumer", self.consumers)
+        print(f"  sink queue {SINK_QUEUE}: {await queue_settings(self.url, SINK_QUEUE)}")
+
     async def purge(self, service: str) -> None:
         assert self.admin is not None
         channel = await self.admin.channel()
@@ -129,7 +158,7 @@ class RelayBench:
         consumer = Consumer(broker, RUNTIME, self.settings)
         try:
             await consumer.subscribe(OrderPlaced, handler)
-            return await progress.rate()
+            return await self.relayed(RUNTIME, progress)
         finally:
             await consumer.stop()
             await broker.close()
@@ -154,7 +183,7 @@ class RelayBench:
 
             tag = await queue.consume(relay)
             try:
-                return await progress.rate()
+                return await self.relayed(RAW, progress)
             finally:
                 await queue.cancel(tag)
         finally:
@@ -191,7 +220,7 @@ class RelayBench:
 
         try:
             await broker.start()
-            return await progress.rate()
+            return await self.relayed(FASTSTREAM, progress)
         finally:
             await broker.stop()
             await self.purge(FASTSTREAM)
