@@ -17,14 +17,14 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from contracts.envelope import Envelope
 from infra.messaging import codec, story
 from infra.messaging.errors import InvalidMessage
 from infra.messaging.headers import attempt_of
-from infra.messaging.hooks import ConsumeHook, Delivery, Inbound, entered
+from infra.messaging.hooks import ConsumeHook, Delivery, Inbound, entered, overriding
 from infra.messaging.retry_policy import (
     Ack,
     DeadLetter,
@@ -76,13 +76,25 @@ class Dispatch:
     service: str
     hooks: Sequence[ConsumeHook] = ()
     pick: Pick = random.choice
+    # Per hook method, only the hooks that do something in it (run for every delivery).
+    _around_delivery: tuple[ConsumeHook, ...] = field(init=False, repr=False)
+    _around_attempt: tuple[ConsumeHook, ...] = field(init=False, repr=False)
+    _on_decoded: tuple[ConsumeHook, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for name, method in (
+            ("_around_delivery", "delivery"),
+            ("_around_attempt", "attempt"),
+            ("_on_decoded", "decoded"),
+        ):
+            object.__setattr__(self, name, overriding(self.hooks, method))
 
     async def __call__(
         self, subscription: Subscription, message: Inbound, settlement: Settlement
     ) -> str:
         """Handle and settle `message`; returns its outcome."""
         delivery = Delivery(subscription.queue, message)
-        with entered(hook.delivery(delivery) for hook in self.hooks):
+        with entered(hook.delivery(delivery) for hook in self._around_delivery):
             delivery.outcome = await self._settle(subscription, delivery, settlement)
         return delivery.outcome
 
@@ -125,7 +137,7 @@ class Dispatch:
             decision = decide(invalid, 1, tiers)
             return await self._carry_out(decision, delivery, settlement, invalid, 1)
         delivery.attempt = attempt
-        with entered(hook.attempt(delivery) for hook in self.hooks):
+        with entered(hook.attempt(delivery) for hook in self._around_attempt):
             failure = await self._handle(subscription, delivery)
             decision = decide(failure, attempt, tiers, self.pick)
             delivery.outcome = await self._carry_out(
@@ -144,7 +156,7 @@ class Dispatch:
                     f"{subscription.event_type} only"
                 )
             delivery.causation_id = envelope.causation_id
-            for hook in self.hooks:
+            for hook in self._on_decoded:
                 hook.decoded(delivery)
             await subscription.handler(envelope, event)
         except Exception as error:

@@ -50,16 +50,20 @@ class Outgoing:
     headers: dict[str, Any] = field(default_factory=dict)
 
 
+# What a hook with nothing to do around a message returns (nullcontext holds no state).
+NO_SCOPE: AbstractContextManager[None] = nullcontext()
+
+
 class ConsumeHook:
     def delivery(self, delivery: Delivery) -> AbstractContextManager[None]:
         """Around the whole delivery, whatever its end; `delivery.outcome` is set on a
         normal exit."""
-        return nullcontext()
+        return NO_SCOPE
 
     def attempt(self, delivery: Delivery) -> AbstractContextManager[None]:
         """Around one attempt once its number is known: the handler, and the retry or
         dead-letter publish that follows a failure."""
-        return nullcontext()
+        return NO_SCOPE
 
     def decoded(self, delivery: Delivery) -> None:
         """The body was decoded and is of the queue's event type."""
@@ -71,13 +75,20 @@ class ConsumeHook:
 class PublishHook:
     def publish(self, outgoing: Outgoing) -> AbstractContextManager[None]:
         """Around one publish until the broker confirmed it (or it raised)."""
-        return nullcontext()
+        return NO_SCOPE
 
 
 @dataclass(frozen=True)
 class Hooks:
     consume: tuple[ConsumeHook, ...] = ()
     publish: tuple[PublishHook, ...] = ()
+
+
+def overriding(hooks: Iterable[ConsumeHook], method: str) -> tuple[ConsumeHook, ...]:
+    """The hooks whose `method` does something (overrides ConsumeHook's): the others need
+    not be called for every delivery."""
+    default = getattr(ConsumeHook, method)
+    return tuple(hook for hook in hooks if getattr(type(hook), method) is not default)
 
 
 class entered:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager
 from types import TracebackType
 
 from opentelemetry import trace
@@ -21,7 +21,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import Counter, Gauge, Histogram
 
 from infra.messaging.errors import PublishFailed
-from infra.messaging.hooks import ConsumeHook, Delivery, Hooks, Outgoing, PublishHook
+from infra.messaging.hooks import NO_SCOPE, ConsumeHook, Delivery, Hooks, Outgoing, PublishHook
 from infra.observability import tracing
 from infra.observability.logging import bind_message
 from infra.observability.metrics import (
@@ -51,7 +51,7 @@ class LogContext(ConsumeHook):
             correlation_id=message.correlation_id,
             attempt=delivery.attempt,
         )
-        return _NOTHING
+        return NO_SCOPE
 
     def decoded(self, delivery: Delivery) -> None:
         bind_message(causation_id=delivery.causation_id)
@@ -172,7 +172,7 @@ class PublishTracing(PublishHook):
             # publish): the message carries the current context, or keeps the one it has.
             if tracing.has_span():
                 tracing.inject(outgoing.headers)
-            return _NOTHING
+            return NO_SCOPE
         return self._span(outgoing)
 
     @contextmanager
@@ -239,10 +239,6 @@ class _Counted:
             self._published.inc()
         elif isinstance(exc, PublishFailed):
             PUBLISH_FAILURES.labels(self._label, exc.kind).inc()
-
-
-# A publish hook with nothing to do returns this one (nullcontext holds no state).
-_NOTHING: AbstractContextManager[None] = nullcontext()
 
 
 def default_hooks(system: str) -> Hooks:
