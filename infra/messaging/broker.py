@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
 from typing import Any
 
 import aio_pika
@@ -172,7 +171,14 @@ class Broker:
             message.message_id, message.correlation_id, message.headers,
         ) as outgoing:  # fmt: skip
             message.headers = outgoing.headers
-            await self._bounded(self._to_event_exchange(message, event_type), event_type)
+            try:
+                async with asyncio.timeout(PUBLISH_TIMEOUT_S):  # see _timed_out
+                    exchange = self._exchanges.get(event_type)
+                    if exchange is None:
+                        exchange = await self._exchange_or_fail(event_type)
+                    await self._confirmed(exchange, message, "", event_type)
+            except TimeoutError as error:
+                raise await self._timed_out(event_type) from error
 
     async def send(
         self, message: aio_pika.Message, exchange: str, routing_key: str, event_type: str
@@ -183,39 +189,28 @@ class Broker:
             message.message_id, message.correlation_id, message.headers,
         ) as outgoing:  # fmt: skip
             message.headers = outgoing.headers
-            await self._bounded(
-                self._to_named_exchange(message, exchange, routing_key, event_type), event_type
-            )
-
-    async def _to_event_exchange(self, message: aio_pika.Message, event_type: str) -> None:
-        exchange = self._exchanges.get(event_type)
-        if exchange is None:
             try:
-                exchange = await self._event_exchange(event_type)
-            except _CHANNEL_ERRORS as error:
-                await self._replace_if_closed()
-                raise PublishFailed(f"no exchange: {error!r}", event_type) from error
-        await self._confirmed(exchange, message, "", event_type)
+                async with asyncio.timeout(PUBLISH_TIMEOUT_S):  # see _timed_out
+                    target = await self.channel.get_exchange(exchange, ensure=False)
+                    await self._confirmed(target, message, routing_key, event_type)
+            except TimeoutError as error:
+                raise await self._timed_out(event_type) from error
 
-    async def _to_named_exchange(
-        self, message: aio_pika.Message, exchange: str, routing_key: str, event_type: str
-    ) -> None:
-        target = await self.channel.get_exchange(exchange, ensure=False)
-        await self._confirmed(target, message, routing_key, event_type)
-
-    async def _bounded(self, publish: Coroutine[Any, Any, None], event_type: str) -> None:
-        """The whole publish within PUBLISH_TIMEOUT_S (the only timer of a publish: the
-        confirm's wait is inside it). A robust channel waits, unbounded, for its connection
-        to come back before it even writes; a publish caught by the loss of a frozen node
-        hung the outbox relay for good (cluster tests). Past the bound it is a PublishFailed
-        like any other, which the outbox retries."""
+    async def _exchange_or_fail(self, event_type: str) -> AbstractExchange:
         try:
-            async with asyncio.timeout(PUBLISH_TIMEOUT_S):
-                await publish
-        except TimeoutError as error:
-            await self._replace_stuck(self._channel)
-            reason = f"no confirm within {PUBLISH_TIMEOUT_S:.0f} s"
-            raise PublishFailed(reason, event_type) from error
+            return await self._event_exchange(event_type)
+        except _CHANNEL_ERRORS as error:
+            await self._replace_if_closed()
+            raise PublishFailed(f"no exchange: {error!r}", event_type) from error
+
+    async def _timed_out(self, event_type: str) -> PublishFailed:
+        """A publish (its exchange, its write, its confirm) is bounded by PUBLISH_TIMEOUT_S,
+        its only timer. A robust channel waits, unbounded, for its connection to come back
+        before it even writes; a publish caught by the loss of a frozen node hung the outbox
+        relay for good (cluster tests). Past the bound it is a PublishFailed like any other,
+        which the outbox retries, and the next publishes go out on a new channel."""
+        await self._replace_stuck(self._channel)
+        return PublishFailed(f"no confirm within {PUBLISH_TIMEOUT_S:.0f} s", event_type)
 
     async def _event_exchange(self, event_type: str) -> AbstractExchange:
         exchange = self._exchanges.get(event_type)
@@ -242,7 +237,7 @@ class Broker:
         event_type: str,
     ) -> None:
         try:
-            # No timeout of its own: `_bounded` bounds the whole publish, this wait included.
+            # No timeout of its own: the caller bounds the whole publish, this wait included.
             await exchange.publish(message, routing_key, mandatory=True)
         except aiormq.exceptions.PublishError as error:
             raise PublishFailed(
