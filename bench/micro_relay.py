@@ -6,7 +6,9 @@ StockReservationFailed and publish it persistent, mandatory and confirmed before
 with the same prefetch. Only the framework differs:
 - runtime:    infra Consumer (ack policy, retry/DLQ machinery, metrics) + Broker.publish;
 - raw:        aio-pika by hand, the floor: a consumer callback, `message.process()`, the
-              codec, and a publish on a confirming channel with the same message properties;
+              codec, and a publish on a confirming channel with the same message properties,
+              mandatory (returns raised) and bounded by a timeout, as the raw publisher of
+              bench.micro_publish and the runtime's own publish are;
 - FastStream: RabbitBroker subscriber + broker.publish on its confirming default channel,
               per-message logging off (its default logs two lines a message, which would
               only slow it down).
@@ -41,6 +43,7 @@ RELAYS = (RUNTIME, FASTSTREAM, RAW)
 VARIANTS = {RUNTIME: "runtime", RAW: "raw", FASTSTREAM: "faststream"}
 OUT_TYPE = StockReservationFailed.event_type
 WAIT_S = 120.0
+RAW_TIMEOUT_S = 10.0  # the bound bench.micro_publish's raw variant and Broker.publish use
 
 
 def derived(envelope: Envelope, event: Event) -> Envelope:
@@ -170,7 +173,7 @@ class RelayBench:
         try:
             consume = await connection.channel()
             await consume.set_qos(prefetch_count=self.settings.prefetch)
-            publish = await connection.channel(publisher_confirms=True)
+            publish = await connection.channel(publisher_confirms=True, on_return_raises=True)
             out = await publish.get_exchange(exchange_name(OUT_TYPE))
             queue = await consume.get_queue(queue_name(RAW, OrderPlaced.event_type))
 
@@ -178,7 +181,8 @@ class RelayBench:
                 async with message.process(requeue=True):
                     progress.started()
                     envelope, event = codec.decode(message.body)
-                    await out.publish(raw_message(derived(envelope, event)), "", mandatory=True)
+                    reply = raw_message(derived(envelope, event))
+                    await out.publish(reply, "", mandatory=True, timeout=RAW_TIMEOUT_S)
                     progress.finished()
 
             tag = await queue.consume(relay)

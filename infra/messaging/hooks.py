@@ -37,6 +37,20 @@ class Delivery:
     causation_id: str | None = None  # once the body is decoded
     outcome: str | None = None  # acked, retried, dead_lettered, requeued, rejected
 
+    def log_ids(self) -> dict[str, Any]:
+        """The ids a log line written while it is handled carries (read only then)."""
+        message = self.message
+        ids: dict[str, Any] = {
+            "queue": self.queue,
+            "event_id": message.message_id,
+            "event_type": message.type,
+            "correlation_id": message.correlation_id,
+            "attempt": self.attempt,
+        }
+        if self.causation_id is not None:
+            ids["causation_id"] = self.causation_id
+        return ids
+
 
 @dataclass
 class Outgoing:

@@ -23,7 +23,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from infra.messaging.errors import PublishFailed
 from infra.messaging.hooks import NO_SCOPE, ConsumeHook, Delivery, Hooks, Outgoing, PublishHook
 from infra.observability import tracing
-from infra.observability.logging import bind_message
+from infra.observability.logging import bind_delivery
 from infra.observability.metrics import (
     CONSUMER_IN_FLIGHT,
     HANDLER_DURATION,
@@ -40,21 +40,12 @@ REDIS = "redis"
 
 
 class LogContext(ConsumeHook):
-    """Every log line of a delivery's task carries its ids."""
+    """Every log line of a delivery's task carries its ids (the causation id too, once the
+    body is decoded); they are read from the delivery only when a line is written."""
 
     def attempt(self, delivery: Delivery) -> AbstractContextManager[None]:
-        message = delivery.message
-        bind_message(
-            queue=delivery.queue,
-            event_id=message.message_id,
-            event_type=message.type,
-            correlation_id=message.correlation_id,
-            attempt=delivery.attempt,
-        )
+        bind_delivery(delivery)
         return NO_SCOPE
-
-    def decoded(self, delivery: Delivery) -> None:
-        bind_message(causation_id=delivery.causation_id)
 
 
 class ConsumeTracing(ConsumeHook):
