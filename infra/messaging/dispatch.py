@@ -92,28 +92,30 @@ class Dispatch:
     async def __call__(
         self, subscription: Subscription, message: Inbound, settlement: Settlement
     ) -> str:
-        """Handle and settle `message`; returns its outcome."""
+        """Handle and settle `message`; returns its outcome. (The settling is written inline,
+        not as a coroutine of its own: this runs for every delivery.)"""
         delivery = Delivery(subscription.queue, message)
         with entered(hook.delivery(delivery) for hook in self._around_delivery):
-            delivery.outcome = await self._settle(subscription, delivery, settlement)
-        return delivery.outcome
-
-    async def _settle(
-        self, subscription: Subscription, delivery: Delivery, settlement: Settlement
-    ) -> str:
-        message = delivery.message
-        try:
-            outcome = await self._apply(subscription, delivery, settlement)
-        except Exception as error:
-            fallback = recover(error)
-            if isinstance(fallback, Requeue):
-                log.warning("requeueing %s: retry/dead-letter publish failed", message.message_id)
-                await settlement.requeue()
-                return fallback.outcome
-            log.exception("unexpected failure consuming %s", message.message_id)
-            return await self._dead_letter_unexpected(delivery, settlement, error, fallback)
-        await settlement.ack()
+            try:
+                outcome = await self._apply(subscription, delivery, settlement)
+            except Exception as error:
+                outcome = await self._recover(delivery, settlement, error)
+            else:
+                await settlement.ack()
+            delivery.outcome = outcome
         return outcome
+
+    async def _recover(self, delivery: Delivery, settlement: Settlement, error: Exception) -> str:
+        """Carrying out a decision raised `error`: requeue, or dead-letter as a consumer
+        error."""
+        fallback = recover(error)
+        message_id = delivery.message.message_id
+        if isinstance(fallback, Requeue):
+            log.warning("requeueing %s: retry/dead-letter publish failed", message_id)
+            await settlement.requeue()
+            return fallback.outcome
+        log.exception("unexpected failure consuming %s", message_id, exc_info=error)
+        return await self._dead_letter_unexpected(delivery, settlement, error, fallback)
 
     async def _dead_letter_unexpected(
         self, delivery: Delivery, settlement: Settlement, error: Exception, fallback: DeadLetter
@@ -139,10 +141,13 @@ class Dispatch:
         delivery.attempt = attempt
         with entered(hook.attempt(delivery) for hook in self._around_attempt):
             failure = await self._handle(subscription, delivery)
-            decision = decide(failure, attempt, tiers, self.pick)
-            delivery.outcome = await self._carry_out(
-                decision, delivery, settlement, failure, attempt
-            )
+            if failure is None:  # the common case, without a decision to carry out
+                delivery.outcome = Ack.outcome
+            else:
+                decision = decide(failure, attempt, tiers, self.pick)
+                delivery.outcome = await self._carry_out(
+                    decision, delivery, settlement, failure, attempt
+                )
             return delivery.outcome
 
     async def _handle(self, subscription: Subscription, delivery: Delivery) -> Exception | None:
