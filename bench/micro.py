@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import math
 import os
@@ -30,6 +31,8 @@ from bench.report import Target, fmt
 from bench.stack import MACHINE, cpu_seconds, shared_server_pids
 from bench.stats import ratio
 from infra import devstack
+from infra.observability import tracing
+from infra.settings import TracingSettings
 
 AMQP_BASE = "amqp://guest:guest@127.0.0.1:5672"
 BROKER = "rabbitmq(shared)"
@@ -48,7 +51,12 @@ class Round(NamedTuple):
 
 async def measured(work: Awaitable[tuple[float, float]]) -> Round:
     """Run one variant, noting how busy the machine and the broker were meanwhile: a rate
-    taken while the CPUs were saturated by something else says little about the code."""
+    taken while the CPUs were saturated by something else says little about the code.
+
+    The garbage of the variants before is collected first (not timed): otherwise a full
+    collection, which scans every object of this process (tens of ms), lands on whichever
+    variant happens to cross the collector's threshold."""
+    gc.collect()
     pids = shared_server_pids()
     before, started = cpu_seconds(pids), time.monotonic()
     rate, cpu_us = await work
@@ -122,6 +130,7 @@ async def publish_part(args: argparse.Namespace, url: str, out: dict[str, Any]) 
     bench = PublishBench(url)
     await bench.open()
     try:
+        await bench.read_back()
         items, each = envelopes(args.messages), envelopes(args.await_each)
         # Warm-up, not recorded: connections, exchange declarations, first-call caches.
         for name in ("runtime", "raw", "raw-each"):
@@ -167,8 +176,11 @@ async def relay_part(args: argparse.Namespace, url: str, out: dict[str, Any]) ->
     try:
         variants = {"runtime": bench.runtime, "raw": bench.raw, "faststream": bench.faststream}
         await bench.preload(200)  # warm-up round, not recorded
+        bench.reading_back = True
         for run in variants.values():
             await run(200)
+        bench.reading_back = False
+        await bench.read_back()
         runs: dict[str, list[Round]] = {name: [] for name in variants}
         for order in rotations(list(variants), args.rounds):
             await bench.preload(args.relay_events)
@@ -233,6 +245,8 @@ async def stock_part(args: argparse.Namespace, out: dict[str, Any]) -> list[Targ
 
 async def main(args: argparse.Namespace, url: str, out: dict[str, Any]) -> list[Target]:
     parts = args.only or (["buses"] if args.buses else ["publish", "relay", "stock"])
+    # The runtime's tracing as a service sets it up without an exporter (unsampled spans).
+    tracing.use_tracer_provider(tracing.build_provider("bench", TracingSettings()))
     targets: list[Target] = []
     if "buses" in parts:
         from bench.micro_buses import buses_part

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import aio_pika
 from aio_pika.abc import AbstractExchange
 
+from bench.micro_readback import Received, confirms_on, queue_settings, same
 from contracts.envelope import Envelope
 from contracts.events import OrderLine, OrderPlaced
 from contracts.topology import exchange_name
@@ -69,6 +70,7 @@ class PublishBench:
         self.url = amqp_url
         self.broker = Broker(amqp_url, "bench-publisher")
         self.raw: aio_pika.abc.AbstractRobustConnection | None = None
+        self.raw_channel: aio_pika.abc.AbstractChannel | None = None
         self.exchange: AbstractExchange | None = None
         self.queue: aio_pika.abc.AbstractQueue | None = None
 
@@ -76,6 +78,7 @@ class PublishBench:
         await self.broker.connect()
         self.raw = await aio_pika.connect_robust(self.url)
         channel = await self.raw.channel(publisher_confirms=True, on_return_raises=True)
+        self.raw_channel = channel
         self.exchange = await declare_event_exchange(channel, "OrderPlaced")
         admin = await self.raw.channel()
         self.queue = await admin.declare_queue(
@@ -91,6 +94,27 @@ class PublishBench:
     async def purge(self) -> None:
         assert self.queue is not None
         await self.queue.purge()
+
+    async def read_back(self) -> None:
+        """Print the sink queue, each variant's confirms and one message of each as the broker
+        delivers it; stop (Mismatch) if the variants differ."""
+        assert self.queue is not None
+        assert self.raw_channel is not None
+        print("\n== publisher: what the variants run with, read back ==")
+        print(f"  sink queue {SINK_QUEUE}: {await queue_settings(self.url, SINK_QUEUE)}")
+        confirms = {
+            "runtime": await confirms_on(self.broker.channel),
+            "raw": await confirms_on(self.raw_channel),
+        }
+        same("confirms", confirms)
+        received: dict[str, Received] = {}
+        sample = envelopes(1)[0]
+        for name, publish in (("runtime", self.runtime_publish), ("raw", self.raw_publish)):
+            await self.purge()
+            await publish(sample)
+            message = await self.queue.get(no_ack=True, timeout=5)
+            received[name] = Received.of(message)
+        same("messages", received)
 
     async def runtime_publish(self, envelope: Envelope) -> None:
         await self.broker.publish(envelope)

@@ -6,7 +6,9 @@ StockReservationFailed and publish it persistent, mandatory and confirmed before
 with the same prefetch. Only the framework differs:
 - runtime:    infra Consumer (ack policy, retry/DLQ machinery, metrics) + Broker.publish;
 - raw:        aio-pika by hand, the floor: a consumer callback, `message.process()`, the
-              codec, and a publish on a confirming channel with the same message properties;
+              codec, and a publish on a confirming channel with the same message properties,
+              mandatory (returns raised) and bounded by a timeout, as the raw publisher of
+              bench.micro_publish and the runtime's own publish are;
 - FastStream: RabbitBroker subscriber + broker.publish on its confirming default channel,
               per-message logging off (its default logs two lines a message, which would
               only slow it down).
@@ -25,6 +27,7 @@ from faststream.rabbit import Channel, ExchangeType, RabbitBroker, RabbitExchang
 from faststream.rabbit.annotations import RabbitMessage
 
 from bench.micro_publish import envelopes, raw_message
+from bench.micro_readback import consumer_settings, queue_settings, same
 from contracts.envelope import Envelope
 from contracts.events import Event, OrderPlaced, StockReservationFailed
 from contracts.topology import exchange_name, queue_name
@@ -37,8 +40,10 @@ from infra.settings import AmqpSettings
 SINK_QUEUE = "bench.relay-sink"
 RUNTIME, FASTSTREAM, RAW = "bench-rt", "bench-fs", "bench-raw"
 RELAYS = (RUNTIME, FASTSTREAM, RAW)
+VARIANTS = {RUNTIME: "runtime", RAW: "raw", FASTSTREAM: "faststream"}
 OUT_TYPE = StockReservationFailed.event_type
 WAIT_S = 120.0
+RAW_TIMEOUT_S = 10.0  # the bound bench.micro_publish's raw variant and Broker.publish use
 
 
 def derived(envelope: Envelope, event: Event) -> Envelope:
@@ -81,6 +86,10 @@ class RelayBench:
             url=amqp_url, prefetch=prefetch, max_in_flight=64, retry_delays_ms=[1000]
         )
         self.admin: aio_pika.abc.AbstractRobustConnection | None = None
+        # While set, each relay notes its consumer as the broker lists it (warm-up only: the
+        # management API takes about a second to list a new consumer).
+        self.reading_back = False
+        self.consumers: dict[str, str] = {}
 
     async def open(self) -> None:
         self.admin = await aio_pika.connect_robust(self.url)
@@ -109,6 +118,29 @@ class RelayBench:
             )
         await channel.close()
 
+    async def relayed(self, service: str, progress: Progress) -> tuple[float, float]:
+        """The relay's figures once it relayed them all (and its consumer as the broker
+        lists it, while reading back)."""
+        figures = await progress.rate()
+        if self.reading_back:
+            source = queue_name(service, OrderPlaced.event_type)
+            self.consumers[VARIANTS[service]] = await consumer_settings(self.url, source)
+        return figures
+
+    async def read_back(self) -> None:
+        """Print each relay's source queue and consumer as the broker reports them; stop
+        (Mismatch) if the relays differ. Needs one warm-up round with `reading_back` set."""
+        print("\n== relay: what the variants run with, read back ==")
+        queues = {
+            VARIANTS[service]: await queue_settings(
+                self.url, queue_name(service, OrderPlaced.event_type)
+            )
+            for service in RELAYS
+        }
+        same("queue", queues)
+        same("consumer", self.consumers)
+        print(f"  sink queue {SINK_QUEUE}: {await queue_settings(self.url, SINK_QUEUE)}")
+
     async def purge(self, service: str) -> None:
         assert self.admin is not None
         channel = await self.admin.channel()
@@ -129,7 +161,7 @@ class RelayBench:
         consumer = Consumer(broker, RUNTIME, self.settings)
         try:
             await consumer.subscribe(OrderPlaced, handler)
-            return await progress.rate()
+            return await self.relayed(RUNTIME, progress)
         finally:
             await consumer.stop()
             await broker.close()
@@ -141,7 +173,7 @@ class RelayBench:
         try:
             consume = await connection.channel()
             await consume.set_qos(prefetch_count=self.settings.prefetch)
-            publish = await connection.channel(publisher_confirms=True)
+            publish = await connection.channel(publisher_confirms=True, on_return_raises=True)
             out = await publish.get_exchange(exchange_name(OUT_TYPE))
             queue = await consume.get_queue(queue_name(RAW, OrderPlaced.event_type))
 
@@ -149,12 +181,13 @@ class RelayBench:
                 async with message.process(requeue=True):
                     progress.started()
                     envelope, event = codec.decode(message.body)
-                    await out.publish(raw_message(derived(envelope, event)), "", mandatory=True)
+                    reply = raw_message(derived(envelope, event))
+                    await out.publish(reply, "", mandatory=True, timeout=RAW_TIMEOUT_S)
                     progress.finished()
 
             tag = await queue.consume(relay)
             try:
-                return await progress.rate()
+                return await self.relayed(RAW, progress)
             finally:
                 await queue.cancel(tag)
         finally:
@@ -191,7 +224,7 @@ class RelayBench:
 
         try:
             await broker.start()
-            return await progress.rate()
+            return await self.relayed(FASTSTREAM, progress)
         finally:
             await broker.stop()
             await self.purge(FASTSTREAM)

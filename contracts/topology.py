@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 
 from contracts.events import (
     CustomerRegistered,
@@ -70,7 +71,9 @@ SUBSCRIPTIONS: dict[str, tuple[type[Event], ...]] = {
 }
 
 
+@lru_cache(maxsize=256)  # bounded: a name can come from a message's own type field
 def _kebab(name: str) -> str:
+    # Cached: every publish names its exchange, and the regex cost more than the lookup.
     return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
 
 

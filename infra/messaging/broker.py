@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aio_pika
@@ -167,49 +166,51 @@ class Broker:
         """Publish to the event's fanout exchange; return only once the broker confirmed it."""
         event_type = envelope.event_type
         message = codec.encode(envelope, headers)
-        async with self._hooked(message, exchange_name(event_type), "", event_type):
+        with publishing(
+            self.hooks.publish, exchange_name(event_type), "", event_type,
+            message.message_id, message.correlation_id, message.headers,
+        ) as outgoing:  # fmt: skip
+            message.headers = outgoing.headers
             try:
-                exchange = await self._event_exchange(event_type)
-            except _CHANNEL_ERRORS as error:
-                await self._replace_if_closed()
-                raise PublishFailed(f"no exchange: {error!r}", event_type) from error
-            await self._confirmed(exchange, message, "", event_type)
+                async with asyncio.timeout(PUBLISH_TIMEOUT_S):  # see _timed_out
+                    exchange = self._exchanges.get(event_type)
+                    if exchange is None:
+                        exchange = await self._exchange_or_fail(event_type)
+                    await self._confirmed(exchange, message, "", event_type)
+            except TimeoutError as error:
+                raise await self._timed_out(event_type) from error
 
     async def send(
         self, message: aio_pika.Message, exchange: str, routing_key: str, event_type: str
     ) -> None:
         """Publish to a named, already declared exchange (dead letters, retry tiers)."""
-        async with self._hooked(message, exchange, routing_key, event_type):
-            target = await self.channel.get_exchange(exchange, ensure=False)
-            await self._confirmed(target, message, routing_key, event_type)
-
-    @contextlib.asynccontextmanager
-    async def _hooked(
-        self, message: aio_pika.Message, exchange: str, routing_key: str, event_type: str
-    ) -> AsyncIterator[None]:
-        """The publish hooks around a bounded publish of `message` (with the headers they
-        added)."""
         with publishing(
             self.hooks.publish, exchange, routing_key, event_type,
             message.message_id, message.correlation_id, message.headers,
         ) as outgoing:  # fmt: skip
             message.headers = outgoing.headers
-            async with self._bounded(event_type):
-                yield
+            try:
+                async with asyncio.timeout(PUBLISH_TIMEOUT_S):  # see _timed_out
+                    target = await self.channel.get_exchange(exchange, ensure=False)
+                    await self._confirmed(target, message, routing_key, event_type)
+            except TimeoutError as error:
+                raise await self._timed_out(event_type) from error
 
-    @contextlib.asynccontextmanager
-    async def _bounded(self, event_type: str) -> AsyncIterator[None]:
-        """The whole publish within PUBLISH_TIMEOUT_S. A robust channel waits, unbounded,
-        for its connection to come back before it even writes; a publish caught by the loss of
-        a frozen node hung the outbox relay for good (cluster tests). Past the bound it is a
-        PublishFailed like any other, which the outbox retries."""
+    async def _exchange_or_fail(self, event_type: str) -> AbstractExchange:
         try:
-            async with asyncio.timeout(PUBLISH_TIMEOUT_S):
-                yield
-        except TimeoutError as error:
-            await self._replace_stuck(self._channel)
-            reason = f"no confirm within {PUBLISH_TIMEOUT_S:.0f} s"
-            raise PublishFailed(reason, event_type) from error
+            return await self._event_exchange(event_type)
+        except _CHANNEL_ERRORS as error:
+            await self._replace_if_closed()
+            raise PublishFailed(f"no exchange: {error!r}", event_type) from error
+
+    async def _timed_out(self, event_type: str) -> PublishFailed:
+        """A publish (its exchange, its write, its confirm) is bounded by PUBLISH_TIMEOUT_S,
+        its only timer. A robust channel waits, unbounded, for its connection to come back
+        before it even writes; a publish caught by the loss of a frozen node hung the outbox
+        relay for good (cluster tests). Past the bound it is a PublishFailed like any other,
+        which the outbox retries, and the next publishes go out on a new channel."""
+        await self._replace_stuck(self._channel)
+        return PublishFailed(f"no confirm within {PUBLISH_TIMEOUT_S:.0f} s", event_type)
 
     async def _event_exchange(self, event_type: str) -> AbstractExchange:
         exchange = self._exchanges.get(event_type)
@@ -236,7 +237,8 @@ class Broker:
         event_type: str,
     ) -> None:
         try:
-            await exchange.publish(message, routing_key, mandatory=True, timeout=PUBLISH_TIMEOUT_S)
+            # No timeout of its own: the caller bounds the whole publish, this wait included.
+            await exchange.publish(message, routing_key, mandatory=True)
         except aiormq.exceptions.PublishError as error:
             raise PublishFailed(
                 f"unroutable: exchange {exchange.name!r} key {routing_key!r}",

@@ -17,14 +17,14 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from contracts.envelope import Envelope
 from infra.messaging import codec, story
 from infra.messaging.errors import InvalidMessage
 from infra.messaging.headers import attempt_of
-from infra.messaging.hooks import ConsumeHook, Delivery, Inbound, entered
+from infra.messaging.hooks import ConsumeHook, Delivery, Inbound, entered, overriding
 from infra.messaging.retry_policy import (
     Ack,
     DeadLetter,
@@ -76,32 +76,46 @@ class Dispatch:
     service: str
     hooks: Sequence[ConsumeHook] = ()
     pick: Pick = random.choice
+    # Per hook method, only the hooks that do something in it (run for every delivery).
+    _around_delivery: tuple[ConsumeHook, ...] = field(init=False, repr=False)
+    _around_attempt: tuple[ConsumeHook, ...] = field(init=False, repr=False)
+    _on_decoded: tuple[ConsumeHook, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for name, method in (
+            ("_around_delivery", "delivery"),
+            ("_around_attempt", "attempt"),
+            ("_on_decoded", "decoded"),
+        ):
+            object.__setattr__(self, name, overriding(self.hooks, method))
 
     async def __call__(
         self, subscription: Subscription, message: Inbound, settlement: Settlement
     ) -> str:
-        """Handle and settle `message`; returns its outcome."""
+        """Handle and settle `message`; returns its outcome. (The settling is written inline,
+        not as a coroutine of its own: this runs for every delivery.)"""
         delivery = Delivery(subscription.queue, message)
-        with entered(hook.delivery(delivery) for hook in self.hooks):
-            delivery.outcome = await self._settle(subscription, delivery, settlement)
-        return delivery.outcome
-
-    async def _settle(
-        self, subscription: Subscription, delivery: Delivery, settlement: Settlement
-    ) -> str:
-        message = delivery.message
-        try:
-            outcome = await self._apply(subscription, delivery, settlement)
-        except Exception as error:
-            fallback = recover(error)
-            if isinstance(fallback, Requeue):
-                log.warning("requeueing %s: retry/dead-letter publish failed", message.message_id)
-                await settlement.requeue()
-                return fallback.outcome
-            log.exception("unexpected failure consuming %s", message.message_id)
-            return await self._dead_letter_unexpected(delivery, settlement, error, fallback)
-        await settlement.ack()
+        with entered(hook.delivery(delivery) for hook in self._around_delivery):
+            try:
+                outcome = await self._apply(subscription, delivery, settlement)
+            except Exception as error:
+                outcome = await self._recover(delivery, settlement, error)
+            else:
+                await settlement.ack()
+            delivery.outcome = outcome
         return outcome
+
+    async def _recover(self, delivery: Delivery, settlement: Settlement, error: Exception) -> str:
+        """Carrying out a decision raised `error`: requeue, or dead-letter as a consumer
+        error."""
+        fallback = recover(error)
+        message_id = delivery.message.message_id
+        if isinstance(fallback, Requeue):
+            log.warning("requeueing %s: retry/dead-letter publish failed", message_id)
+            await settlement.requeue()
+            return fallback.outcome
+        log.exception("unexpected failure consuming %s", message_id, exc_info=error)
+        return await self._dead_letter_unexpected(delivery, settlement, error, fallback)
 
     async def _dead_letter_unexpected(
         self, delivery: Delivery, settlement: Settlement, error: Exception, fallback: DeadLetter
@@ -125,12 +139,15 @@ class Dispatch:
             decision = decide(invalid, 1, tiers)
             return await self._carry_out(decision, delivery, settlement, invalid, 1)
         delivery.attempt = attempt
-        with entered(hook.attempt(delivery) for hook in self.hooks):
+        with entered(hook.attempt(delivery) for hook in self._around_attempt):
             failure = await self._handle(subscription, delivery)
-            decision = decide(failure, attempt, tiers, self.pick)
-            delivery.outcome = await self._carry_out(
-                decision, delivery, settlement, failure, attempt
-            )
+            if failure is None:  # the common case, without a decision to carry out
+                delivery.outcome = Ack.outcome
+            else:
+                decision = decide(failure, attempt, tiers, self.pick)
+                delivery.outcome = await self._carry_out(
+                    decision, delivery, settlement, failure, attempt
+                )
             return delivery.outcome
 
     async def _handle(self, subscription: Subscription, delivery: Delivery) -> Exception | None:
@@ -144,7 +161,7 @@ class Dispatch:
                     f"{subscription.event_type} only"
                 )
             delivery.causation_id = envelope.causation_id
-            for hook in self.hooks:
+            for hook in self._on_decoded:
                 hook.decoded(delivery)
             await subscription.handler(envelope, event)
         except Exception as error:

@@ -8,9 +8,10 @@ default list. Hooks observe: they never decide a delivery's fate.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any
 
 
@@ -36,6 +37,20 @@ class Delivery:
     causation_id: str | None = None  # once the body is decoded
     outcome: str | None = None  # acked, retried, dead_lettered, requeued, rejected
 
+    def log_ids(self) -> dict[str, Any]:
+        """The ids a log line written while it is handled carries (read only then)."""
+        message = self.message
+        ids: dict[str, Any] = {
+            "queue": self.queue,
+            "event_id": message.message_id,
+            "event_type": message.type,
+            "correlation_id": message.correlation_id,
+            "attempt": self.attempt,
+        }
+        if self.causation_id is not None:
+            ids["causation_id"] = self.causation_id
+        return ids
+
 
 @dataclass
 class Outgoing:
@@ -49,16 +64,20 @@ class Outgoing:
     headers: dict[str, Any] = field(default_factory=dict)
 
 
+# What a hook with nothing to do around a message returns (nullcontext holds no state).
+NO_SCOPE: AbstractContextManager[None] = nullcontext()
+
+
 class ConsumeHook:
     def delivery(self, delivery: Delivery) -> AbstractContextManager[None]:
         """Around the whole delivery, whatever its end; `delivery.outcome` is set on a
         normal exit."""
-        return nullcontext()
+        return NO_SCOPE
 
     def attempt(self, delivery: Delivery) -> AbstractContextManager[None]:
         """Around one attempt once its number is known: the handler, and the retry or
         dead-letter publish that follows a failure."""
-        return nullcontext()
+        return NO_SCOPE
 
     def decoded(self, delivery: Delivery) -> None:
         """The body was decoded and is of the queue's event type."""
@@ -70,7 +89,7 @@ class ConsumeHook:
 class PublishHook:
     def publish(self, outgoing: Outgoing) -> AbstractContextManager[None]:
         """Around one publish until the broker confirmed it (or it raised)."""
-        return nullcontext()
+        return NO_SCOPE
 
 
 @dataclass(frozen=True)
@@ -79,29 +98,93 @@ class Hooks:
     publish: tuple[PublishHook, ...] = ()
 
 
-@contextmanager
-def entered(scopes: Iterable[AbstractContextManager[None]]) -> Iterator[None]:
-    """Enter `scopes` in order (the first one outermost); leave them in reverse."""
-    with ExitStack() as stack:
-        for scope in scopes:
-            stack.enter_context(scope)
-        yield
+def overriding(hooks: Iterable[ConsumeHook], method: str) -> tuple[ConsumeHook, ...]:
+    """The hooks whose `method` does something (overrides ConsumeHook's): the others need
+    not be called for every delivery."""
+    default = getattr(ConsumeHook, method)
+    return tuple(hook for hook in hooks if getattr(type(hook), method) is not default)
 
 
-@contextmanager
-def publishing(
-    hooks: Iterable[PublishHook],
-    exchange: str,
-    routing_key: str,
-    event_type: str,
-    message_id: str | None,
-    correlation_id: str | None,
-    headers: Mapping[str, Any] | None,
-) -> Iterator[Outgoing]:
-    """The publish hooks around one publish, whatever the bus: yields the message as they see
-    it, whose `headers` (a trace context added) are the ones to send."""
-    outgoing = Outgoing(
-        exchange, routing_key, event_type, message_id, correlation_id, dict(headers or {})
-    )
-    with entered(hook.publish(outgoing) for hook in hooks):
-        yield outgoing
+class entered:
+    """Enter `scopes` in order (the first one outermost); leave them in reverse, each seeing
+    the exception the inner ones let through, as nested `with` statements would, except that
+    no scope can swallow it: hooks observe, they never decide a message's fate.
+
+    A small class rather than contextlib's ExitStack: it runs around every message published
+    and every delivery, where ExitStack's bookkeeping cost more than the hooks themselves."""
+
+    __slots__ = ("_open", "_scopes")
+
+    def __init__(self, scopes: Iterable[AbstractContextManager[None]]) -> None:
+        self._scopes = scopes
+        self._open: list[AbstractContextManager[None]] = []
+
+    def __enter__(self) -> None:
+        try:
+            for scope in self._scopes:
+                scope.__enter__()
+                self._open.append(scope)
+        except BaseException as error:
+            # The scopes entered so far are left as if their body had raised it.
+            self.__exit__(type(error), error, error.__traceback__)
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        pending = exc
+        while self._open:
+            scope = self._open.pop()
+            try:
+                if pending is None:
+                    scope.__exit__(None, None, None)
+                else:
+                    scope.__exit__(type(pending), pending, pending.__traceback__)
+            except BaseException as raised:
+                if raised is not pending and raised.__context__ is None:
+                    raised.__context__ = pending
+                pending = raised
+        if pending is not exc and pending is not None:
+            raise pending  # a scope's exit raised: that exception goes on instead
+
+
+class publishing:
+    """The publish hooks around one publish, whatever the bus: `with publishing(...) as
+    outgoing` gives the message as they see it, whose `headers` (a trace context added) are
+    the ones to send."""
+
+    __slots__ = ("_hooks", "_scopes", "outgoing")
+
+    def __init__(
+        self,
+        hooks: Iterable[PublishHook],
+        exchange: str,
+        routing_key: str,
+        event_type: str,
+        message_id: str | None,
+        correlation_id: str | None,
+        headers: Mapping[str, Any] | None,
+    ) -> None:
+        self._hooks = hooks
+        self.outgoing = Outgoing(
+            exchange, routing_key, event_type, message_id, correlation_id, dict(headers or {})
+        )
+        self._scopes: entered | None = None
+
+    def __enter__(self) -> Outgoing:
+        outgoing = self.outgoing
+        self._scopes = entered([hook.publish(outgoing) for hook in self._hooks])
+        self._scopes.__enter__()
+        return outgoing
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        assert self._scopes is not None
+        self._scopes.__exit__(exc_type, exc, traceback)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from infra.observability.tracing import current_ids
 
@@ -18,9 +19,25 @@ from infra.observability.tracing import current_ids
 message_context: ContextVar[dict[str, Any] | None] = ContextVar("message_context", default=None)
 
 
+class LogIds(Protocol):
+    def log_ids(self) -> Mapping[str, Any]:
+        """The ids a log line written now carries."""
+        ...
+
+
+# The delivery being handled, asked for its ids only when a line is written: most deliveries
+# log nothing, and building their ids for every one of them cost more than the lookup.
+delivery_context: ContextVar[LogIds | None] = ContextVar("delivery_context", default=None)
+
+
 def bind_message(**ids: Any) -> None:
     """Tag every log line of the current task with these ids (event, correlation, ...)."""
     message_context.set({**(message_context.get() or {}), **ids})
+
+
+def bind_delivery(delivery: LogIds) -> None:
+    """Tag every log line of the current task with the ids `delivery` has when it is written."""
+    delivery_context.set(delivery)
 
 
 class JsonFormatter(logging.Formatter):
@@ -37,6 +54,9 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         line.update(message_context.get() or {})
+        delivery = delivery_context.get()
+        if delivery is not None:
+            line.update(delivery.log_ids())
         line.update(current_ids())
         # Structured fields of the line itself (audit lines: `extra={"fields": {...}}`).
         line.update(getattr(record, "fields", None) or {})

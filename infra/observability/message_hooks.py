@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from types import TracebackType
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from prometheus_client import Counter, Gauge, Histogram
 
 from infra.messaging.errors import PublishFailed
-from infra.messaging.hooks import ConsumeHook, Delivery, Hooks, Outgoing, PublishHook
+from infra.messaging.hooks import NO_SCOPE, ConsumeHook, Delivery, Hooks, Outgoing, PublishHook
 from infra.observability import tracing
-from infra.observability.logging import bind_message
+from infra.observability.logging import bind_delivery
 from infra.observability.metrics import (
     CONSUMER_IN_FLIGHT,
     HANDLER_DURATION,
@@ -37,30 +40,28 @@ REDIS = "redis"
 
 
 class LogContext(ConsumeHook):
-    """Every log line of a delivery's task carries its ids."""
+    """Every log line of a delivery's task carries its ids (the causation id too, once the
+    body is decoded); they are read from the delivery only when a line is written."""
 
-    @contextmanager
-    def attempt(self, delivery: Delivery) -> Iterator[None]:
-        message = delivery.message
-        bind_message(
-            queue=delivery.queue,
-            event_id=message.message_id,
-            event_type=message.type,
-            correlation_id=message.correlation_id,
-            attempt=delivery.attempt,
-        )
-        yield
-
-    def decoded(self, delivery: Delivery) -> None:
-        bind_message(causation_id=delivery.causation_id)
+    def attempt(self, delivery: Delivery) -> AbstractContextManager[None]:
+        bind_delivery(delivery)
+        return NO_SCOPE
 
 
 class ConsumeTracing(ConsumeHook):
     def __init__(self, system: str) -> None:
         self.system = system
 
+    def attempt(self, delivery: Delivery) -> AbstractContextManager[None]:
+        parent = tracing.extract(delivery.message.headers)
+        if not tracing.recording():
+            # No span of its own (nothing would record it): the handler runs in the context
+            # the message carries, so what it publishes and logs stays in the same trace.
+            return tracing.activated(parent)
+        return self._span(delivery, parent)
+
     @contextmanager
-    def attempt(self, delivery: Delivery) -> Iterator[None]:
+    def _span(self, delivery: Delivery, parent: Context) -> Iterator[None]:
         message = delivery.message
         attributes: dict[str, str | int] = {
             "messaging.system": self.system,
@@ -72,10 +73,7 @@ class ConsumeTracing(ConsumeHook):
             "messaging.attempt": delivery.attempt or 1,
         }
         with tracing.start_span(
-            f"consume {delivery.queue}",
-            SpanKind.CONSUMER,
-            parent=tracing.extract(message.headers),
-            attributes=attributes,
+            f"consume {delivery.queue}", SpanKind.CONSUMER, parent=parent, attributes=attributes
         ) as span:
             yield
             if delivery.outcome is not None:
@@ -94,35 +92,82 @@ class ConsumeTracing(ConsumeHook):
 
 
 class ConsumeMetrics(ConsumeHook):
-    @contextmanager
-    def delivery(self, delivery: Delivery) -> Iterator[None]:
+    """Deliveries in flight, handled (by outcome) and their duration, by queue. The labelled
+    children are looked up once per queue (and outcome), not under prometheus_client's lock
+    for every delivery; queues, known event types and outcomes are few."""
+
+    def __init__(self) -> None:
+        self._per_queue: dict[str, tuple[Gauge, Histogram]] = {}
+        self._consumed: dict[tuple[str, str, str], Counter] = {}
+
+    def delivery(self, delivery: Delivery) -> AbstractContextManager[None]:
         queue = delivery.queue
-        started = time.perf_counter()
-        CONSUMER_IN_FLIGHT.labels(queue).inc()
+        children = self._per_queue.get(queue)
+        if children is None:
+            children = (CONSUMER_IN_FLIGHT.labels(queue), HANDLER_DURATION.labels(queue))
+            self._per_queue[queue] = children
+        return _Handled(self, delivery, *children)
+
+    def consumed(self, queue: str, event_type: str | None, outcome: str) -> Counter:
+        # The type is the sender's word: only known types become label values.
+        key = (queue, event_type_label(event_type), outcome)
+        counter = self._consumed.get(key)
+        if counter is None:
+            counter = self._consumed[key] = MESSAGES_CONSUMED.labels(*key)
+        return counter
+
+
+class _Handled:
+    """Around one delivery: in flight meanwhile; its duration whatever its end; counted by
+    outcome when it ended normally with one."""
+
+    __slots__ = ("_delivery", "_duration", "_in_flight", "_metrics", "_started")
+
+    def __init__(
+        self, metrics: ConsumeMetrics, delivery: Delivery, in_flight: Gauge, duration: Histogram
+    ) -> None:
+        self._metrics = metrics
+        self._delivery = delivery
+        self._in_flight = in_flight
+        self._duration = duration
+        self._started = 0.0
+
+    def __enter__(self) -> None:
+        self._started = time.perf_counter()
+        self._in_flight.inc()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         try:
-            yield
-            if delivery.outcome is not None:
-                # The type is the sender's word: only known types become label values.
-                label = event_type_label(delivery.message.type)
-                MESSAGES_CONSUMED.labels(queue, label, delivery.outcome).inc()
+            delivery = self._delivery
+            if exc is None and delivery.outcome is not None:
+                self._metrics.consumed(
+                    delivery.queue, delivery.message.type, delivery.outcome
+                ).inc()
         finally:
-            CONSUMER_IN_FLIGHT.labels(queue).dec()
-            HANDLER_DURATION.labels(queue).observe(time.perf_counter() - started)
+            self._in_flight.dec()
+            self._duration.observe(time.perf_counter() - self._started)
 
 
 class PublishTracing(PublishHook):
     def __init__(self, system: str) -> None:
         self.system = system
 
-    @contextmanager
-    def publish(self, outgoing: Outgoing) -> Iterator[None]:
+    def publish(self, outgoing: Outgoing) -> AbstractContextManager[None]:
         if not tracing.recording():
             # No span of its own (nothing would record it, and it costs about a tenth of a
             # publish): the message carries the current context, or keeps the one it has.
             if tracing.has_span():
                 tracing.inject(outgoing.headers)
-            yield
-            return
+            return NO_SCOPE
+        return self._span(outgoing)
+
+    @contextmanager
+    def _span(self, outgoing: Outgoing) -> Iterator[None]:
         attributes = {
             "messaging.system": self.system,
             "messaging.operation.type": "send",
@@ -146,15 +191,45 @@ class PublishTracing(PublishHook):
 
 
 class PublishMetrics(PublishHook):
-    @contextmanager
-    def publish(self, outgoing: Outgoing) -> Iterator[None]:
+    """Counts confirmed publishes and failed ones by event type. The labelled counter of each
+    event type is looked up once: prometheus_client's `labels()` takes a lock and builds a key
+    on every call, a noticeable part of a publish's own cost."""
+
+    def __init__(self) -> None:
+        self._published: dict[str, Counter] = {}
+
+    def publish(self, outgoing: Outgoing) -> AbstractContextManager[None]:
         label = event_type_label(outgoing.event_type)
-        try:
-            yield
-        except PublishFailed as error:
-            PUBLISH_FAILURES.labels(label, error.kind).inc()
-            raise
-        MESSAGES_PUBLISHED.labels(label).inc()
+        published = self._published.get(label)
+        if published is None:
+            # Bounded: the known event types and one value for the rest.
+            published = self._published[label] = MESSAGES_PUBLISHED.labels(label)
+        return _Counted(label, published)
+
+
+class _Counted:
+    """Around one publish: counts it as published on a normal exit, as failed (with its
+    reason) on a PublishFailed; anything else is not a publish outcome."""
+
+    __slots__ = ("_label", "_published")
+
+    def __init__(self, label: str, published: Counter) -> None:
+        self._label = label
+        self._published = published
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            self._published.inc()
+        elif isinstance(exc, PublishFailed):
+            PUBLISH_FAILURES.labels(self._label, exc.kind).inc()
 
 
 def default_hooks(system: str) -> Hooks:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import Token
 from typing import Any, Protocol
 
 from opentelemetry import context as otel_context
@@ -144,14 +145,22 @@ def start_span(
         yield span
 
 
-@contextmanager
-def activated(parent: Context) -> Iterator[None]:
-    """Run the block under `parent`, e.g. the context an outbox event was written in."""
-    token = otel_context.attach(parent)
-    try:
-        yield
-    finally:
-        otel_context.detach(token)
+class activated:
+    """Run the block under `parent`, e.g. the context an outbox event was written in. A class,
+    not a generator: it runs around every delivery."""
+
+    __slots__ = ("_parent", "_token")
+
+    def __init__(self, parent: Context) -> None:
+        self._parent = parent
+        self._token: Token[Context] | None = None
+
+    def __enter__(self) -> None:
+        self._token = otel_context.attach(self._parent)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            otel_context.detach(self._token)
 
 
 def has_span(context: Context | None = None) -> bool:
