@@ -16,8 +16,11 @@ parameter must name a field of the deps class. A mistake fails the start, never 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import inspect
+import io
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -36,6 +39,10 @@ from infra.runtime import RedisUse, Runtime, open_runtime
 from infra.service import serve
 from infra.service_defaults import DEFAULTS
 from infra.settings import RuntimeSettings, ServiceSettings, SettingsRefused
+
+log = logging.getLogger(__name__)
+# Under the 20 s the devstack and the tests wait for a stop (compose and k8s give 30 s).
+SLOW_SHUTDOWN_S = 12.0
 
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 DepsT = TypeVar("DepsT")
@@ -68,19 +75,25 @@ class ServiceDefinition(Generic[SettingsT, DepsT]):
 
         @asynccontextmanager
         async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-            async with (
-                open_runtime(runtime_settings, self.outboxes, self.redis_use) as runtime,
-                self.build_deps(runtime, settings) as deps,
-            ):
-                app.state.deps = deps
-                for event_type, handler in bind_handlers(self.handlers, deps).items():
-                    await runtime.consume(event_type, handler)
-                app.state.runtime = runtime
-                try:
-                    yield
-                finally:
-                    # In-flight handlers use the deps: they finish before the deps close.
-                    await runtime.stop_consuming()
+            stopping: asyncio.Task[None] | None = None
+            try:
+                async with (
+                    open_runtime(runtime_settings, self.outboxes, self.redis_use) as runtime,
+                    self.build_deps(runtime, settings) as deps,
+                ):
+                    app.state.deps = deps
+                    for event_type, handler in bind_handlers(self.handlers, deps).items():
+                        await runtime.consume(event_type, handler)
+                    app.state.runtime = runtime
+                    try:
+                        yield
+                    finally:
+                        stopping = asyncio.create_task(_report_slow_shutdown(self.name))
+                        # In-flight handlers use the deps: they finish before the deps close.
+                        await runtime.stop_consuming()
+            finally:
+                if stopping is not None:
+                    stopping.cancel()
 
         app = create_http_app(self.name, lifespan, self.description)
         for router in self.routers:
@@ -116,6 +129,23 @@ class ServiceDefinition(Generic[SettingsT, DepsT]):
     def run(self) -> None:
         runtime_settings, settings = self.load_settings()
         serve(self.create_app(runtime_settings, settings), runtime_settings)
+
+
+async def _report_slow_shutdown(service: str) -> None:
+    """A shutdown is bounded step by step, yet one was seen to outlast its supervisor's
+    20 s: past SLOW_SHUTDOWN_S, log where every task is, so the next one says why."""
+    await asyncio.sleep(SLOW_SHUTDOWN_S)
+    this = asyncio.current_task()
+    for task in asyncio.all_tasks():
+        if task is not this:
+            stack = io.StringIO()
+            task.print_stack(limit=20, file=stack)
+            log.warning(
+                "%s still shutting down after %.0f s:\n%s",
+                service,
+                SLOW_SHUTDOWN_S,
+                stack.getvalue(),
+            )
 
 
 def check_declaration(service: str, handlers: Registry, deps: type[Any]) -> None:
