@@ -142,8 +142,12 @@ class Run:
                 if self.stack is not None:
                     await forget_redis_keys(self.config.redis_url, tokens, skus)
         total = closed.get("cost_per_order", {}).get("total", {})
-        # The database serves the simulated PSP's ledger too: its ceiling counts both.
-        mongo_per_order = total.get("mongo", math.nan) + total.get("psp", 0.0)
+        # The PSP's ledger has a server of its own in a run the bench starts; through
+        # --reuse it may share the pipeline's, whose ceiling then counts both.
+        psp_apart = self.stack is not None and self.stack.psp_mongo is not None
+        mongo_per_order = total.get("mongo", math.nan) + (
+            0.0 if psp_apart else total.get("psp", 0.0)
+        )
         ceiling = db_ceiling(ops, mongo_per_order)
         return {
             "phases": {"closed": closed, "open": opened},
@@ -280,6 +284,10 @@ def run_e2e(config: E2EConfig, command: str) -> dict[str, Any]:
         results = {**header, **asyncio.run(Run(config, stack).main())}
         if stack is not None:
             results["vhost_stats"] = stack.vhost_stats()
+            results["psp_ledger"] = ledger = stack.psp_ledger_counts()
+            print(f"simulated PSP's ledger entries, read back per server: {ledger}")
+            if ledger.get("pipeline", 0) or not ledger.get("psp", 0):
+                raise SystemExit("bench: the PSP's ledger is not (only) on its own server")
     finally:
         if stack is not None:
             exit_codes = stack.stop()

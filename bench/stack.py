@@ -19,6 +19,7 @@ from urllib.parse import quote
 import httpx
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
+from pymongo import MongoClient
 
 from infra import devstack
 from infra.devstack import Management, SecantusHandle
@@ -175,6 +176,21 @@ class Stack:
     def client_settings(self) -> dict[str, dict[str, str]]:
         """Each process's MongoDB client options, as the running process reports them."""
         return {label: mongo_client_settings(self.url(label)) for label in self.processes}
+
+    def psp_ledger_counts(self) -> dict[str, int]:
+        """The simulated PSP's ledger entries on each server, read back: the run's figures
+        hold only if they are all on the PSP's own server."""
+        counts: dict[str, int] = {}
+        for name, server in (("pipeline", self.mongo), ("psp", self.psp_mongo)):
+            if server is None:
+                continue
+            client: MongoClient[dict[str, Any]] = MongoClient(server.url)
+            try:
+                ledger = client[self.database("payment")]["gateway_charges"]
+                counts[name] = ledger.estimated_document_count()
+            finally:
+                client.close()
+        return counts
 
     def vhost_stats(self) -> dict[str, Any]:
         """The broker's own message counters for the vhost (a cross-check of ours)."""
