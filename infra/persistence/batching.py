@@ -54,6 +54,9 @@ class _Call(Generic[R]):
         if not self.future.done():
             self.future.set_exception(error)
 
+    def cancel(self) -> None:
+        self.future.cancel()  # a no-op once done
+
 
 C = TypeVar("C", bound=_Call[Any])
 
@@ -85,7 +88,7 @@ class _Batches(Generic[C]):
                         call.fail(error)
         except asyncio.CancelledError:
             for call in [*batch, *self._queue]:
-                call.fail(asyncio.CancelledError())
+                call.cancel()
             self._queue.clear()
             raise
         finally:
