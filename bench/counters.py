@@ -54,7 +54,7 @@ class _MongoCounter(monitoring.CommandListener):
         name = event.command_name
         target = event.command.get(name)
         collection = target if isinstance(target, str) else ""
-        if name == "find" and "outbox_pending" in (event.command.get("filter") or {}):
+        if name == "find" and "outbox_at" in (event.command.get("filter") or {}):
             name = "find[outbox sweep]"  # the relay's periodic sweep, told apart from reads
         key = f"{name}.{collection}" if collection else name
         self._keys[(hash(event.connection_id), event.request_id)] = key

@@ -154,8 +154,8 @@ def _send(service: str, cls: type[Event]) -> dict[str, Any]:
         "title": f"{service} publishes {cls.event_type}",
         "description": (
             "Written to the transactional outbox with the state change, then published to "
-            f"JetStream with Nats-Msg-Id = event id; marked sent once the PubAck came back "
-            f"(at least once; a repeat within {DEFAULT_DUPLICATE_WINDOW_S:.0f} s, "
+            "JetStream with Nats-Msg-Id = event id; counted as published once the PubAck came "
+            f"back (at least once; a repeat within {DEFAULT_DUPLICATE_WINDOW_S:.0f} s, "
             "NATS_DUPLICATE_WINDOW_S, is stored once)."
         ),
         **channel_references(cls.event_type, cls.event_type),

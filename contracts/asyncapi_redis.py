@@ -203,7 +203,8 @@ def _send(service: str, cls: type[Event]) -> dict[str, Any]:
         "title": f"{service} publishes {cls.event_type}",
         "description": (
             "Written to the transactional outbox with the state change, then added (XADD) to "
-            "the event's stream; marked sent once Redis replied (at least once). Refused, and "
+            "the event's stream; counted as published once Redis replied (at least once). "
+            "Refused, and "
             "kept in the outbox, while the stream has no consumer group or holds "
             f"{DEFAULT_MAX_STREAM_LENGTH} entries (EVENT_BUS_REDIS_MAX_STREAM_LENGTH)."
         ),

@@ -164,11 +164,15 @@ class OutboxSettings(BaseSettings):
     max_backoff_s: float = Field(default=5.0, gt=0)
     grace_s: float = Field(default=2.0, ge=0)
     batch_size: int = Field(default=200, ge=1)
-    # Confirmed events are marked sent in one bulk write per this many seconds (or per
-    # batch_size events), not one write per publish: one MongoDB round trip for many events.
-    # Until then they stay in flight, so the sweep does not take them; a crash in between
-    # only means they are published again, which idempotent consumers absorb.
+    # The ids of confirmed events go to the confirmation log in one write per this many
+    # seconds (or per batch_size events); nothing is written back into the documents. A
+    # crash in between only means another relay's sweep publishes them again, which
+    # idempotent consumers absorb. Below grace_s, so other replicas' sweeps find them there.
     mark_linger_s: float = Field(default=1.0, ge=0)
+    # Longest a write may take from stamping its events to becoming visible (a transaction
+    # is bounded by the server's transactionLifetimeLimitSeconds, 60 by default): the sweep
+    # looks this far back once per this period, for events whose writer died meanwhile.
+    late_commit_s: float = Field(default=60.0, gt=0)
     # Times each event is published. Above 1 only to inject duplicate deliveries in fault
     # tests: consumers must absorb them, as they absorb a re-publish after a lost confirm.
     publish_copies: int = Field(default=1, ge=1, le=3)

@@ -1,18 +1,22 @@
 """Transactional outbox kept inside the aggregate documents.
 
 A state change and the events it causes are written in the same MongoDB document update, so
-they commit together without a transaction: `outbox` holds the envelopes, each with `sent_at`
-(None until the broker confirmed it), and `outbox_pending` flags the document for the sweep.
+they commit together without a transaction: `outbox` holds the envelopes and `outbox_at` the
+time of the document's latest append (indexed: the sweep reads documents by it).
 
 The relay publishes on two paths:
 - fast: the repository hands over what it just wrote (`notify`), published at once;
-- sweep: every `poll_interval_s`, documents still flagged (a crash after the write, a broker
-  outage, a refused publish) are read back and published.
-An event is marked sent only after the broker's confirm, so a crash between write and publish
-delays it, never loses it; it may be published twice, which idempotent consumers absorb.
-Confirmed events are marked in batches (`mark_linger_s`): one bulk write for all the documents
-confirmed meanwhile, instead of one round trip per publish.
-Events of one aggregate are published one after the other, in the order they were written.
+- sweep: every `poll_interval_s`, the documents whose latest append is older than `grace_s`
+  and newer than the last sweep's point are read back, and what no relay saw confirmed (a
+  crash after the write, a broker outage, a refused publish) is published.
+Nothing is written back into the documents: the broker's confirms go to a log, one write per
+`mark_linger_s` for all of them (`infra.messaging.outbox_confirmations`). The sweep moves its
+point forward only past documents whose every event is confirmed, and every
+`late_commit_s` it looks that far back again, for writes that became visible long after they
+were stamped (a slow transaction) while the relay that wrote them died before publishing.
+An event is published until confirmed, so a crash delays it, never loses it; it may be
+published twice, which idempotent consumers absorb. Events of one aggregate are published
+one after the other, in the order they were written.
 
 Each entry keeps the `traceparent` of the span that wrote it (the HTTP request, the consumed
 message), and the relay publishes it under that context: the publish span joins the writer's
@@ -31,12 +35,12 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
-from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 
 from contracts.envelope import Envelope
 from infra.messaging.errors import PublishFailed
 from infra.messaging.outage import BrokerOutage
+from infra.messaging.outbox_confirmations import Confirmations, unsent
 
 # The helpers that write entries live beside the relay; imported from here as before.
 from infra.messaging.outbox_entries import (
@@ -59,13 +63,17 @@ __all__ = [
     "outbox_fields",
 ]
 log = logging.getLogger(__name__)
-# Longest a relay step (a fast-path batch, a sweep, a bulk mark) may take before the relay
+# Longest a relay step (a fast-path batch, a sweep, a log write) may take before the relay
 # goes on without it; publishes are bounded by 10 s each, in order per document.
 STEP_TIMEOUT_S = 60.0
-# Documents per bulk mark. The server takes a collection's lock per document written and
-# works through a bulk write at one go: a second's worth of marks in one command held up the
-# inserts of POST /orders behind it (the open loop's tail latency).
-MARK_CHUNK = 16
+# How often the sweep's point is saved (`outbox_sweeps`): a relay that starts looks back
+# from there.
+CHECKPOINT_INTERVAL_S = 10.0
+# How long a relay remembers the ids it saw confirmed, beyond the sweep's deepest look back:
+# the sweep asks the log only about the others.
+REMEMBER_SLACK_S = 60.0
+# Sort keys of one millisecond (BSON dates) may tie; a window's end steps back by one.
+TICK = timedelta(milliseconds=1)
 
 Document = dict[str, Any]
 
@@ -90,17 +98,29 @@ class OutboxRelay:
         self._broker = broker
         self._collection = collection
         self._settings = settings
+        self._confirmations = Confirmations(collection)
         self._written: asyncio.Queue[_Written] = asyncio.Queue()
         self._in_flight: set[str] = set()
-        # Confirmed, not yet marked sent: document id -> event ids (still in flight).
-        self._unmarked: dict[Any, list[str]] = {}
-        self._mark_due: float | None = None  # loop time of the next bulk mark
+        # Ids confirmed recently (this relay's, and the log's answers) -> loop time seen.
+        self._confirmed: dict[str, float] = {}
+        self._unrecorded: list[str] = []  # confirmed, not yet in the log
+        self._record_due: float | None = None  # loop time of the next log write
+        # The sweep has found every event of documents appended up to here confirmed.
+        self._swept_through: datetime | None = None
+        self._saved_through: datetime | None = None
+        # Earliest time of an event handed back unpublished: the next sweep starts there.
+        self._rewind_to: datetime | None = None
+        self._next_deep = 0.0  # loop time of the next sweep that looks back late_commit_s
+        self._next_checkpoint = 0.0
         self._task: asyncio.Task[None] | None = None
         self._outage = BrokerOutage(settings.poll_interval_s, settings.max_backoff_s)
 
     async def start(self) -> None:
-        await self._collection.create_index("outbox_pending")
+        await self._collection.create_index("outbox_at")
+        await self._confirmations.create_indexes()
+        await adopt_pending_flags(self._collection)
         await drop_retired_indexes(self._collection)
+        self._swept_through = self._saved_through = await self._confirmations.checkpoint()
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self._collection.name}")
 
     def notify(self, document_id: Any, envelopes: Iterable[Envelope]) -> None:
@@ -127,13 +147,15 @@ class OutboxRelay:
         with contextlib.suppress(asyncio.TimeoutError):
             if pending:
                 await asyncio.wait_for(self._relay(pending, "fast"), timeout_s)
-            await asyncio.wait_for(self._guarded(self._flush_marks()), timeout_s)
+            await asyncio.wait_for(self._guarded(self._record()), timeout_s)
+            await asyncio.wait_for(self._guarded(self._save_checkpoint(force=True)), timeout_s)
 
     async def _run(self) -> None:
-        next_sweep = next_prune = 0.0
+        next_sweep = next_prune = next_log_prune = 0.0
         loop = asyncio.get_running_loop()
         while True:
-            wake = next_sweep if self._mark_due is None else min(next_sweep, self._mark_due)
+            due = self._record_due
+            wake = next_sweep if due is None else min(next_sweep, due)
             with contextlib.suppress(asyncio.TimeoutError):
                 first = await asyncio.wait_for(self._written.get(), max(0.0, wake - loop.time()))
                 written = [first, *self._drain()]
@@ -141,14 +163,18 @@ class OutboxRelay:
                     await self._guarded(self._relay(written, "fast"))
                 else:  # paused: they wait in MongoDB, where the sweep finds them
                     self._release(written)
-            if self._mark_due is not None and (
-                loop.time() >= self._mark_due
-                or sum(map(len, self._unmarked.values())) >= self._settings.batch_size
+            if self._record_due is not None and (
+                loop.time() >= self._record_due
+                or len(self._unrecorded) >= self._settings.batch_size
             ):
-                await self._guarded(self._flush_marks())
+                await self._guarded(self._record())
             if loop.time() >= next_sweep:
                 await self._guarded(self._sweep())
+                await self._guarded(self._save_checkpoint())
                 next_sweep = loop.time() + self._outage.sweep_interval_s
+            if loop.time() >= next_log_prune:
+                await self._guarded(self._prune_log())
+                next_log_prune = loop.time() + self._settings.late_commit_s
             if self._settings.retention_days and loop.time() >= next_prune:
                 await self._guarded(self.prune())
                 next_prune = loop.time() + self._settings.prune_interval_s
@@ -161,10 +187,11 @@ class OutboxRelay:
         except TimeoutError:
             # Every broker and database call is bounded, yet a step once never returned
             # (a node frozen mid-publish). Abandon it and forget what it held in flight: the
-            # sweep publishes those events again, which idempotent consumers absorb.
+            # sweep, from before anything it held was written, publishes those events
+            # again, which idempotent consumers absorb.
             task.cancel()
             self._in_flight.clear()
-            self._unmarked, self._mark_due = {}, None
+            self._rewind(datetime.now(UTC) - timedelta(seconds=2 * STEP_TIMEOUT_S))
             log.error("outbox relay step hung for %.0f s; abandoned", STEP_TIMEOUT_S)
         except asyncio.CancelledError:
             current = asyncio.current_task()
@@ -176,10 +203,14 @@ class OutboxRelay:
         except Exception:  # MongoDB or broker trouble: the sweep will find the events again
             log.exception("outbox relay step failed; retrying on the next sweep")
 
+    def _rewind(self, to: datetime) -> None:
+        self._rewind_to = to if self._rewind_to is None else min(self._rewind_to, to)
+
     def _release(self, written: list[_Written]) -> None:
-        self._in_flight.difference_update(
-            str(p.envelope.event_id) for w in written for p in w.events
-        )
+        events = [p.envelope for w in written for p in w.events]
+        self._in_flight.difference_update(str(e.event_id) for e in events)
+        if events:
+            self._rewind(min(e.occurred_at for e in events))
 
     def _drain(self) -> list[_Written]:
         items = []
@@ -189,41 +220,109 @@ class OutboxRelay:
 
     async def _sweep(self) -> None:
         now = datetime.now(UTC)
-        cutoff = now - timedelta(seconds=self._settings.grace_s)
+        loop_now = asyncio.get_running_loop().time()
+        upper = now - timedelta(seconds=self._settings.grace_s)
+        lower = self._swept_through
+        if lower is not None and loop_now >= self._next_deep:
+            lower -= timedelta(seconds=self._settings.late_commit_s)
+            self._next_deep = loop_now + self._settings.late_commit_s
+        rewind = self._rewind_to
+        if rewind is not None:
+            lower = rewind - TICK if lower is None else min(lower, rewind - TICK)
+        window: Document = {"$lte": upper} if lower is None else {"$gt": lower, "$lte": upper}
         cursor = self._collection.find(
-            {"outbox_pending": True}, {"outbox": 1}, limit=self._settings.batch_size
+            {"outbox_at": window},
+            {"outbox": 1, "outbox_at": 1},
+            sort=[("outbox_at", 1)],
+            limit=self._settings.batch_size,
         )
+        documents = [d async for d in cursor]
+        if self._rewind_to == rewind:
+            self._rewind_to = None
+        self._forget_old_confirms(loop_now)
+        await self._ask_log(documents, loop_now)
         due: list[_Written] = []
         backlog, oldest = 0, now
-        async for document in cursor:
-            unsent = [e for e in document.get("outbox", []) if e.get("sent_at") is None]
-            backlog += len(unsent)
-            oldest = min([oldest, *(e["occurred_at"] for e in unsent)])
-            ready = [
-                _Pending(_envelope(e), tracing.extract(e))
-                for e in unsent
-                if e["occurred_at"] <= cutoff and e["event_id"] not in self._in_flight
-            ]
-            if ready:
-                due.append(_Written(document["_id"], tuple(ready)))
+        for document in documents:
+            left = unsent(document.get("outbox", []), self._confirmed.keys())
+            backlog += len(left)
+            oldest = min([oldest, *(e["occurred_at"] for e in left)])
+            if left and not any(e["event_id"] in self._in_flight for e in left):
+                ready = tuple(_Pending(_envelope(e), tracing.extract(e)) for e in left)
+                due.append(_Written(document["_id"], ready))
         OUTBOX_BACKLOG.labels(self._collection.name).set(backlog)
         OUTBOX_OLDEST_AGE.labels(self._collection.name).set((now - oldest).total_seconds())
         if due and self._outage.update(self._broker.is_connected):
             await self._relay(due, "sweep")
+        self._swept_through = self._through(documents, upper)
+
+    def _through(self, documents: list[Document], upper: datetime) -> datetime:
+        """Where the next sweep starts: the window's end, or just before the first document
+        still holding an event no relay confirmed (or in flight)."""
+        through = upper
+        if len(documents) == self._settings.batch_size:  # more may follow in this window
+            through = min(through, documents[-1]["outbox_at"] - TICK)
+        for document in documents:
+            if unsent(document.get("outbox", []), self._confirmed.keys()):
+                through = min(through, document["outbox_at"] - TICK)
+                break
+        return through
+
+    async def _ask_log(self, documents: list[Document], loop_now: float) -> None:
+        """Learn from the log which events other relays (or this one before a restart)
+        saw confirmed; only for the ones this relay did not."""
+        unknown = [
+            e["event_id"]
+            for document in documents
+            for e in unsent(document.get("outbox", []), self._confirmed.keys())
+            if e["event_id"] not in self._in_flight
+        ]
+        if unknown:
+            for event_id in await self._confirmations.confirmed_among(unknown):
+                self._confirmed[event_id] = loop_now
+
+    def _forget_old_confirms(self, loop_now: float) -> None:
+        horizon = loop_now - (
+            self._settings.grace_s + self._settings.late_commit_s + REMEMBER_SLACK_S
+        )
+        while self._confirmed:
+            event_id, seen = next(iter(self._confirmed.items()))
+            if seen >= horizon:
+                break
+            del self._confirmed[event_id]
+
+    async def _save_checkpoint(self, *, force: bool = False) -> None:
+        through = self._swept_through
+        loop_now = asyncio.get_running_loop().time()
+        if through is None or (loop_now < self._next_checkpoint and not force):
+            return
+        if self._saved_through is None or through > self._saved_through:
+            await self._confirmations.advance(through)
+            self._saved_through = through
+        self._next_checkpoint = loop_now + CHECKPOINT_INTERVAL_S
+
+    async def _prune_log(self) -> None:
+        """Drop log records no sweep will ask about: older than the deepest look back from
+        the saved point (and from this relay's own point, if it lags)."""
+        points = [p for p in (self._saved_through, self._swept_through) if p is not None]
+        if points:
+            keep = timedelta(seconds=2 * self._settings.late_commit_s + self._settings.grace_s)
+            await self._confirmations.prune(min(points) - keep)
 
     async def prune(self) -> int:
-        """Drop sent events and consumed entries older than the retention; never an unsent
-        one. Returns the number of documents changed."""
+        """Drop events and consumed entries older than the retention; never an event the
+        sweep may still have to publish (newer than its saved point). Returns the number of
+        documents changed."""
         cutoff = datetime.now(UTC) - timedelta(days=self._settings.retention_days)
-        result = await self._collection.update_many(
-            {"$or": [{"outbox.sent_at": {"$lt": cutoff}}, {"inbox.applied_at": {"$lt": cutoff}}]},
-            {
-                "$pull": {
-                    "outbox": {"sent_at": {"$lt": cutoff}},
-                    "inbox": {"applied_at": {"$lt": cutoff}},
-                }
-            },
-        )
+        checkpoint = await self._confirmations.checkpoint()
+        late = timedelta(seconds=self._settings.late_commit_s)
+        published = cutoff if checkpoint is None else min(cutoff, checkpoint - late)
+        query: Document = {"inbox.applied_at": {"$lt": cutoff}}
+        pulls: Document = {"inbox": {"applied_at": {"$lt": cutoff}}}
+        if checkpoint is not None:
+            query = {"$or": [query, {"outbox.occurred_at": {"$lt": published}}]}
+            pulls["outbox"] = {"occurred_at": {"$lt": published}}
+        result = await self._collection.update_many(query, {"$pull": pulls})
         return result.modified_count
 
     async def _relay(self, written: list[_Written], path: str) -> None:
@@ -233,43 +332,37 @@ class OutboxRelay:
         results = await asyncio.gather(
             *(self._publish_in_order(events) for events in by_document.values())
         )
-        failed = sum(len(events) for events in by_document.values()) - sum(map(len, results))
-        self._outage.published(failed == 0)
+        confirmed = sum(results)
+        failed = [
+            e.envelope.occurred_at
+            for events, count in zip(by_document.values(), results, strict=True)
+            for e in events[count:]
+        ]
+        self._outage.published(not failed)
         if failed:
-            log.warning("outbox: %d events not confirmed; retried on the next sweep", failed)
-        confirmed = 0
-        for document_id, ids in zip(by_document, results, strict=True):
-            if ids:
-                self._unmarked.setdefault(document_id, []).extend(ids)
-                confirmed += len(ids)
+            log.warning("outbox: %d events not confirmed; retried by the sweep", len(failed))
+            self._rewind(min(failed))
         if confirmed:
             OUTBOX_RELAYED.labels(path).inc(confirmed)
-            if self._mark_due is None:
-                self._mark_due = asyncio.get_running_loop().time() + self._settings.mark_linger_s
+            if self._record_due is None:
+                loop = asyncio.get_running_loop()
+                self._record_due = loop.time() + self._settings.mark_linger_s
 
-    async def _flush_marks(self) -> None:
-        """Mark everything confirmed so far as sent, in bulk writes of MARK_CHUNK documents.
-        Whatever happens, the events leave the in-flight set: if a write failed, the sweep
-        publishes them again."""
-        unmarked, self._unmarked, self._mark_due = self._unmarked, {}, None
-        if not unmarked:
-            return
-        documents = list(unmarked.items())
-        try:
-            for start in range(0, len(documents), MARK_CHUNK):
-                await self._mark_sent(dict(documents[start : start + MARK_CHUNK]))
-        finally:
-            for ids in unmarked.values():
-                self._in_flight.difference_update(ids)
+    async def _record(self) -> None:
+        """Write what was confirmed since the last time to the log, in one write. If it
+        fails, those events may be published again by another relay's sweep (or this one's
+        after a restart), never lost."""
+        ids, self._unrecorded, self._record_due = self._unrecorded, [], None
+        if ids:
+            await self._confirmations.record(ids, datetime.now(UTC))
 
-    async def _publish_in_order(self, events: list[_Pending]) -> list[str]:
+    async def _publish_in_order(self, events: list[_Pending]) -> int:
         """Publish one aggregate's events in order; stop at the first failure so none
-        overtakes an earlier one. Returns the ids the broker confirmed, which stay in flight
-        until they are marked sent."""
-        confirmed: list[str] = []
+        overtakes an earlier one. Returns how many the broker confirmed."""
         ids = [str(e.envelope.event_id) for e in events]
         self._in_flight.update(ids)
-        returned = False
+        confirmed = 0
+        loop = asyncio.get_running_loop()
         try:
             for envelope, parent in ((e.envelope, e.parent) for e in events):
                 try:
@@ -279,63 +372,30 @@ class OutboxRelay:
                 except PublishFailed as error:
                     log.debug("outbox publish of %s failed: %s", envelope.event_id, error)
                     break
-                confirmed.append(str(envelope.event_id))
-            returned = True
+                event_id = str(envelope.event_id)
+                self._confirmed[event_id] = loop.time()
+                self._unrecorded.append(event_id)
+                confirmed += 1
         finally:
-            # Raised out of here, nobody will mark even the confirmed ones: the sweep may
-            # take them all again.
-            self._in_flight.difference_update(set(ids) - set(confirmed) if returned else ids)
+            # Confirmed or not, no longer in flight: the confirmed ones are remembered, and
+            # the sweep takes the others again.
+            self._in_flight.difference_update(ids)
         return confirmed
 
-    async def _mark_sent(self, sent: Mapping[Any, list[str]]) -> None:
-        now = datetime.now(UTC)
-        # Common case, one write per document: these are its last unsent events, and its
-        # pending flag clears in the same update.
-        last = [
-            UpdateOne(
-                {"_id": document_id, "outbox": {"$not": _others_unsent(event_ids)}},
-                {"$set": {"outbox.$[e].sent_at": now, "outbox_pending": False}},
-                array_filters=_these(event_ids),
-            )
-            for document_id, event_ids in sent.items()
-        ]
-        result = await self._collection.bulk_write(last, ordered=False)
-        if result.matched_count == len(last):
-            return
-        # Documents with other unsent events appended since (still pending): stamp these,
-        # then clear the flag only if nothing unsent is left by then.
-        cursor = self._collection.find(
-            {"_id": {"$in": list(sent)}, "outbox_pending": True}, {"_id": 1}
-        )
-        pending = [d["_id"] async for d in cursor]
-        if not pending:
-            return
-        stamps: list[UpdateOne] = []
-        for document_id in pending:
-            stamps.append(
-                UpdateOne(
-                    {"_id": document_id},
-                    {"$set": {"outbox.$[e].sent_at": now}},
-                    array_filters=_these(sent[document_id]),
-                )
-            )
-            stamps.append(
-                UpdateOne(
-                    {"_id": document_id, "outbox.sent_at": {"$ne": None}},
-                    {"$set": {"outbox_pending": False}},
-                )
-            )
-        await self._collection.bulk_write(stamps, ordered=True)
+
+async def adopt_pending_flags(collection: AsyncCollection[Document]) -> None:
+    """Documents written by a version that marked events sent in place carry
+    `outbox_pending`; those still pending get an `outbox_at` of now, so the sweep reads
+    them (their entries already sent keep their `sent_at`). Runs while that version's
+    index exists; dropping the index afterwards (a retired index) ends it."""
+    if "outbox_pending_1" not in await collection.index_information():
+        return
+    await collection.update_many(
+        {"outbox_pending": True},
+        {"$set": {"outbox_at": datetime.now(UTC)}, "$unset": {"outbox_pending": ""}},
+    )
 
 
-def _these(event_ids: list[str]) -> list[Mapping[str, Any]]:
-    return [{"e.event_id": {"$in": event_ids}}]
-
-
-def _others_unsent(event_ids: list[str]) -> Document:
-    return {"$elemMatch": {"sent_at": None, "event_id": {"$nin": event_ids}}}
-
-
-def _envelope(entry: Document) -> Envelope:
+def _envelope(entry: Mapping[str, Any]) -> Envelope:
     fields = {k: v for k, v in tracing.strip(entry).items() if k != "sent_at"}
     return Envelope.model_validate(fields)

@@ -1,8 +1,10 @@
-"""The outbox entries an aggregate's update writes (infra.messaging.outbox relays them)."""
+"""The outbox entries an aggregate's update writes (infra.messaging.outbox relays them), and
+`outbox_at`, the time of the document's latest append, by which the relay's sweep finds it."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from contracts.envelope import Envelope
@@ -14,7 +16,6 @@ Document = dict[str, Any]
 def outbox_entry(envelope: Envelope) -> Document:
     entry = envelope.model_dump(mode="json")
     entry["occurred_at"] = envelope.occurred_at  # a BSON date, so it can be queried by time
-    entry["sent_at"] = None
     # Extra keys beside the envelope's fields; only with a current span.
     tracing.inject(entry)
     return entry
@@ -23,7 +24,9 @@ def outbox_entry(envelope: Envelope) -> Document:
 def outbox_fields(envelopes: Iterable[Envelope]) -> Document:
     """Fields of a new document that starts with `envelopes` in its outbox."""
     entries = [outbox_entry(e) for e in envelopes]
-    return {"outbox": entries, "outbox_pending": bool(entries)}
+    if not entries:
+        return {"outbox": []}
+    return {"outbox": entries, "outbox_at": datetime.now(UTC)}
 
 
 def outbox_append(envelopes: Iterable[Envelope]) -> Document:
@@ -31,7 +34,8 @@ def outbox_append(envelopes: Iterable[Envelope]) -> Document:
     entries = [outbox_entry(e) for e in envelopes]
     if not entries:
         return {}
-    return {"$push": {"outbox": {"$each": entries}}, "$set": {"outbox_pending": True}}
+    # $max: two writers racing never move the document's append time back.
+    return {"$push": {"outbox": {"$each": entries}}, "$max": {"outbox_at": datetime.now(UTC)}}
 
 
 def merge_updates(*updates: Document) -> Document:

@@ -60,7 +60,7 @@ OUTBOX_OLDEST_AGE = Gauge(
 )
 OUTBOX_RELAYED = Counter(
     "outbox_events_relayed_total",
-    "Outbox events published and marked sent, by path (fast: right after the write; sweep).",
+    "Outbox events published and confirmed, by path (fast: right after the write; sweep).",
     ["path"],
 )
 HTTP_REQUESTS = Counter(

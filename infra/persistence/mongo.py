@@ -49,8 +49,14 @@ async def mongo_ping(client: AsyncMongoClient[Document]) -> bool:
 
 # Indexes earlier versions created that no query uses any more: each cost every write of its
 # collection index work (over an ever-growing array for `outbox` and `inbox`), for nothing. The
-# open-orders count that used `customer_id_1_status_1` moved to Redis.
-RETIRED_INDEXES = ("outbox.occurred_at_1", "inbox.occurred_at_1", "customer_id_1_status_1")
+# open-orders count that used `customer_id_1_status_1` moved to Redis; the sweep reads by
+# `outbox_at`, not by the `outbox_pending` flag (infra.messaging.outbox).
+RETIRED_INDEXES = (
+    "outbox.occurred_at_1",
+    "inbox.occurred_at_1",
+    "customer_id_1_status_1",
+    "outbox_pending_1",
+)
 INDEX_NOT_FOUND = 27
 
 

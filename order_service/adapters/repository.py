@@ -1,7 +1,7 @@
 """Orders in MongoDB. The document <-> Order mapping lives here and nowhere else.
 
 Each order document is also that order's event store: `outbox` keeps what the service published
-(marked sent, never deleted) and `inbox` every event it consumed and applied, written in the same
+(never deleted) and `inbox` every event it consumed and applied, written in the same
 update as the state they caused. Writes are optimistic on `version`: a concurrent writer makes
 the update match nothing, which raises ConcurrentUpdate and the message is retried.
 
@@ -183,7 +183,6 @@ class MongoOrderRepository(OutboxDocuments):
 
 def _inbox_entry(envelope: Envelope, applied_at: datetime) -> Document:
     entry = outbox_entry(envelope)
-    del entry["sent_at"]
     entry["applied_at"] = applied_at
     return entry
 

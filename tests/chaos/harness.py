@@ -28,6 +28,7 @@ from pymongo import AsyncMongoClient
 from infra import devstack
 from infra.devstack import Management, SecantusHandle
 from infra.devstack.services import replica_names
+from infra.messaging.outbox_confirmations import unannounced_events
 from tests.chaos.buses import BusProbe, BusServer, RabbitProbe
 from tests.chaos.proxy import TcpProxy
 from tests.chaos.tally import TERMINAL, Stored, Tally, count
@@ -236,8 +237,8 @@ class ChaosPipeline:
     async def _quiet(self, client: AsyncMongoClient[dict[str, Any]]) -> bool:
         try:
             orders = self._db(client, "order")["orders"]
-            unsettled = await orders.count_documents(
-                {"$or": [{"status": {"$nin": list(TERMINAL)}}, {"outbox_pending": True}]}
+            unsettled = await orders.count_documents({"status": {"$nin": list(TERMINAL)}}) + len(
+                await unannounced_events(orders)
             )
             terminal = await orders.count_documents({"status": {"$in": list(TERMINAL)}})
             confirmed = await orders.count_documents({"status": "CONFIRMED"})
@@ -252,7 +253,7 @@ class ChaosPipeline:
             refunds_made = await self._db(client, "payment")["gateway_charges"].count_documents(
                 {"refunds": {"$gt": 0}}
             )
-            announcing = await payments.count_documents({"outbox_pending": True})
+            announcing = len(await unannounced_events(payments))
             # Cancelled orders have their stock back: only confirmed orders keep a reservation.
             held = await self._db(client, "inventory")["reservations"].count_documents(
                 {"status": "RESERVED"}

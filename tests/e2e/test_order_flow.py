@@ -11,6 +11,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from infra.devstack.services import LOCAL_INTERNAL_TOKEN
+from infra.messaging.outbox_confirmations import unannounced_events
 from tests.e2e.conftest import INITIAL_STOCK
 from tests.e2e.pipeline import Pipeline
 from tests.integration.waiting import eventually
@@ -87,10 +88,13 @@ async def test_a_paid_order_is_confirmed(shop: Shop, auth: dict[str, str]) -> No
     prices = {line["sku"]: line["unit_price_cents"] for line in order["lines"]}
     assert order["total_cents"] == 2 * prices["SKU-0001"] + prices["SKU-0002"]
     orders = shop.db("order")["orders"]
-    # OrderPlaced and OrderConfirmed both confirmed; the relay marks them in its next batch.
-    stored = await eventually(
-        lambda: orders.find_one({"_id": order_id, "outbox_pending": False}), timeout_s=5
-    )
+
+    # OrderPlaced and OrderConfirmed both confirmed; the relay logs them in its next write.
+    async def announced() -> bool:
+        return await unannounced_events(orders, {"_id": order_id}) == []
+
+    await eventually(announced, timeout_s=5)
+    stored = await orders.find_one({"_id": order_id})
     assert stored["status"] == "CONFIRMED"
     assert [e["event_type"] for e in stored["outbox"]] == ["OrderPlaced", "OrderConfirmed"]
     assert await shop.stock("SKU-0001") == INITIAL_STOCK - 2

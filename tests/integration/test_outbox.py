@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,6 +12,7 @@ import aio_pika
 import pytest
 from prometheus_client import REGISTRY
 from pymongo import AsyncMongoClient, monitoring
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts.envelope import Envelope
@@ -17,7 +20,14 @@ from contracts.events import OrderConfirmed, OrderRejected
 from contracts.topology import exchange_name
 from infra.messaging import codec
 from infra.messaging.broker import Broker
-from infra.messaging.outbox import OutboxRelay, merge_updates, outbox_append, outbox_fields
+from infra.messaging.outbox import (
+    OutboxRelay,
+    merge_updates,
+    outbox_append,
+    outbox_entry,
+    outbox_fields,
+)
+from infra.messaging.outbox_confirmations import unannounced_events
 from infra.settings import OutboxSettings
 from tests.integration.events import collected, listening
 from tests.integration.waiting import eventually
@@ -39,7 +49,7 @@ async def received(queue: aio_pika.abc.AbstractQueue, count: int) -> list[Envelo
     return [envelope for envelope, _ in await collected(queue, count)]
 
 
-async def test_fast_path_publishes_in_order_and_marks_sent(
+async def test_fast_path_publishes_in_order_and_records_the_confirms(
     broker: Broker, mongo_db: AsyncDatabase[dict[str, Any]]
 ) -> None:
     queue = await listen(broker)
@@ -53,25 +63,21 @@ async def test_fast_path_publishes_in_order_and_marks_sent(
     relay.notify("o-1", [second])
 
     assert await received(queue, 2) == [first, second]
-
-    async def all_sent() -> bool:
-        document = await collection.find_one({"_id": "o-1"})
-        assert document is not None
-        return document["outbox_pending"] is False and all(
-            e["sent_at"] is not None for e in document["outbox"]
-        )
-
-    await eventually(all_sent)
+    await eventually(lambda: none_unannounced(collection))
     await relay.stop()
 
 
-class _CountUpdates(monitoring.CommandListener):
-    def __init__(self, collection: str) -> None:
-        self.collection, self.updates = collection, 0
+async def none_unannounced(collection: AsyncCollection[dict[str, Any]]) -> bool:
+    return await unannounced_events(collection) == []
+
+
+class _CountWrites(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.writes: Counter[str] = Counter()
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name == "update" and event.command.get("update") == self.collection:
-            self.updates += 1
+        if event.command_name in ("insert", "update", "delete"):
+            self.writes[f"{event.command_name} {event.command[event.command_name]}"] += 1
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass
@@ -80,18 +86,17 @@ class _CountUpdates(monitoring.CommandListener):
         pass
 
 
-async def test_confirmed_events_are_marked_sent_in_bulk_and_not_swept_meanwhile(
+async def test_confirms_go_to_the_log_in_one_write_and_nothing_is_swept_meanwhile(
     broker: Broker, mongo_url: str, mongo_db: AsyncDatabase[dict[str, Any]]
 ) -> None:
-    updates = _CountUpdates("aggregates")
+    counted = _CountWrites()
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        mongo_url, tz_aware=True, event_listeners=[updates]
+        mongo_url, tz_aware=True, event_listeners=[counted]
     )
     collection = client[mongo_db.name]["aggregates"]
     queue = await listen(broker)
-    # A sweep every 0.1 s that takes events older than 0.5 s: it would republish what waits
-    # (1 s) to be marked if waiting events were not kept in flight. (Not 0: an event is
-    # written a moment before it is announced, as in the repositories.)
+    # A sweep every 0.1 s that takes events older than 0.5 s: it would republish what is
+    # confirmed but not yet in the log (1 s) if the relay did not remember its own confirms.
     settings = OutboxSettings(poll_interval_s=0.1, grace_s=0.5, mark_linger_s=1.0)
     relay = OutboxRelay(broker, collection, settings)
     await relay.start()
@@ -101,16 +106,13 @@ async def test_confirmed_events_are_marked_sent_in_bulk_and_not_swept_meanwhile(
         relay.notify(event.correlation_id, [event])
 
     assert {e.event_id for e in await received(queue, 20)} == {e.event_id for e in events}
-
-    async def all_marked() -> bool:
-        return await collection.count_documents({"outbox_pending": False}) == len(events)
-
-    await eventually(all_marked, timeout_s=10)
-    assert await collection.count_documents({"outbox.sent_at": None}) == 0
+    await eventually(lambda: none_unannounced(collection), timeout_s=10)
+    await asyncio.sleep(1.0)  # a few more sweeps
     await relay.stop()
     assert await queue.get(fail=False) is None  # each event was published once
-    # 20 documents, 20 events: a write or two, not 20.
-    assert 1 <= updates.updates <= 3, updates.updates
+    # 20 documents, 20 events: not one write back into the documents, one or two log writes.
+    assert counted.writes["update aggregates"] == 0, counted.writes
+    assert 1 <= counted.writes["insert outbox_confirmed"] <= 2, counted.writes
     await client.close()
 
 
@@ -126,42 +128,106 @@ async def test_sweep_publishes_what_no_fast_path_announced(
     await relay.start()
 
     assert await received(queue, 1) == [orphan]
-    await eventually(
-        lambda: collection.count_documents({"_id": orphan.correlation_id, "outbox_pending": False})
-    )
+    await eventually(lambda: none_unannounced(collection))
     await relay.stop()
 
 
-async def test_an_append_racing_the_mark_keeps_the_document_pending(
+async def test_an_append_after_the_sweep_passed_is_swept_alone(
     broker: Broker, mongo_db: AsyncDatabase[dict[str, Any]]
 ) -> None:
+    """A document the sweep has found confirmed gets a new event from a writer that died
+    before publishing it: the sweep reads the document again and publishes that one only."""
+    queue = await listen(broker)
     collection = mongo_db["aggregates"]
+    relay = OutboxRelay(broker, collection, OutboxSettings(poll_interval_s=0.1, grace_s=0))
+    await relay.start()
     sent, late = confirmed("o-2"), confirmed("o-2")
     await collection.insert_one({"_id": "o-2", **outbox_fields([sent])})
+    relay.notify("o-2", [sent])
+    assert await received(queue, 1) == [sent]
+    await eventually(lambda: none_unannounced(collection))
+    await asyncio.sleep(0.3)  # swept past it
     await collection.update_one(
         {"_id": "o-2"}, merge_updates({"$set": {"status": "X"}}, outbox_append([late]))
     )
-    relay = OutboxRelay(broker, collection, OutboxSettings())
-    await relay._mark_sent({"o-2": [str(sent.event_id)]})
-    document = await collection.find_one({"_id": "o-2"})
-    assert document is not None
-    assert document["outbox_pending"] is True
-    assert [e["sent_at"] is None for e in document["outbox"]] == [False, True]
+
+    assert await received(queue, 1) == [late]
+    await eventually(lambda: none_unannounced(collection))
+    await relay.stop()
+    assert await queue.get(fail=False) is None
 
 
-async def test_marking_a_documents_last_unsent_events_clears_its_flag_in_one_write(
+async def test_another_relays_confirms_keep_the_sweep_from_publishing_again(
     broker: Broker, mongo_db: AsyncDatabase[dict[str, Any]]
 ) -> None:
+    """Two replicas sweep one collection: what one published, the other reads in the log."""
+    queue = await listen(broker)
     collection = mongo_db["aggregates"]
-    first, second, third = confirmed("o-4"), confirmed("o-4"), confirmed("o-4")
-    await collection.insert_one({"_id": "o-4", **outbox_fields([first, second, third])})
-    relay = OutboxRelay(broker, collection, OutboxSettings())
-    await relay._mark_sent({"o-4": [str(first.event_id)]})
-    await relay._mark_sent({"o-4": [str(second.event_id), str(third.event_id)]})
-    document = await collection.find_one({"_id": "o-4"})
-    assert document is not None
-    assert document["outbox_pending"] is False
-    assert all(e["sent_at"] is not None for e in document["outbox"])
+    writer = OutboxRelay(broker, collection, OutboxSettings(poll_interval_s=0.1))
+    await writer.start()
+    events = [confirmed(f"o-5-{i}") for i in range(5)]
+    for event in events:
+        await collection.insert_one({"_id": event.correlation_id, **outbox_fields([event])})
+        writer.notify(event.correlation_id, [event])
+    assert len(await received(queue, 5)) == 5
+    await writer.stop()  # records its confirms
+    sweeps = REGISTRY.get_sample_value("outbox_events_relayed_total", {"path": "sweep"}) or 0
+
+    other = OutboxRelay(broker, collection, OutboxSettings(poll_interval_s=0.1, grace_s=0))
+    await other.start()
+    await asyncio.sleep(0.5)
+    await other.stop()
+    assert await queue.get(fail=False) is None
+    assert REGISTRY.get_sample_value("outbox_events_relayed_total", {"path": "sweep"}) == sweeps
+
+
+async def test_a_late_write_of_a_dead_writer_is_found_by_the_look_back_after_a_restart(
+    broker: Broker, mongo_db: AsyncDatabase[dict[str, Any]]
+) -> None:
+    """A write stamped long before it became visible (a slow transaction), whose writer
+    died before publishing: the sweep had already passed its time, and saved that point.
+    A relay that starts looks `late_commit_s` back from the saved point and publishes it."""
+    queue = await listen(broker)
+    collection = mongo_db["aggregates"]
+    first = OutboxRelay(broker, collection, OutboxSettings(poll_interval_s=0.1, grace_s=0))
+    await first.start()
+    await asyncio.sleep(0.3)
+    await first.stop()  # saves its point: now
+    late = confirmed("o-6")
+    stamped = datetime.now(UTC) - timedelta(seconds=20)
+    await collection.insert_one({"_id": "o-6", **outbox_fields([late]), "outbox_at": stamped})
+
+    settings = OutboxSettings(poll_interval_s=0.1, grace_s=0, late_commit_s=30)
+    restarted = OutboxRelay(broker, collection, settings)
+    await restarted.start()
+    assert await received(queue, 1) == [late]
+    await restarted.stop()
+
+
+async def test_documents_of_the_in_place_marking_version_are_adopted(
+    broker: Broker, mongo_db: AsyncDatabase[dict[str, Any]]
+) -> None:
+    """Written by the version that set `sent_at` in each entry and flagged the document
+    `outbox_pending`: the sent entry stays sent, the unsent one is published."""
+    queue = await listen(broker)
+    collection = mongo_db["aggregates"]
+    await collection.create_index("outbox_pending")
+    sent, unsent = confirmed("o-7"), confirmed("o-7")
+    entries = [outbox_entry(sent), outbox_entry(unsent)]
+    entries[0]["sent_at"], entries[1]["sent_at"] = datetime.now(UTC), None
+    await collection.insert_one({"_id": "o-7", "outbox": entries, "outbox_pending": True})
+    await collection.insert_one(
+        {"_id": "o-8", "outbox": [{**outbox_entry(confirmed("o-8")), "sent_at": datetime.now(UTC)}]}
+        | {"outbox_pending": False}
+    )
+    relay = OutboxRelay(broker, collection, OutboxSettings(poll_interval_s=0.1, grace_s=0))
+    await relay.start()
+
+    assert await received(queue, 1) == [unsent]
+    await eventually(lambda: none_unannounced(collection))
+    await relay.stop()
+    assert await queue.get(fail=False) is None
+    assert "outbox_pending_1" not in await collection.index_information()
 
 
 async def test_an_unroutable_event_is_counted_kept_and_sent_once_routable(
@@ -184,7 +250,8 @@ async def test_an_unroutable_event_is_counted_kept_and_sent_once_routable(
             (REGISTRY.get_sample_value("messages_publish_failures_total", returned) or 0) > before
         )
     )
-    assert await collection.count_documents({"_id": "o-3", "outbox_pending": True}) == 1
+    await asyncio.sleep(0.3)  # sweeps that tried it again
+    assert await unannounced_events(collection) == [str(event.event_id)]
 
     channel = await broker.new_channel()
     queue = await channel.declare_queue(exclusive=True)
@@ -195,34 +262,38 @@ async def test_an_unroutable_event_is_counted_kept_and_sent_once_routable(
         return None if message is None else codec.decode(message.body)[0]
 
     assert await eventually(delivered) == event
-    await eventually(lambda: collection.count_documents({"_id": "o-3", "outbox_pending": False}))
+    await eventually(lambda: none_unannounced(collection))
     await relay.stop()
 
 
-async def test_retention_prunes_old_sent_events_and_keeps_unsent_ones(
+async def test_retention_prunes_old_events_the_sweep_has_passed_and_keeps_the_rest(
     broker: Broker, mongo_db: AsyncDatabase[dict[str, Any]]
 ) -> None:
     collection = mongo_db["aggregates"]
-    old, recent, unsent = (confirmed("o-4") for _ in range(3))
+    old, recent = confirmed("o-4"), confirmed("o-4")
     long_ago = datetime.now(UTC) - timedelta(days=40)
-    entries = outbox_fields([old, recent, unsent])["outbox"]
-    entries[0]["sent_at"] = long_ago
-    entries[1]["sent_at"] = datetime.now(UTC)
+    entries = outbox_fields([old, recent])["outbox"]
+    entries[0]["occurred_at"] = long_ago
     inbox = [
         {"event_id": "in-1", "applied_at": long_ago},
         {"event_id": "in-2", "applied_at": datetime.now(UTC)},
     ]
     await collection.insert_one({"_id": "o-4", "outbox": entries, "inbox": inbox})
     relay = OutboxRelay(broker, collection, OutboxSettings(retention_days=30))
+    checkpoints = mongo_db["outbox_sweeps"]
 
+    # No sweep has saved its point yet: every event may still be unsent, none is pruned.
     assert await relay.prune() == 1
     document = await collection.find_one({"_id": "o-4"})
     assert document is not None
-    assert [e["event_id"] for e in document["outbox"]] == [
-        str(recent.event_id),
-        str(unsent.event_id),
-    ]
+    assert len(document["outbox"]) == 2
     assert [e["event_id"] for e in document["inbox"]] == ["in-2"]
+
+    await checkpoints.insert_one({"_id": "aggregates", "through": long_ago + timedelta(days=1)})
+    assert await relay.prune() == 1
+    document = await collection.find_one({"_id": "o-4"})
+    assert document is not None
+    assert [e["event_id"] for e in document["outbox"]] == [str(recent.event_id)]
 
 
 async def test_the_sweep_leaves_events_queued_for_the_fast_path_alone(
