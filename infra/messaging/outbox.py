@@ -40,7 +40,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from contracts.envelope import Envelope
 from infra.messaging.errors import PublishFailed
 from infra.messaging.outage import BrokerOutage
-from infra.messaging.outbox_confirmations import Confirmations, unsent
+from infra.messaging.outbox_confirmations import Confirmations, ConfirmedIds, unsent
 
 # The helpers that write entries live beside the relay; imported from here as before.
 from infra.messaging.outbox_entries import (
@@ -49,6 +49,7 @@ from infra.messaging.outbox_entries import (
     outbox_entry,
     outbox_fields,
 )
+from infra.messaging.outbox_window import SweepWindow
 from infra.messaging.transport import Publisher
 from infra.observability import tracing
 from infra.observability.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_RELAYED
@@ -72,8 +73,6 @@ CHECKPOINT_INTERVAL_S = 10.0
 # How long a relay remembers the ids it saw confirmed, beyond the sweep's deepest look back:
 # the sweep asks the log only about the others.
 REMEMBER_SLACK_S = 60.0
-# Sort keys of one millisecond (BSON dates) may tie; a window's end steps back by one.
-TICK = timedelta(milliseconds=1)
 
 Document = dict[str, Any]
 
@@ -101,16 +100,11 @@ class OutboxRelay:
         self._confirmations = Confirmations(collection)
         self._written: asyncio.Queue[_Written] = asyncio.Queue()
         self._in_flight: set[str] = set()
-        # Ids confirmed recently (this relay's, and the log's answers) -> loop time seen.
-        self._confirmed: dict[str, float] = {}
-        self._unrecorded: list[str] = []  # confirmed, not yet in the log
+        remember_s = settings.grace_s + settings.late_commit_s + REMEMBER_SLACK_S
+        self._confirmed = ConfirmedIds(self._confirmations, remember_s)
         self._record_due: float | None = None  # loop time of the next log write
-        # The sweep has found every event of documents appended up to here confirmed.
-        self._swept_through: datetime | None = None
+        self._window = SweepWindow(settings.grace_s, settings.late_commit_s, settings.batch_size)
         self._saved_through: datetime | None = None
-        # Earliest time of an event handed back unpublished: the next sweep starts there.
-        self._rewind_to: datetime | None = None
-        self._next_deep = 0.0  # loop time of the next sweep that looks back late_commit_s
         self._next_checkpoint = 0.0
         self._task: asyncio.Task[None] | None = None
         self._outage = BrokerOutage(settings.poll_interval_s, settings.max_backoff_s)
@@ -120,7 +114,7 @@ class OutboxRelay:
         await self._confirmations.create_indexes()
         await adopt_pending_flags(self._collection)
         await drop_retired_indexes(self._collection)
-        self._swept_through = self._saved_through = await self._confirmations.checkpoint()
+        self._window.through = self._saved_through = await self._confirmations.checkpoint()
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self._collection.name}")
 
     def notify(self, document_id: Any, envelopes: Iterable[Envelope]) -> None:
@@ -165,7 +159,7 @@ class OutboxRelay:
                     self._release(written)
             if self._record_due is not None and (
                 loop.time() >= self._record_due
-                or len(self._unrecorded) >= self._settings.batch_size
+                or len(self._confirmed.unrecorded) >= self._settings.batch_size
             ):
                 await self._guarded(self._record())
             if loop.time() >= next_sweep:
@@ -191,7 +185,7 @@ class OutboxRelay:
             # again, which idempotent consumers absorb.
             task.cancel()
             self._in_flight.clear()
-            self._rewind(datetime.now(UTC) - timedelta(seconds=2 * STEP_TIMEOUT_S))
+            self._window.rewind(datetime.now(UTC) - timedelta(seconds=2 * STEP_TIMEOUT_S))
             log.error("outbox relay step hung for %.0f s; abandoned", STEP_TIMEOUT_S)
         except asyncio.CancelledError:
             current = asyncio.current_task()
@@ -203,14 +197,11 @@ class OutboxRelay:
         except Exception:  # MongoDB or broker trouble: the sweep will find the events again
             log.exception("outbox relay step failed; retrying on the next sweep")
 
-    def _rewind(self, to: datetime) -> None:
-        self._rewind_to = to if self._rewind_to is None else min(self._rewind_to, to)
-
     def _release(self, written: list[_Written]) -> None:
         events = [p.envelope for w in written for p in w.events]
         self._in_flight.difference_update(str(e.event_id) for e in events)
         if events:
-            self._rewind(min(e.occurred_at for e in events))
+            self._window.rewind(min(e.occurred_at for e in events))
 
     def _drain(self) -> list[_Written]:
         items = []
@@ -221,30 +212,21 @@ class OutboxRelay:
     async def _sweep(self) -> None:
         now = datetime.now(UTC)
         loop_now = asyncio.get_running_loop().time()
-        upper = now - timedelta(seconds=self._settings.grace_s)
-        lower = self._swept_through
-        if lower is not None and loop_now >= self._next_deep:
-            lower -= timedelta(seconds=self._settings.late_commit_s)
-            self._next_deep = loop_now + self._settings.late_commit_s
-        rewind = self._rewind_to
-        if rewind is not None:
-            lower = rewind - TICK if lower is None else min(lower, rewind - TICK)
-        window: Document = {"$lte": upper} if lower is None else {"$gt": lower, "$lte": upper}
+        swept = self._window.next_pass(now, loop_now)
         cursor = self._collection.find(
-            {"outbox_at": window},
+            swept.query(),
             {"outbox": 1, "outbox_at": 1},
             sort=[("outbox_at", 1)],
             limit=self._settings.batch_size,
         )
         documents = [d async for d in cursor]
-        if self._rewind_to == rewind:
-            self._rewind_to = None
-        self._forget_old_confirms(loop_now)
-        await self._ask_log(documents, loop_now)
+        self._confirmed.forget_old(loop_now)
+        unknown = (e["event_id"] for d in documents for e in self._unsent(d))
+        await self._confirmed.learn((i for i in unknown if i not in self._in_flight), loop_now)
         due: list[_Written] = []
         backlog, oldest = 0, now
         for document in documents:
-            left = unsent(document.get("outbox", []), self._confirmed.keys())
+            left = self._unsent(document)
             backlog += len(left)
             oldest = min([oldest, *(e["occurred_at"] for e in left)])
             if left and not any(e["event_id"] in self._in_flight for e in left):
@@ -254,45 +236,13 @@ class OutboxRelay:
         OUTBOX_OLDEST_AGE.labels(self._collection.name).set((now - oldest).total_seconds())
         if due and self._outage.update(self._broker.is_connected):
             await self._relay(due, "sweep")
-        self._swept_through = self._through(documents, upper)
+        self._window.advance(swept, documents, lambda d: bool(self._unsent(d)), loop_now)
 
-    def _through(self, documents: list[Document], upper: datetime) -> datetime:
-        """Where the next sweep starts: the window's end, or just before the first document
-        still holding an event no relay confirmed (or in flight)."""
-        through = upper
-        if len(documents) == self._settings.batch_size:  # more may follow in this window
-            through = min(through, documents[-1]["outbox_at"] - TICK)
-        for document in documents:
-            if unsent(document.get("outbox", []), self._confirmed.keys()):
-                through = min(through, document["outbox_at"] - TICK)
-                break
-        return through
-
-    async def _ask_log(self, documents: list[Document], loop_now: float) -> None:
-        """Learn from the log which events other relays (or this one before a restart)
-        saw confirmed; only for the ones this relay did not."""
-        unknown = [
-            e["event_id"]
-            for document in documents
-            for e in unsent(document.get("outbox", []), self._confirmed.keys())
-            if e["event_id"] not in self._in_flight
-        ]
-        if unknown:
-            for event_id in await self._confirmations.confirmed_among(unknown):
-                self._confirmed[event_id] = loop_now
-
-    def _forget_old_confirms(self, loop_now: float) -> None:
-        horizon = loop_now - (
-            self._settings.grace_s + self._settings.late_commit_s + REMEMBER_SLACK_S
-        )
-        while self._confirmed:
-            event_id, seen = next(iter(self._confirmed.items()))
-            if seen >= horizon:
-                break
-            del self._confirmed[event_id]
+    def _unsent(self, document: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+        return unsent(document.get("outbox", []), self._confirmed)
 
     async def _save_checkpoint(self, *, force: bool = False) -> None:
-        through = self._swept_through
+        through = self._window.through
         loop_now = asyncio.get_running_loop().time()
         if through is None or (loop_now < self._next_checkpoint and not force):
             return
@@ -304,7 +254,7 @@ class OutboxRelay:
     async def _prune_log(self) -> None:
         """Drop log records no sweep will ask about: older than the deepest look back from
         the saved point (and from this relay's own point, if it lags)."""
-        points = [p for p in (self._saved_through, self._swept_through) if p is not None]
+        points = [p for p in (self._saved_through, self._window.through) if p is not None]
         if points:
             keep = timedelta(seconds=2 * self._settings.late_commit_s + self._settings.grace_s)
             await self._confirmations.prune(min(points) - keep)
@@ -341,7 +291,7 @@ class OutboxRelay:
         self._outage.published(not failed)
         if failed:
             log.warning("outbox: %d events not confirmed; retried by the sweep", len(failed))
-            self._rewind(min(failed))
+            self._window.rewind(min(failed))
         if confirmed:
             OUTBOX_RELAYED.labels(path).inc(confirmed)
             if self._record_due is None:
@@ -349,12 +299,8 @@ class OutboxRelay:
                 self._record_due = loop.time() + self._settings.mark_linger_s
 
     async def _record(self) -> None:
-        """Write what was confirmed since the last time to the log, in one write. If it
-        fails, those events may be published again by another relay's sweep (or this one's
-        after a restart), never lost."""
-        ids, self._unrecorded, self._record_due = self._unrecorded, [], None
-        if ids:
-            await self._confirmations.record(ids, datetime.now(UTC))
+        self._record_due = None
+        await self._confirmed.record(datetime.now(UTC))
 
     async def _publish_in_order(self, events: list[_Pending]) -> int:
         """Publish one aggregate's events in order; stop at the first failure so none
@@ -372,9 +318,7 @@ class OutboxRelay:
                 except PublishFailed as error:
                     log.debug("outbox publish of %s failed: %s", envelope.event_id, error)
                     break
-                event_id = str(envelope.event_id)
-                self._confirmed[event_id] = loop.time()
-                self._unrecorded.append(event_id)
+                self._confirmed.add(str(envelope.event_id), loop.time())
                 confirmed += 1
         finally:
             # Confirmed or not, no longer in flight: the confirmed ones are remembered, and

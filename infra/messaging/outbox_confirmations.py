@@ -81,6 +81,46 @@ class Confirmations:
         return result.deleted_count
 
 
+class ConfirmedIds:
+    """The ids one relay knows were confirmed: its own, until they are in the log, and the
+    log's answers; remembered for `remember_s` (loop time), so a sweep asks the log only
+    about the others."""
+
+    def __init__(self, confirmations: Confirmations, remember_s: float) -> None:
+        self._confirmations = confirmations
+        self._remember_s = remember_s
+        self._seen: dict[str, float] = {}  # id -> loop time, oldest first
+        self.unrecorded: list[str] = []
+
+    def __contains__(self, event_id: object) -> bool:
+        return event_id in self._seen
+
+    def add(self, event_id: str, loop_now: float) -> None:
+        self._seen[event_id] = loop_now
+        self.unrecorded.append(event_id)
+
+    def forget_old(self, loop_now: float) -> None:
+        horizon = loop_now - self._remember_s
+        while self._seen:
+            event_id, seen = next(iter(self._seen.items()))
+            if seen >= horizon:
+                break
+            del self._seen[event_id]
+
+    async def learn(self, event_ids: Iterable[str], loop_now: float) -> None:
+        unknown = [i for i in event_ids if i not in self._seen]
+        for event_id in await self._confirmations.confirmed_among(unknown):
+            self._seen[event_id] = loop_now
+
+    async def record(self, at: datetime) -> None:
+        """Write the ids confirmed since the last time to the log, in one write. If it
+        fails, those events may be published again by another relay's sweep (or this one's
+        after a restart), never lost."""
+        ids, self.unrecorded = self.unrecorded, []
+        if ids:
+            await self._confirmations.record(ids, at)
+
+
 def unsent(
     entries: Iterable[Mapping[str, Any]], confirmed: Container[str]
 ) -> list[Mapping[str, Any]]:
