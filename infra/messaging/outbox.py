@@ -260,28 +260,42 @@ class OutboxRelay:
             await self._confirmations.prune(min(points) - keep)
 
     async def prune(self) -> int:
-        """Drop events and consumed entries older than the retention; never an event the
-        sweep may still have to publish (newer than its saved point). Returns the number of
-        documents changed."""
+        """Drop consumed entries, and events, older than the retention; events only from
+        documents the sweep has passed since their last append (every event of theirs
+        confirmed), never from one that may still hold an event to publish. Returns the
+        number of changes (a document changed in both counts twice)."""
         cutoff = datetime.now(UTC) - timedelta(days=self._settings.retention_days)
+        inbox = await self._collection.update_many(
+            {"inbox.applied_at": {"$lt": cutoff}},
+            {"$pull": {"inbox": {"applied_at": {"$lt": cutoff}}}},
+        )
         checkpoint = await self._confirmations.checkpoint()
+        if checkpoint is None:
+            return inbox.modified_count
         late = timedelta(seconds=self._settings.late_commit_s)
-        published = cutoff if checkpoint is None else min(cutoff, checkpoint - late)
-        query: Document = {"inbox.applied_at": {"$lt": cutoff}}
-        pulls: Document = {"inbox": {"applied_at": {"$lt": cutoff}}}
-        if checkpoint is not None:
-            query = {"$or": [query, {"outbox.occurred_at": {"$lt": published}}]}
-            pulls["outbox"] = {"occurred_at": {"$lt": published}}
-        result = await self._collection.update_many(query, {"$pull": pulls})
-        return result.modified_count
+        passed = min(cutoff, checkpoint - late)
+        outbox = await self._collection.update_many(
+            {
+                "outbox.occurred_at": {"$lt": passed},
+                # None: written before outbox_at existed, every event marked sent in place.
+                "$or": [{"outbox_at": {"$lt": passed}}, {"outbox_at": None}],
+            },
+            {"$pull": {"outbox": {"occurred_at": {"$lt": passed}}}},
+        )
+        return inbox.modified_count + outbox.modified_count
 
     async def _relay(self, written: list[_Written], path: str) -> None:
         by_document: dict[Any, list[_Pending]] = {}
         for item in written:
             by_document.setdefault(item.document_id, []).extend(item.events)
-        results = await asyncio.gather(
-            *(self._publish_in_order(events) for events in by_document.values())
-        )
+        try:
+            results = await asyncio.gather(
+                *(self._publish_in_order(events) for events in by_document.values())
+            )
+        except BaseException:
+            # Whatever was confirmed is remembered; the rest is the sweep's, from the start.
+            self._window.rewind(min(e.envelope.occurred_at for w in written for e in w.events))
+            raise
         confirmed = sum(results)
         failed = [
             e.envelope.occurred_at

@@ -290,10 +290,15 @@ async def test_retention_prunes_old_events_the_sweep_has_passed_and_keeps_the_re
     assert [e["event_id"] for e in document["inbox"]] == ["in-2"]
 
     await checkpoints.insert_one({"_id": "aggregates", "through": long_ago + timedelta(days=1)})
+    # A document appended to after the sweep's point may still hold an unsent old event.
+    await collection.insert_one({"_id": "o-5", "outbox": entries, "outbox_at": datetime.now(UTC)})
     assert await relay.prune() == 1
     document = await collection.find_one({"_id": "o-4"})
     assert document is not None
     assert [e["event_id"] for e in document["outbox"]] == [str(recent.event_id)]
+    appended = await collection.find_one({"_id": "o-5"})
+    assert appended is not None
+    assert len(appended["outbox"]) == 2
 
 
 async def test_the_sweep_leaves_events_queued_for_the_fast_path_alone(
