@@ -11,10 +11,10 @@ already or still overdue for the next sweep.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import datetime
 
+from infra.background import cancel_and_wait
 from infra.clock import Clock
 from order_service.metrics import ORDERS_DEADLINE_EXPIRED, ORDERS_ENDED
 from order_service.ports import ConcurrentUpdate, OverdueOrders
@@ -66,9 +66,7 @@ class DeadlineSweeper:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def sweep(self) -> int:

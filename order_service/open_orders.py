@@ -25,6 +25,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
+from infra.background import cancel_and_wait
 from infra.clock import Clock
 from infra.persistence.rate_limits import Bucket
 from infra.persistence.slot_pools import Admission, Hold, pool_key
@@ -119,9 +120,7 @@ class OpenOrdersCap:
     async def stop(self) -> None:
         """Stop flushing, after a last flush of what is waiting (best effort)."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         with contextlib.suppress(Exception):
             await self.flush()

@@ -38,6 +38,7 @@ from opentelemetry.context import Context
 from pymongo.asynchronous.collection import AsyncCollection
 
 from contracts.envelope import Envelope
+from infra.background import cancel_and_wait
 from infra.messaging.errors import PublishFailed
 from infra.messaging.outage import BrokerOutage
 from infra.messaging.outbox_confirmations import Confirmations, ConfirmedIds, unsent
@@ -134,9 +135,7 @@ class OutboxRelay:
         MongoDB for the next start."""
         if self._task is None:
             return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel_and_wait(self._task)
         pending = self._drain()
         with contextlib.suppress(asyncio.TimeoutError):
             if pending:
