@@ -118,6 +118,12 @@ class OutboxRelay:
         self._window.through = self._saved_through = await self._confirmations.checkpoint()
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self._collection.name}")
 
+    @property
+    def swept_through(self) -> datetime | None:
+        """The sweep's point: every document appended up to then had all its events
+        confirmed when this relay last looked (None before its first sweep)."""
+        return self._window.through
+
     def notify(self, document_id: Any, envelopes: Iterable[Envelope]) -> None:
         """Called right after a successful write of `envelopes` into document `document_id`."""
         # Still in the writer's context, the one outbox_entry stored with the events.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -71,6 +70,18 @@ async def none_unannounced(collection: AsyncCollection[dict[str, Any]]) -> bool:
     return await unannounced_events(collection) == []
 
 
+async def swept_past(relay: OutboxRelay, collection: AsyncCollection[dict[str, Any]]) -> None:
+    """Until the relay's sweep has moved past every document now in `collection`."""
+    latest = await collection.find_one({}, sort=[("outbox_at", -1)])
+    assert latest is not None
+
+    def passed() -> bool:
+        through = relay.swept_through
+        return through is not None and through >= latest["outbox_at"]
+
+    await eventually(passed, timeout_s=10)
+
+
 class _CountWrites(monitoring.CommandListener):
     def __init__(self) -> None:
         self.writes: Counter[str] = Counter()
@@ -107,7 +118,7 @@ async def test_confirms_go_to_the_log_in_one_write_and_nothing_is_swept_meanwhil
 
     assert {e.event_id for e in await received(queue, 20)} == {e.event_id for e in events}
     await eventually(lambda: none_unannounced(collection), timeout_s=10)
-    await asyncio.sleep(1.0)  # a few more sweeps
+    await swept_past(relay, collection)  # the sweep has looked at every document since
     await relay.stop()
     assert await queue.get(fail=False) is None  # each event was published once
     # 20 documents, 20 events: not one write back into the documents, one or two log writes.
@@ -146,7 +157,7 @@ async def test_an_append_after_the_sweep_passed_is_swept_alone(
     relay.notify("o-2", [sent])
     assert await received(queue, 1) == [sent]
     await eventually(lambda: none_unannounced(collection))
-    await asyncio.sleep(0.3)  # swept past it
+    await swept_past(relay, collection)
     await collection.update_one(
         {"_id": "o-2"}, merge_updates({"$set": {"status": "X"}}, outbox_append([late]))
     )
@@ -175,7 +186,7 @@ async def test_another_relays_confirms_keep_the_sweep_from_publishing_again(
 
     other = OutboxRelay(broker, collection, OutboxSettings(poll_interval_s=0.1, grace_s=0))
     await other.start()
-    await asyncio.sleep(0.5)
+    await swept_past(other, collection)
     await other.stop()
     assert await queue.get(fail=False) is None
     assert REGISTRY.get_sample_value("outbox_events_relayed_total", {"path": "sweep"}) == sweeps
@@ -191,8 +202,8 @@ async def test_a_late_write_of_a_dead_writer_is_found_by_the_look_back_after_a_r
     collection = mongo_db["aggregates"]
     first = OutboxRelay(broker, collection, OutboxSettings(poll_interval_s=0.1, grace_s=0))
     await first.start()
-    await asyncio.sleep(0.3)
-    await first.stop()  # saves its point: now
+    await eventually(lambda: first.swept_through is not None)
+    await first.stop()  # saves its point
     late = confirmed("o-6")
     stamped = datetime.now(UTC) - timedelta(seconds=20)
     await collection.insert_one({"_id": "o-6", **outbox_fields([late]), "outbox_at": stamped})
@@ -245,12 +256,13 @@ async def test_an_unroutable_event_is_counted_kept_and_sent_once_routable(
     await relay.start()
     relay.notify("o-3", [event])
 
+    # Returned by the fast path, then by the sweeps that take it again.
     await eventually(
         lambda: (
-            (REGISTRY.get_sample_value("messages_publish_failures_total", returned) or 0) > before
+            (REGISTRY.get_sample_value("messages_publish_failures_total", returned) or 0)
+            >= before + 3
         )
     )
-    await asyncio.sleep(0.3)  # sweeps that tried it again
     assert await unannounced_events(collection) == [str(event.event_id)]
 
     channel = await broker.new_channel()
