@@ -205,8 +205,13 @@ class OutboxRelay:
     def _release(self, written: list[_Written]) -> None:
         events = [p.envelope for w in written for p in w.events]
         self._in_flight.difference_update(str(e.event_id) for e in events)
-        if events:
-            self._window.rewind(min(e.occurred_at for e in events))
+        self._hand_back(events)
+
+    def _hand_back(self, events: Iterable[Envelope]) -> None:
+        """Events the fast path leaves unpublished: the next sweep starts at the oldest."""
+        times = [e.occurred_at for e in events]
+        if times:
+            self._window.rewind(min(times))
 
     def _drain(self) -> list[_Written]:
         items = []
@@ -299,18 +304,18 @@ class OutboxRelay:
             )
         except BaseException:
             # Whatever was confirmed is remembered; the rest is the sweep's, from the start.
-            self._window.rewind(min(e.envelope.occurred_at for w in written for e in w.events))
+            self._hand_back(p.envelope for w in written for p in w.events)
             raise
         confirmed = sum(results)
         failed = [
-            e.envelope.occurred_at
+            e.envelope
             for events, count in zip(by_document.values(), results, strict=True)
             for e in events[count:]
         ]
         self._outage.published(not failed)
         if failed:
             log.warning("outbox: %d events not confirmed; retried by the sweep", len(failed))
-            self._window.rewind(min(failed))
+            self._hand_back(failed)
         if confirmed:
             OUTBOX_RELAYED.labels(path).inc(confirmed)
             if self._record_due is None:
