@@ -66,6 +66,15 @@ async def test_fast_path_publishes_in_order_and_records_the_confirms(
     await relay.stop()
 
 
+async def write_and_notify(
+    collection: AsyncCollection[dict[str, Any]], relay: OutboxRelay, events: list[Envelope]
+) -> None:
+    """Each event in a document of its own, handed to the relay as a repository does."""
+    for event in events:
+        await collection.insert_one({"_id": event.correlation_id, **outbox_fields([event])})
+        relay.notify(event.correlation_id, [event])
+
+
 async def none_unannounced(collection: AsyncCollection[dict[str, Any]]) -> bool:
     return await unannounced_events(collection) == []
 
@@ -112,9 +121,7 @@ async def test_confirms_go_to_the_log_in_one_write_and_nothing_is_swept_meanwhil
     relay = OutboxRelay(broker, collection, settings)
     await relay.start()
     events = [confirmed(f"o-bulk-{i}") for i in range(20)]
-    for event in events:
-        await collection.insert_one({"_id": event.correlation_id, **outbox_fields([event])})
-        relay.notify(event.correlation_id, [event])
+    await write_and_notify(collection, relay, events)
 
     assert {e.event_id for e in await received(queue, 20)} == {e.event_id for e in events}
     await eventually(lambda: none_unannounced(collection), timeout_s=10)
@@ -177,9 +184,7 @@ async def test_another_relays_confirms_keep_the_sweep_from_publishing_again(
     writer = OutboxRelay(broker, collection, OutboxSettings(poll_interval_s=0.1))
     await writer.start()
     events = [confirmed(f"o-5-{i}") for i in range(5)]
-    for event in events:
-        await collection.insert_one({"_id": event.correlation_id, **outbox_fields([event])})
-        writer.notify(event.correlation_id, [event])
+    await write_and_notify(collection, writer, events)
     assert len(await received(queue, 5)) == 5
     await writer.stop()  # records its confirms
     sweeps = REGISTRY.get_sample_value("outbox_events_relayed_total", {"path": "sweep"}) or 0
