@@ -33,6 +33,7 @@ from pydantic import SecretStr, ValidationError
 from contracts.envelope import Envelope
 from contracts.events import Event
 from contracts.topology import SUBSCRIPTIONS
+from infra.heap import freeze_startup_objects
 from infra.http import create_http_app
 from infra.messaging.dispatch import Handler
 from infra.runtime import RedisUse, Runtime, open_runtime
@@ -85,6 +86,7 @@ class ServiceDefinition(Generic[SettingsT, DepsT]):
                     for event_type, handler in bind_handlers(self.handlers, deps).items():
                         await runtime.consume(event_type, handler)
                     app.state.runtime = runtime
+                    freeze_startup_objects()
                     try:
                         yield
                     finally:
