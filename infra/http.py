@@ -40,6 +40,11 @@ def create_http_app(service: str, lifespan: Lifespan, description: str = "") -> 
         # Operation ids are the handlers' names (`place_order`), short and stable across path
         # changes, rather than FastAPI's name+path+method default.
         generate_unique_id_function=_operation_id,
+        # FastAPI's own OpenTelemetry (on by default since 0.142) would add, once a service
+        # installs its provider, a second SERVER span and spans of each request's
+        # dependencies and endpoint: our SERVER span (instrument_http), Prometheus metrics
+        # and JSON logs already say all of it, and the extra spans cost every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
 
     @app.get("/health", tags=["operations"])

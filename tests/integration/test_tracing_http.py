@@ -14,6 +14,7 @@ import pytest
 from fastapi import FastAPI
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind, StatusCode
@@ -159,3 +160,24 @@ async def test_unsampled_a_request_still_continues_the_callers_trace(
     assert body["span_id"] != CALLER_SPAN_ID  # a span of this server, child of the caller's
     assert body["traceparent"] == response.headers["traceparent"]
     assert response.headers["traceparent"].startswith(f"00-{TRACE_ID}-{body['span_id']}-")
+
+
+async def test_a_process_wide_provider_still_gives_one_span_per_request(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A service installs its provider process-wide (configure_tracing). FastAPI's own
+    telemetry, on by default since 0.142, then added a second SERVER span and spans of its
+    dependencies and endpoint to every request, on top of ours."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", provider)  # what set_tracer_provider sets
+    previous = tracing.use_tracer_provider(provider)
+    try:
+        response = await client.post(f"/orders/{uuid.uuid4()}/confirm")
+    finally:
+        tracing.use_tracer_provider(previous)
+
+    assert response.status_code == 200
+    finished = exporter.get_finished_spans()
+    assert [s.name for s in finished] == ["POST /orders/{order_id}/confirm"]
