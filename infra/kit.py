@@ -76,6 +76,7 @@ class ServiceDefinition(Generic[SettingsT, DepsT]):
 
         @asynccontextmanager
         async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+            freeze_startup_objects()
             stopping: asyncio.Task[None] | None = None
             try:
                 async with (
@@ -86,7 +87,6 @@ class ServiceDefinition(Generic[SettingsT, DepsT]):
                     for event_type, handler in bind_handlers(self.handlers, deps).items():
                         await runtime.consume(event_type, handler)
                     app.state.runtime = runtime
-                    freeze_startup_objects()
                     try:
                         yield
                     finally:
