@@ -8,7 +8,9 @@ The relay publishes on two paths:
 - fast: the repository hands over what it just wrote (`notify`), published at once;
 - sweep: every `poll_interval_s`, the documents whose latest append is older than `grace_s`
   and newer than the last sweep's point are read back, and what no relay saw confirmed (a
-  crash after the write, a broker outage, a refused publish) is published.
+  crash after the write, a broker outage, a refused publish) is published. A sweep that read
+  a full batch, all confirmed, is followed by the next at once, so a collection appended to
+  faster than a batch per interval does not leave it behind.
 Nothing is written back into the documents: the broker's confirms go to a log, one write per
 `mark_linger_s` for all of them (`infra.messaging.outbox_confirmations`). The sweep moves its
 point forward only past documents whose every event is confirmed, and every
@@ -170,7 +172,8 @@ class OutboxRelay:
             if loop.time() >= next_sweep:
                 await self._guarded(self._sweep())
                 await self._guarded(self._save_checkpoint())
-                next_sweep = loop.time() + self._outage.sweep_interval_s
+                interval = self._outage.sweep_interval_s
+                next_sweep = loop.time() + (0.0 if self._window.behind else interval)
             if loop.time() >= next_log_prune:
                 await self._guarded(self._prune_log())
                 next_log_prune = loop.time() + self._settings.late_commit_s

@@ -45,6 +45,11 @@ class SweepWindow:
     batch_size: int
     # Every document appended up to here had all its events confirmed (None: from the start).
     through: datetime | None = None
+    # The last sweep filled its batch, found every document in it confirmed and moved the
+    # point: more documents wait in its window, and the next sweep should follow at once.
+    # At one batch per poll interval, a collection appended to faster than that left the
+    # sweep further behind with every sweep, for good.
+    behind: bool = False
     _rewind_to: datetime | None = None
     _next_look_back: float = 0.0  # loop time
 
@@ -52,6 +57,7 @@ class SweepWindow:
         self._rewind_to = to if self._rewind_to is None else min(self._rewind_to, to)
 
     def next_pass(self, now: datetime, loop_now: float) -> SweepPass:
+        self.behind = False  # until this pass says so: a sweep that fails waits its interval
         upper = now - timedelta(seconds=self.grace_s)
         lower = self.through
         # From the start (no point yet) reaches further back than any look back.
@@ -74,12 +80,19 @@ class SweepWindow:
         the next one starts at the window's end, or before the first document that still
         holds an unconfirmed event, or after the last one read if the batch was full."""
         through = swept.upper
-        if len(documents) >= self.batch_size:
+        full = len(documents) >= self.batch_size
+        if full:
             through = min(through, documents[-1]["outbox_at"] - TICK)
+        held = False
         for document in documents:
             if unconfirmed(document):
                 through = min(through, document["outbox_at"] - TICK)
+                held = True
                 break
+        # Not behind when the point did not move past the window's start (a batch of one
+        # millisecond's documents): sweeping again at once would only read them again.
+        moved = swept.lower is None or through > swept.lower
+        self.behind = full and not held and moved
         self.through = through
         if swept.looks_back:
             self._next_look_back = loop_now + self.late_commit_s

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -147,6 +148,30 @@ async def test_sweep_publishes_what_no_fast_path_announced(
 
     assert await received(queue, 1) == [orphan]
     await eventually(lambda: none_unannounced(collection))
+    await relay.stop()
+
+
+async def test_a_backlog_of_several_batches_is_swept_at_once_not_a_batch_per_interval(
+    broker: Broker, mongo_db: AsyncDatabase[dict[str, Any]]
+) -> None:
+    """A collection appended to faster than one batch per poll interval (or a backlog after
+    an outage) once left the sweep further behind with every interval: a full batch, all
+    confirmed, is now followed by the next sweep at once."""
+    queue = await listen(broker)
+    collection = mongo_db["aggregates"]
+    orphans = [confirmed(str(uuid.uuid4())) for _ in range(12)]
+    for orphan in orphans:  # one millisecond apart at least: batches end between documents
+        await collection.insert_one({"_id": orphan.correlation_id, **outbox_fields([orphan])})
+        await asyncio.sleep(0.002)
+    settings = OutboxSettings(poll_interval_s=60, grace_s=0, batch_size=4)
+    relay = OutboxRelay(broker, collection, settings)
+    await relay.start()
+
+    # Three batches; at one per poll interval the last would come 2 minutes from now.
+    assert Counter(e.event_id for e in await received(queue, 12)) == Counter(
+        e.event_id for e in orphans
+    )
+    await swept_past(relay, collection)
     await relay.stop()
 
 

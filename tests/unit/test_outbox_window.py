@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from infra.messaging.outbox_window import TICK, SweepWindow
+from infra.messaging.outbox_window import TICK, SweepPass, SweepWindow
 
 pytestmark = pytest.mark.unit
 
@@ -58,6 +58,58 @@ def test_a_full_batch_moves_the_point_only_past_what_was_read() -> None:
     swept = sweeps.next_pass(NOW, 0.0)
     sweeps.advance(swept, read, never, 0.0)
     assert sweeps.through == read[1]["outbox_at"] - TICK
+
+
+def test_a_full_batch_all_confirmed_is_behind_and_the_next_pass_goes_on_from_it() -> None:
+    sweeps = window(batch_size=2)
+    sweeps.through = NOW - timedelta(seconds=40)
+    sweeps.advance(sweeps.next_pass(NOW, 0.0), [], never, 0.0)  # its first look back
+    read = documents(1.8, 1.5)  # in the next window: (2 s ago, 1 s ago]
+    swept = sweeps.next_pass(NOW + timedelta(seconds=1), 1.0)
+    sweeps.advance(swept, read, never, 1.0)
+
+    assert sweeps.behind
+    assert sweeps.next_pass(NOW + timedelta(seconds=1), 1.0).lower == read[1]["outbox_at"] - TICK
+
+
+def test_a_look_back_that_fills_its_batch_is_behind_until_it_has_caught_up() -> None:
+    sweeps = window(batch_size=2)
+    sweeps.through = NOW - timedelta(seconds=5)
+    looking_back = sweeps.next_pass(NOW, 0.0)
+    sweeps.advance(looking_back, documents(50, 40), never, 0.0)
+    assert sweeps.behind  # its point is back at 40 s ago: the next pass follows at once
+
+    rest = sweeps.next_pass(NOW, 0.0)
+    assert not rest.looks_back
+    sweeps.advance(rest, documents(10), never, 0.0)
+    assert not sweeps.behind
+    assert sweeps.through == rest.upper
+
+
+def test_not_behind_when_an_event_holds_the_point_the_batch_is_short_or_nothing_moved() -> None:
+    held = window(batch_size=2)
+    read = documents(30, 20)
+    held.advance(held.next_pass(NOW, 0.0), read, lambda d: d["_id"] == 1, 0.0)
+    short = window(batch_size=3)
+    short.advance(short.next_pass(NOW, 0.0), documents(30, 20), never, 0.0)
+    same_millisecond = window(batch_size=2)
+    same_millisecond.through = NOW - timedelta(seconds=30) - TICK
+    tied = same_millisecond.next_pass(NOW, 0.0)
+    tied = SweepPass(same_millisecond.through, tied.upper, False, None)  # no look back
+    same_millisecond.advance(tied, documents(30, 30), never, 0.0)
+
+    assert not held.behind
+    assert not short.behind
+    assert same_millisecond.through == tied.lower
+    assert not same_millisecond.behind
+
+
+def test_a_sweep_that_fails_after_a_full_batch_waits_its_interval() -> None:
+    sweeps = window(batch_size=2)
+    sweeps.advance(sweeps.next_pass(NOW, 0.0), documents(30, 20), never, 0.0)
+    assert sweeps.behind
+    sweeps.next_pass(NOW, 0.0)  # its read raised: advance is never called
+    assert not sweeps.behind
 
 
 def test_it_looks_late_commit_s_back_on_its_first_sweep_after_a_start_and_once_per_period() -> None:
