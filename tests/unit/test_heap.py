@@ -1,5 +1,5 @@
-"""The heap freeze a service does once it is ready: startup's garbage is collected first, and
-what is still alive then leaves the collector's generations. Pure gc, no I/O."""
+"""The heap freeze a service does before it connects: startup's garbage is collected first,
+and what is still alive then leaves the collector's generations. Pure gc, no I/O."""
 
 from __future__ import annotations
 

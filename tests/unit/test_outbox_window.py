@@ -94,8 +94,7 @@ def test_not_behind_when_an_event_holds_the_point_the_batch_is_short_or_nothing_
     short.advance(short.next_pass(NOW, 0.0), documents(30, 20), never, 0.0)
     same_millisecond = window(batch_size=2)
     same_millisecond.through = NOW - timedelta(seconds=30) - TICK
-    tied = same_millisecond.next_pass(NOW, 0.0)
-    tied = SweepPass(same_millisecond.through, tied.upper, False, None)  # no look back
+    tied = SweepPass(same_millisecond.through, NOW - timedelta(seconds=2), False, None)
     same_millisecond.advance(tied, documents(30, 30), never, 0.0)
 
     assert not held.behind
