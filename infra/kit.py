@@ -33,7 +33,7 @@ from pydantic import SecretStr, ValidationError
 from contracts.envelope import Envelope
 from contracts.events import Event
 from contracts.topology import SUBSCRIPTIONS
-from infra.heap import freeze_startup_objects
+from infra.heap import collect_young_garbage_less_often, freeze_startup_objects
 from infra.http import create_http_app
 from infra.messaging.dispatch import Handler
 from infra.runtime import RedisUse, Runtime, open_runtime
@@ -77,6 +77,7 @@ class ServiceDefinition(Generic[SettingsT, DepsT]):
         @asynccontextmanager
         async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             freeze_startup_objects()
+            collect_young_garbage_less_often()
             stopping: asyncio.Task[None] | None = None
             try:
                 async with (
