@@ -4,6 +4,9 @@ Variants alternate within each round (A B C, then B C A, ...) so drift in the ma
 hits them alike; the median of the rounds is reported. With --profile, a variant whose target
 is missed is run once more under py-spy (attached to this process) and its top functions
 are printed; that run is not part of the figures.
+
+It runs on uvloop, the event loop of the services (infra.service), and prints the loop it ran
+on: the wrapper's cost relative to raw aio-pika depends on the loop under both.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import quote
+
+import uvloop
 
 from bench import profiling
 from bench.e2e import machine
@@ -247,6 +252,9 @@ async def main(args: argparse.Namespace, url: str, out: dict[str, Any]) -> list[
     parts = args.only or (["buses"] if args.buses else ["publish", "relay", "stock"])
     # The runtime's tracing as a service sets it up without an exporter (unsampled spans).
     tracing.use_tracer_provider(tracing.build_provider("bench", TracingSettings()))
+    loop = type(asyncio.get_running_loop())
+    print(f"  event loop: {loop.__module__}.{loop.__qualname__}")
+    out["event_loop"] = f"{loop.__module__}.{loop.__qualname__}"
     targets: list[Target] = []
     if "buses" in parts:
         from bench.micro_buses import buses_part
@@ -269,7 +277,7 @@ def run_micro(args: argparse.Namespace, command: str) -> dict[str, Any]:
     print(f"#### bench micro  ({command})\n  machine: {machine()}\n  vhost: {vhost}")
     results: dict[str, Any] = {"command": command, "machine": machine()}
     try:
-        targets = asyncio.run(main(args, f"{AMQP_BASE}/{quote(vhost, safe='')}", results))
+        targets = uvloop.run(main(args, f"{AMQP_BASE}/{quote(vhost, safe='')}", results))
     finally:
         devstack.delete_vhost(vhost, management)
     print("\n== targets (goals, not assertions) ==")
