@@ -43,7 +43,7 @@ async def on_order_placed(envelope: Envelope, event: OrderPlaced, *, store: Inve
     # recorded stands and nothing is reserved.
     with contextlib.suppress(AlreadyRecorded):
         try:
-            await store.transaction(reserve_at_once, serialize_on=quantities)
+            await store.transaction(reserve_at_once, serialize_on=quantities, group=True)
         except StockShort:
             # Reads the stock and records why it failed.
             await store.transaction(reserve, serialize_on=quantities)

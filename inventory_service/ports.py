@@ -50,7 +50,11 @@ class InventoryStore(Protocol):
         work: Callable[[InventoryTransaction], Awaitable[T]],
         *,
         serialize_on: Iterable[str] = (),
+        group: bool = False,
     ) -> T:
         """Run `work` in one transaction. `serialize_on`: SKUs it will change, so this
         process runs such transactions one after the other instead of letting them conflict
-        in the database and retry (a saving, not a guarantee: MongoDB still decides)."""
+        in the database and retry (a saving, not a guarantee: MongoDB still decides).
+        `group`: `work` may share one transaction with other grouped works running at the
+        same time (fewer round trips); whatever happens, its caller gets what `work` alone
+        would have given, as if it had run alone."""

@@ -40,8 +40,10 @@ _TOKENS = (f"{_PROCESS}.{n:x}" for n in itertools.count())
 
 
 @dataclass
-class _Call(Generic[R]):
-    key: Any  # the document's _id
+class Call(Generic[R]):
+    """One caller's request in a batch: its key, and the future its caller awaits."""
+
+    key: Any  # a document's _id, say: calls with equal keys never share a batch
     future: asyncio.Future[R] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -58,11 +60,13 @@ class _Call(Generic[R]):
         self.future.cancel()  # a no-op once done
 
 
-C = TypeVar("C", bound=_Call[Any])
+C = TypeVar("C", bound=Call[Any])
 
 
-class _Batches(Generic[C]):
-    """Queues calls; one task sends what has queued whenever no round trip is in flight."""
+class Batches(Generic[C]):
+    """Queues calls; one task sends what has queued whenever no round trip is in flight.
+    Calls with equal keys never share a batch. `run` settles each call of its batch; if it
+    raises instead, every call of the batch fails with that error."""
 
     def __init__(self, run: Callable[[list[C]], Awaitable[None]], max_batch: int) -> None:
         self._run = run
@@ -109,7 +113,7 @@ class _Batches(Generic[C]):
 
 
 @dataclass
-class _Write(_Call[bool]):
+class _Write(Call[bool]):
     operation: InsertOne[Document] | UpdateOne = field(kw_only=True)
     token: str | None = field(default=None, kw_only=True)  # a guarded update's own token
     upsert: bool = field(default=False, kw_only=True)
@@ -120,7 +124,7 @@ class BatchedWrites:
 
     def __init__(self, collection: AsyncCollection[Document], max_batch: int = MAX_BATCH) -> None:
         self._collection = collection
-        self._batches: _Batches[_Write] = _Batches(self._write, max_batch)
+        self._batches: Batches[_Write] = Batches(self._write, max_batch)
 
     async def insert_one(self, document: Document) -> None:
         """Raises DuplicateKeyError if a document with its `_id` exists."""
@@ -191,13 +195,13 @@ class BatchedReads:
     ) -> None:
         self._collection = collection
         self._projection = projection
-        self._batches: _Batches[_Call[Document | None]] = _Batches(self._read, max_batch)
+        self._batches: Batches[Call[Document | None]] = Batches(self._read, max_batch)
 
     async def find_one(self, document_id: Any) -> Document | None:
-        found: Document | None = await self._batches.submit(_Call(document_id))
+        found: Document | None = await self._batches.submit(Call(document_id))
         return found
 
-    async def _read(self, batch: list[_Call[Document | None]]) -> None:
+    async def _read(self, batch: list[Call[Document | None]]) -> None:
         query = {"_id": {"$in": [call.key for call in batch]}}
         found = {d["_id"]: d async for d in self._collection.find(query, self._projection)}
         for call in batch:

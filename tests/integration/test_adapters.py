@@ -247,45 +247,6 @@ class _CommandCounter(monitoring.CommandListener):
         pass
 
 
-async def test_reservations_of_one_hot_sku_in_one_process_run_without_conflict_retries(
-    mongo_url: str, mongo_db: AsyncDatabase[dict[str, Any]], broker: Broker, redis: Redis
-) -> None:
-    """16 orders for one SKU at once: serialized in the process, each transaction runs once
-    (one guarded decrement, one commit); before, they conflicted and ran again."""
-    sku = f"H-{uuid.uuid4().hex[:6]}".upper()
-    await mongo_db["stock"].insert_one(
-        {"_id": sku, "name": "hot", "price_cents": 100, "available": 100, "version": 1}
-    )
-    counter = _CommandCounter()
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        mongo_url, tz_aware=True, event_listeners=[counter]
-    )
-    try:
-        store = MongoInventoryStore(
-            client,
-            client[mongo_db.name]["stock"],
-            client[mongo_db.name]["reservations"],
-            OutboxRelay(broker, mongo_db["reservations"], OutboxSettings()),
-            "inventory",
-            on_stock_changed=RedisStockCache(redis, ttl_s=60).put,
-        )
-        orders = [placed((sku, 1)) for _ in range(16)]
-        await asyncio.gather(
-            *(
-                inventory.on_order_placed(Envelope.wrap(o, producer="t"), o, store=store)
-                for o in orders
-            )
-        )
-    finally:
-        await client.close()
-    stock = await mongo_db["stock"].find_one({"_id": sku})
-    assert stock is not None
-    assert (stock["available"], stock["version"]) == (84, 17)
-    assert counter.commands["findAndModify"] == 16
-    assert counter.commands["commitTransaction"] == 16
-    assert counter.commands["abortTransaction"] == 0
-
-
 async def test_two_events_of_one_order_at_once_take_turns_without_a_conflict(
     mongo_url: str, mongo_db: AsyncDatabase[dict[str, Any]], broker: Broker
 ) -> None:

@@ -80,7 +80,11 @@ class FakeInventory(_Publishing):
         self.reservations: dict[str, Reservation] = {}
 
     async def transaction(
-        self, work: Callable[[Any], Awaitable[T]], *, serialize_on: Iterable[str] = ()
+        self,
+        work: Callable[[Any], Awaitable[T]],
+        *,
+        serialize_on: Iterable[str] = (),
+        group: bool = False,
     ) -> T:
         tx = _FakeTransaction(dict(self.stock), dict(self.reservations))
         result = await work(tx)

@@ -108,7 +108,11 @@ class _StaleFirstRead(FakeInventory):
     stale = False
 
     async def transaction(
-        self, work: Callable[[Any], Awaitable[T]], *, serialize_on: Iterable[str] = ()
+        self,
+        work: Callable[[Any], Awaitable[T]],
+        *,
+        serialize_on: Iterable[str] = (),
+        group: bool = False,
     ) -> T:
         async def racing(tx: Any) -> T:
             if self.stale:
