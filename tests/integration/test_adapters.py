@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient, monitoring
+from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from redis.asyncio import Redis
 
@@ -36,6 +35,7 @@ from order_service.adapters.repository import MongoOrderRepository
 from order_service.domain.model import Order, OrderStatus
 from order_service.ports import ConcurrentUpdate
 from tests.builders import new_order, order_placed
+from tests.integration.commands import CommandCounter
 
 pytestmark = pytest.mark.integration
 
@@ -233,26 +233,12 @@ async def test_an_order_short_on_one_sku_takes_nothing_and_is_refused_with_the_r
     assert [e["event_type"] for e in reservation["outbox"]] == ["StockReservationFailed"]
 
 
-class _CommandCounter(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.commands: Counter[str] = Counter()
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.commands[event.command_name] += 1
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
 async def test_two_events_of_one_order_at_once_take_turns_without_a_conflict(
     mongo_url: str, mongo_db: AsyncDatabase[dict[str, Any]], broker: Broker
 ) -> None:
     """A payment result handled while the order's reservation is being stored: in one process
     they take turns, so each starts from the other's result (no conflict, no re-read)."""
-    counter = _CommandCounter()
+    counter = CommandCounter()
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
         mongo_url, tz_aware=True, event_listeners=[counter]
     )

@@ -21,7 +21,7 @@ from infra.settings import OutboxSettings
 from inventory_service import handlers as inventory
 from inventory_service.adapters.store import MongoInventoryStore
 from inventory_service.domain.model import StockItem
-from tests.integration.documents import stored
+from tests.integration.documents import new_sku, stored
 
 pytestmark = pytest.mark.integration
 
@@ -41,14 +41,6 @@ async def store(
         client, db["stock"], db["reservations"], relay, "inventory", on_stock_changed=no_cache
     )
     await client.close()
-
-
-async def new_sku(db: AsyncDatabase[dict[str, Any]], available: int) -> str:
-    sku = f"X-{uuid.uuid4().hex[:8]}".upper()
-    await db["stock"].insert_one(
-        {"_id": sku, "name": "x", "price_cents": 100, "available": available, "version": 1}
-    )
-    return sku
 
 
 def env(event: Event) -> Envelope:

@@ -7,12 +7,11 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient, monitoring
+from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from redis.asyncio import Redis
 
@@ -25,22 +24,10 @@ from inventory_service import handlers as inventory
 from inventory_service.adapters.cache import RedisStockCache
 from inventory_service.adapters.store import InventoryTransaction, MongoInventoryStore
 from tests.builders import order_placed
+from tests.integration.commands import CommandCounter
+from tests.integration.documents import new_sku
 
 pytestmark = pytest.mark.integration
-
-
-class CommandCounter(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.commands: Counter[str] = Counter()
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.commands[event.command_name] += 1
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
 
 
 @pytest.fixture
@@ -74,14 +61,6 @@ async def store(
         await redis.aclose()
 
 
-async def a_sku(mongo_db: AsyncDatabase[dict[str, Any]], available: int) -> str:
-    sku = f"G-{uuid.uuid4().hex[:6]}".upper()
-    await mongo_db["stock"].insert_one(
-        {"_id": sku, "name": "g", "price_cents": 100, "available": available, "version": 1}
-    )
-    return sku
-
-
 async def place_at_once(store: MongoInventoryStore, orders: list[OrderPlaced]) -> None:
     await asyncio.gather(
         *(inventory.on_order_placed(Envelope.wrap(o, producer="t"), o, store=store) for o in orders)
@@ -101,7 +80,7 @@ async def test_orders_placed_at_once_share_one_transaction_and_one_insert(
 ) -> None:
     """16 orders of one SKU at once: 16 guarded decrements, then their reservations in one
     insert and one commit (alone, each had its own insert and commit)."""
-    sku = await a_sku(mongo_db, 100)
+    sku = await new_sku(mongo_db, 100)
     orders = [order_placed((sku, 1), order_id=str(uuid.uuid4())) for _ in range(16)]
 
     await place_at_once(store, orders)
@@ -121,7 +100,7 @@ async def test_a_short_order_in_a_group_is_refused_and_the_others_reserved_alone
 ) -> None:
     """The second order asks for more than is left once the first took its share: the group is
     rolled back, then each order is decided alone, as without the group."""
-    sku = await a_sku(mongo_db, 3)
+    sku = await new_sku(mongo_db, 3)
     quantities = [1, 5, 1, 1]
     orders = [order_placed((sku, q), order_id=str(uuid.uuid4())) for q in quantities]
 
@@ -142,7 +121,7 @@ async def test_an_order_delivered_twice_at_once_is_reserved_once(
 ) -> None:
     """Both deliveries land in one group: its insert meets the duplicate, the group is rolled
     back, and alone the second finds the first's reservation (AlreadyRecorded, nothing taken)."""
-    sku = await a_sku(mongo_db, 10)
+    sku = await new_sku(mongo_db, 10)
     twice = order_placed((sku, 2), order_id=str(uuid.uuid4()))
     other = order_placed((sku, 1), order_id=str(uuid.uuid4()))
 
@@ -165,7 +144,7 @@ async def test_each_grouped_work_runs_in_its_callers_context(
 ) -> None:
     """The works of a group run in the group's task, yet each sees its caller's context: the
     trace its outbox entries carry, the ids its log lines carry."""
-    sku = await a_sku(mongo_db, 10)
+    sku = await new_sku(mongo_db, 10)
 
     async def call(name: str) -> str:
         caller.set(name)
