@@ -253,8 +253,8 @@ async def main(args: argparse.Namespace, url: str, out: dict[str, Any]) -> list[
     # The runtime's tracing as a service sets it up without an exporter (unsampled spans).
     tracing.use_tracer_provider(tracing.build_provider("bench", TracingSettings()))
     loop = type(asyncio.get_running_loop())
-    print(f"  event loop: {loop.__module__}.{loop.__qualname__}")
     out["event_loop"] = f"{loop.__module__}.{loop.__qualname__}"
+    print(f"  event loop: {out['event_loop']}")
     targets: list[Target] = []
     if "buses" in parts:
         from bench.micro_buses import buses_part
