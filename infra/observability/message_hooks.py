@@ -18,7 +18,6 @@ from types import TracebackType
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from prometheus_client import Counter, Gauge, Histogram
 
 from infra.messaging.errors import PublishFailed
 from infra.messaging.hooks import NO_SCOPE, ConsumeHook, Delivery, Hooks, Outgoing, PublishHook
@@ -32,6 +31,7 @@ from infra.observability.metrics import (
     PUBLISH_FAILURES,
     event_type_label,
 )
+from infra.observability.tallies import Count, Distribution
 
 # OpenTelemetry's `messaging.system` values of the buses (EVENT_BUS).
 RABBITMQ = "rabbitmq"
@@ -75,14 +75,15 @@ class ConsumeTracing(ConsumeHook):
         with tracing.start_span(
             f"consume {delivery.queue}", SpanKind.CONSUMER, parent=parent, attributes=attributes
         ) as span:
-            yield
-            if delivery.outcome is not None:
-                span.set_attribute("messaging.outcome", delivery.outcome)
-
-    def decoded(self, delivery: Delivery) -> None:
-        trace.get_current_span().set_attribute(
-            "messaging.causation_id", delivery.causation_id or ""
-        )
+            try:
+                yield
+                if delivery.outcome is not None:
+                    span.set_attribute("messaging.outcome", delivery.outcome)
+            finally:
+                # Known once the body was decoded, read here rather than in a `decoded` hook,
+                # which every delivery would call even when no span records it.
+                if delivery.causation_id is not None:
+                    span.set_attribute("messaging.causation_id", delivery.causation_id)
 
     def failed(self, delivery: Delivery, error: Exception) -> None:
         # Handled (retried or dead-lettered), so the span would not see it otherwise.
@@ -93,12 +94,12 @@ class ConsumeTracing(ConsumeHook):
 
 class ConsumeMetrics(ConsumeHook):
     """Deliveries in flight, handled (by outcome) and their duration, by queue. The labelled
-    children are looked up once per queue (and outcome), not under prometheus_client's lock
-    for every delivery; queues, known event types and outcomes are few."""
+    children are looked up once per queue (and outcome), not for every delivery; queues,
+    known event types and outcomes are few."""
 
     def __init__(self) -> None:
-        self._per_queue: dict[str, tuple[Gauge, Histogram]] = {}
-        self._consumed: dict[tuple[str, str, str], Counter] = {}
+        self._per_queue: dict[str, tuple[Count, Distribution]] = {}
+        self._consumed: dict[tuple[str, str, str], Count] = {}
 
     def delivery(self, delivery: Delivery) -> AbstractContextManager[None]:
         queue = delivery.queue
@@ -108,7 +109,7 @@ class ConsumeMetrics(ConsumeHook):
             self._per_queue[queue] = children
         return _Handled(self, delivery, *children)
 
-    def consumed(self, queue: str, event_type: str | None, outcome: str) -> Counter:
+    def consumed(self, queue: str, event_type: str | None, outcome: str) -> Count:
         # The type is the sender's word: only known types become label values.
         key = (queue, event_type_label(event_type), outcome)
         counter = self._consumed.get(key)
@@ -124,7 +125,7 @@ class _Handled:
     __slots__ = ("_delivery", "_duration", "_in_flight", "_metrics", "_started")
 
     def __init__(
-        self, metrics: ConsumeMetrics, delivery: Delivery, in_flight: Gauge, duration: Histogram
+        self, metrics: ConsumeMetrics, delivery: Delivery, in_flight: Count, duration: Distribution
     ) -> None:
         self._metrics = metrics
         self._delivery = delivery
@@ -192,11 +193,10 @@ class PublishTracing(PublishHook):
 
 class PublishMetrics(PublishHook):
     """Counts confirmed publishes and failed ones by event type. The labelled counter of each
-    event type is looked up once: prometheus_client's `labels()` takes a lock and builds a key
-    on every call, a noticeable part of a publish's own cost."""
+    event type is looked up once, not for every publish."""
 
     def __init__(self) -> None:
-        self._published: dict[str, Counter] = {}
+        self._published: dict[str, Count] = {}
 
     def publish(self, outgoing: Outgoing) -> AbstractContextManager[None]:
         label = event_type_label(outgoing.event_type)
@@ -213,7 +213,7 @@ class _Counted:
 
     __slots__ = ("_label", "_published")
 
-    def __init__(self, label: str, published: Counter) -> None:
+    def __init__(self, label: str, published: Count) -> None:
         self._label = label
         self._published = published
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram, Info
 
 from contracts.events import EVENT_SCHEMAS
+from infra.observability.tallies import CounterTally, GaugeTally, HistogramTally
 
 KNOWN_EVENT_TYPES = frozenset(event_type for event_type, _version in EVENT_SCHEMAS)
 UNKNOWN_EVENT_TYPE = "unknown"
@@ -20,7 +21,9 @@ def event_type_label(event_type: str | None) -> str:
     return event_type if event_type in KNOWN_EVENT_TYPES else UNKNOWN_EVENT_TYPE
 
 
-MESSAGES_PUBLISHED = Counter(
+# The four updated for every message are tallies (infra.observability.tallies): the same
+# exposition without prometheus_client's lock per update.
+MESSAGES_PUBLISHED = CounterTally(
     "messages_published_total",
     "Messages the broker confirmed, by event type.",
     ["event_type"],
@@ -30,18 +33,18 @@ PUBLISH_FAILURES = Counter(
     "Publishes the broker returned (unroutable), nacked, or that failed on the connection.",
     ["event_type", "reason"],
 )
-MESSAGES_CONSUMED = Counter(
+MESSAGES_CONSUMED = CounterTally(
     "messages_consumed_total",
     "Deliveries handled, by queue, event type and outcome (acked, retried, dead_lettered).",
     ["queue", "event_type", "outcome"],
 )
-HANDLER_DURATION = Histogram(
+HANDLER_DURATION = HistogramTally(
     "message_handler_duration_seconds",
     "Time from delivery to ack, by queue.",
     ["queue"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-CONSUMER_IN_FLIGHT = Gauge(
+CONSUMER_IN_FLIGHT = GaugeTally(
     "consumer_in_flight_messages",
     "Deliveries being handled right now, by queue.",
     ["queue"],
