@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
@@ -47,7 +46,9 @@ class Consumer:
         self._settings = settings
         self._dispatch = Dispatch(service, broker.hooks.consume)
         self._consuming: list[tuple[AbstractQueue, str]] = []
-        self._in_flight: set[asyncio.Task[None]] = set()
+        # Deliveries being handled, and what stop() waits on until there are none.
+        self._handling = 0
+        self._idle: asyncio.Event | None = None
         # Delays (ms) whose tier this service has declared: its queues share them.
         self._declared_tiers: set[int] = set()
         # Prefetch bounds deliveries per queue; this bounds handlers across all queues.
@@ -78,19 +79,24 @@ class Consumer:
         subscription = Subscription(queue.name, event_type.event_type, handler, tiers)
 
         async def on_message(message: AbstractIncomingMessage) -> None:
-            task = asyncio.current_task()
-            assert task is not None
-            self._in_flight.add(task)
+            self._handling += 1
             try:
                 async with self._limit:
                     settlement = _AmqpSettlement(self._broker, self._service, queue.name, message)
                     await self._dispatch(subscription, inbound(message), settlement)
             finally:
-                self._in_flight.discard(task)
+                self._handling -= 1
+                if self._handling == 0 and self._idle is not None:
+                    self._idle.set()
 
         tag = await queue.consume(on_message)
         self._consuming.append((queue, tag))
         return queue.name
+
+    @property
+    def handling(self) -> int:
+        """Deliveries being handled now."""
+        return self._handling
 
     async def stop(self, timeout_s: float = 10.0) -> None:
         """Stop taking deliveries, then let the ones in hand finish (bounded)."""
@@ -100,8 +106,14 @@ class Consumer:
             except Exception:  # the connection may already be gone; nothing left to cancel
                 log.debug("cancel of %s failed", queue.name, exc_info=True)
         self._consuming.clear()
-        if self._in_flight:
-            await asyncio.wait(list(self._in_flight), timeout=timeout_s)
+        if self._handling:
+            self._idle = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._idle.wait(), timeout_s)
+            except TimeoutError:
+                log.warning("%d deliveries still in hand after %.0f s", self._handling, timeout_s)
+            finally:
+                self._idle = None
 
 
 def inbound(message: AbstractIncomingMessage) -> Inbound:
@@ -115,14 +127,19 @@ def inbound(message: AbstractIncomingMessage) -> Inbound:
     )
 
 
-@dataclass(frozen=True)
 class _AmqpSettlement:
-    """Settles one delivery of `queue` on RabbitMQ (see dispatch.Settlement)."""
+    """Settles one delivery of `queue` on RabbitMQ (see dispatch.Settlement). A plain
+    class with slots: one is made for every delivery."""
 
-    broker: Broker
-    service: str
-    queue: str
-    message: AbstractIncomingMessage
+    __slots__ = ("broker", "message", "queue", "service")
+
+    def __init__(
+        self, broker: Broker, service: str, queue: str, message: AbstractIncomingMessage
+    ) -> None:
+        self.broker = broker
+        self.service = service
+        self.queue = queue
+        self.message = message
 
     async def ack(self) -> None:
         try:

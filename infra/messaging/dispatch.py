@@ -24,7 +24,7 @@ from contracts.envelope import Envelope
 from infra.messaging import codec, story
 from infra.messaging.errors import InvalidMessage
 from infra.messaging.headers import attempt_of
-from infra.messaging.hooks import ConsumeHook, Delivery, Inbound, entered, overriding
+from infra.messaging.hooks import ConsumeHook, Delivery, Inbound, Scopes, overriding, scopes
 from infra.messaging.retry_policy import (
     Ack,
     DeadLetter,
@@ -76,34 +76,81 @@ class Dispatch:
     service: str
     hooks: Sequence[ConsumeHook] = ()
     pick: Pick = random.choice
-    # Per hook method, only the hooks that do something in it (run for every delivery).
-    _around_delivery: tuple[ConsumeHook, ...] = field(init=False, repr=False)
-    _around_attempt: tuple[ConsumeHook, ...] = field(init=False, repr=False)
+    # The hooks' scopes around a delivery and around an attempt, and the hooks told of a
+    # decoded body: composed once from the hooks that do something there, as this runs for
+    # every delivery.
+    _around_delivery: Scopes = field(init=False, repr=False)
+    _around_attempt: Scopes = field(init=False, repr=False)
     _on_decoded: tuple[ConsumeHook, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        for name, method in (
-            ("_around_delivery", "delivery"),
-            ("_around_attempt", "attempt"),
-            ("_on_decoded", "decoded"),
-        ):
-            object.__setattr__(self, name, overriding(self.hooks, method))
+        object.__setattr__(self, "_around_delivery", scopes(self.hooks, "delivery"))
+        object.__setattr__(self, "_around_attempt", scopes(self.hooks, "attempt"))
+        object.__setattr__(self, "_on_decoded", overriding(self.hooks, "decoded"))
 
     async def __call__(
         self, subscription: Subscription, message: Inbound, settlement: Settlement
     ) -> str:
-        """Handle and settle `message`; returns its outcome. (The settling is written inline,
-        not as a coroutine of its own: this runs for every delivery.)"""
+        """Handle and settle `message`; returns its outcome.
+
+        The common path (a valid attempt header, a body of the queue's type, a handler that
+        returns) is written out here, in this one coroutine: every coroutine between the
+        consumer and the handler is resumed again at each of the handler's awaits, and this
+        runs for every delivery. Failures leave it for the methods below."""
         delivery = Delivery(subscription.queue, message)
-        with entered(hook.delivery(delivery) for hook in self._around_delivery):
+        with self._around_delivery(delivery):
             try:
-                outcome = await self._apply(subscription, delivery, settlement)
+                try:
+                    attempt = attempt_of(message.headers)
+                except InvalidMessage as invalid:
+                    decision = decide(invalid, 1, subscription.retry_tiers)
+                    outcome = await self._carry_out(decision, delivery, settlement, invalid, 1)
+                else:
+                    delivery.attempt = attempt
+                    with self._around_attempt(delivery):
+                        try:
+                            envelope, event = self._decoded(subscription, delivery)
+                            await subscription.handler(envelope, event)
+                        except Exception as error:
+                            outcome = await self._failed(subscription, delivery, settlement, error)
+                        else:
+                            outcome = Ack.outcome
+                        delivery.outcome = outcome
             except Exception as error:
                 outcome = await self._recover(delivery, settlement, error)
             else:
                 await settlement.ack()
             delivery.outcome = outcome
         return outcome
+
+    def _decoded(self, subscription: Subscription, delivery: Delivery) -> tuple[Envelope, Any]:
+        """The body decoded, if it is of the queue's event type (else InvalidMessage)."""
+        envelope, event = codec.decode(delivery.message.body)
+        if envelope.event_type != subscription.event_type:
+            # A wrong replay target or shovel: handling it would apply the wrong event.
+            raise InvalidMessage(
+                f"{envelope.event_type} delivered to {subscription.queue}, which carries "
+                f"{subscription.event_type} only"
+            )
+        delivery.causation_id = envelope.causation_id
+        for hook in self._on_decoded:
+            hook.decoded(delivery)
+        return envelope, event
+
+    async def _failed(
+        self,
+        subscription: Subscription,
+        delivery: Delivery,
+        settlement: Settlement,
+        failure: Exception,
+    ) -> str:
+        """Decoding or the handler failed: tell the hooks, then carry out what the retry
+        policy decides (within the attempt's scopes)."""
+        for hook in self.hooks:
+            hook.failed(delivery, failure)
+        attempt = delivery.attempt or 1
+        decision = decide(failure, attempt, subscription.retry_tiers, self.pick)
+        return await self._carry_out(decision, delivery, settlement, failure, attempt)
 
     async def _recover(self, delivery: Delivery, settlement: Settlement, error: Exception) -> str:
         """Carrying out a decision raised `error`: requeue, or dead-letter as a consumer
@@ -128,47 +175,6 @@ class Dispatch:
             return REJECTED
         await settlement.ack()
         return fallback.outcome
-
-    async def _apply(
-        self, subscription: Subscription, delivery: Delivery, settlement: Settlement
-    ) -> str:
-        tiers = subscription.retry_tiers
-        try:
-            attempt = attempt_of(delivery.message.headers)
-        except InvalidMessage as invalid:
-            decision = decide(invalid, 1, tiers)
-            return await self._carry_out(decision, delivery, settlement, invalid, 1)
-        delivery.attempt = attempt
-        with entered(hook.attempt(delivery) for hook in self._around_attempt):
-            failure = await self._handle(subscription, delivery)
-            if failure is None:  # the common case, without a decision to carry out
-                delivery.outcome = Ack.outcome
-            else:
-                decision = decide(failure, attempt, tiers, self.pick)
-                delivery.outcome = await self._carry_out(
-                    decision, delivery, settlement, failure, attempt
-                )
-            return delivery.outcome
-
-    async def _handle(self, subscription: Subscription, delivery: Delivery) -> Exception | None:
-        """Run the handler on the decoded body; the error that stopped it, if any."""
-        try:
-            envelope, event = codec.decode(delivery.message.body)
-            if envelope.event_type != subscription.event_type:
-                # A wrong replay target or shovel: handling it would apply the wrong event.
-                raise InvalidMessage(
-                    f"{envelope.event_type} delivered to {subscription.queue}, which carries "
-                    f"{subscription.event_type} only"
-                )
-            delivery.causation_id = envelope.causation_id
-            for hook in self._on_decoded:
-                hook.decoded(delivery)
-            await subscription.handler(envelope, event)
-        except Exception as error:
-            for hook in self.hooks:
-                hook.failed(delivery, error)
-            return error
-        return None
 
     async def _carry_out(
         self,

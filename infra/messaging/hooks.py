@@ -8,7 +8,7 @@ default list. Hooks observe: they never decide a delivery's fate.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -105,6 +105,25 @@ def overriding(hooks: Iterable[ConsumeHook], method: str) -> tuple[ConsumeHook, 
     return tuple(hook for hook in hooks if getattr(type(hook), method) is not default)
 
 
+# The scopes of some hooks around a delivery (or an attempt), entered as one.
+Scopes = Callable[[Delivery], AbstractContextManager[None]]
+
+
+def _no_scope(delivery: Delivery) -> AbstractContextManager[None]:
+    return NO_SCOPE
+
+
+def scopes(hooks: Iterable[ConsumeHook], method: str) -> Scopes:
+    """One function giving the scopes of `hooks`' `method` ("delivery" or "attempt")
+    around a delivery, entered in the hooks' order; composed once, not at each delivery."""
+    methods: list[Scopes] = [getattr(hook, method) for hook in overriding(hooks, method)]
+    if not methods:
+        return _no_scope
+    if len(methods) == 1:
+        return methods[0]
+    return lambda delivery: entered([scope(delivery) for scope in methods])
+
+
 class entered:
     """Enter `scopes` in order (the first one outermost); leave them in reverse, each seeing
     the exception the inner ones let through, as nested `with` statements would, except that
@@ -122,8 +141,9 @@ class entered:
     def __enter__(self) -> None:
         try:
             for scope in self._scopes:
-                scope.__enter__()
-                self._open.append(scope)
+                if scope is not NO_SCOPE:  # nothing to enter or leave
+                    scope.__enter__()
+                    self._open.append(scope)
         except BaseException as error:
             # The scopes entered so far are left as if their body had raised it.
             self.__exit__(type(error), error, error.__traceback__)

@@ -171,7 +171,7 @@ async def test_stop_lets_in_flight_handlers_finish(broker: Broker) -> None:
     await consumer.subscribe(OrderPlaced, slow)
     envelope = order_placed()
     await broker.publish(envelope)
-    await eventually(lambda: bool(consumer._in_flight))
+    await eventually(lambda: consumer.handling == 1)
     stopping = asyncio.create_task(consumer.stop(timeout_s=10))
     release.set()
     await stopping
