@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import Any, NoReturn
 
 import aio_pika
 import aiormq
@@ -165,18 +165,33 @@ class Broker:
     async def publish(self, envelope: Envelope, headers: dict[str, Any] | None = None) -> None:
         """Publish to the event's fanout exchange; return only once the broker confirmed it."""
         event_type = envelope.event_type
-        message = codec.encode(envelope, headers)
+        properties = codec.amqp_properties(envelope, headers)
         with publishing(
             self.hooks.publish, exchange_name(event_type), "", event_type,
-            message.message_id, message.correlation_id, message.headers,
+            properties.message_id, properties.correlation_id, properties.headers,
         ) as outgoing:  # fmt: skip
-            message.headers = outgoing.headers
+            properties.headers = outgoing.headers
+            body = envelope.model_dump_json().encode()
             try:
                 async with asyncio.timeout(PUBLISH_TIMEOUT_S):  # see _timed_out
                     exchange = self._exchanges.get(event_type)
                     if exchange is None:
                         exchange = await self._exchange_or_fail(event_type)
-                    await self._confirmed(exchange, message, "", event_type)
+                    # What aio-pika's Exchange.publish does, without building an
+                    # aio_pika.Message, and awaited here rather than in a helper coroutine:
+                    # this runs for every message.
+                    channel = self.channel
+                    try:
+                        if channel.is_closed:
+                            raise aiormq.exceptions.ChannelInvalidStateError("channel closed")
+                        underlay = await channel.get_underlay_channel()
+                        await underlay.basic_publish(
+                            body, exchange=exchange.name, properties=properties, mandatory=True
+                        )
+                    except BaseException as error:
+                        await self._raise_not_confirmed(
+                            error, channel, exchange.name, "", event_type
+                        )
             except TimeoutError as error:
                 raise await self._timed_out(event_type) from error
 
@@ -191,8 +206,14 @@ class Broker:
             message.headers = outgoing.headers
             try:
                 async with asyncio.timeout(PUBLISH_TIMEOUT_S):  # see _timed_out
-                    target = await self.channel.get_exchange(exchange, ensure=False)
-                    await self._confirmed(target, message, routing_key, event_type)
+                    channel = self.channel
+                    target = await channel.get_exchange(exchange, ensure=False)
+                    try:
+                        await target.publish(message, routing_key, mandatory=True)
+                    except BaseException as error:
+                        await self._raise_not_confirmed(
+                            error, channel, exchange, routing_key, event_type
+                        )
             except TimeoutError as error:
                 raise await self._timed_out(event_type) from error
 
@@ -229,39 +250,36 @@ class Broker:
         self._declared.add(event_type)
         return exchange
 
-    async def _confirmed(
+    async def _raise_not_confirmed(
         self,
-        exchange: AbstractExchange,
-        message: aio_pika.Message,
+        error: BaseException,
+        channel: AbstractRobustChannel,
+        exchange: str,
         routing_key: str,
         event_type: str,
-    ) -> None:
-        try:
-            # No timeout of its own: the caller bounds the whole publish, this wait included.
-            await exchange.publish(message, routing_key, mandatory=True)
-        except aiormq.exceptions.PublishError as error:
-            raise PublishFailed(
-                f"unroutable: exchange {exchange.name!r} key {routing_key!r}",
-                event_type,
-                "returned",
-            ) from error
-        except aiormq.exceptions.DeliveryError as error:
-            await self._replace_channel(getattr(exchange, "channel", None))
+    ) -> NoReturn:
+        """A publish to `exchange` on `channel` raised `error`: raise a PublishFailed saying
+        why, once the channel is replaced if it is the cause; `error` itself if it is not a
+        publish failure. (The publish has no timeout of its own: its caller bounds it.)"""
+        if isinstance(error, aiormq.exceptions.PublishError):
+            reason = f"unroutable: exchange {exchange!r} key {routing_key!r}"
+            raise PublishFailed(reason, event_type, "returned") from error
+        if isinstance(error, aiormq.exceptions.DeliveryError):
+            await self._replace_channel(channel)
             reason = f"broker refused the message: {error}"
             raise PublishFailed(reason, event_type, "nacked") from error
-        except asyncio.CancelledError as error:
-            if _being_cancelled():
-                raise
+        if isinstance(error, asyncio.CancelledError) and not _being_cancelled():
             # Not a cancellation of this task: the channel closed under the publish (its
             # connection lost) and aiormq cancelled the pending confirm. Left as is, that
             # CancelledError silently ended the outbox relay's task (cluster tests).
             raise PublishFailed("confirm lost with the channel", event_type) from error
-        except _CHANNEL_ERRORS as error:
+        if isinstance(error, _CHANNEL_ERRORS):
             if isinstance(error, TimeoutError):
-                await self._replace_stuck(getattr(exchange, "channel", None))
+                await self._replace_stuck(channel)
             else:
                 await self._replace_if_closed()
             raise PublishFailed(f"no confirm: {error!r}", event_type) from error
+        raise error
 
 
 def _being_cancelled() -> bool:

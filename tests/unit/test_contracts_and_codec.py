@@ -14,7 +14,7 @@ from contracts.topology import (
     queue_name,
     retry_tier_name,
 )
-from infra.messaging.codec import MAX_BODY_BYTES, decode
+from infra.messaging.codec import MAX_BODY_BYTES, amqp_properties, decode, encode
 from infra.messaging.errors import InvalidMessage
 
 pytestmark = pytest.mark.unit
@@ -38,6 +38,19 @@ def test_envelope_round_trips_through_the_codec() -> None:
     assert event == PLACED
     assert decoded.correlation_id == "o-1"
     assert decoded.causation_id == "cause-1"
+
+
+def test_the_publish_path_writes_the_properties_of_the_encoded_message() -> None:
+    """Broker.publish builds AMQP properties directly; they must be the ones `encode` gives
+    (every field, the headers included), so both paths put the same frames on the wire."""
+    envelope = Envelope.wrap(PLACED, producer="order", causation_id="cause-1")
+    headers = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    expected, direct = encode(envelope, headers).properties, amqp_properties(envelope, headers)
+    fields = [name for name in type(direct).__slots__ if not name.startswith("_")]
+    assert len(fields) == 14
+    assert {f: getattr(direct, f) for f in fields} == {f: getattr(expected, f) for f in fields}
+    assert direct.headers == {"x-schema-version": 1, **headers}
+    assert direct.delivery_mode == 2  # persistent
 
 
 @pytest.mark.parametrize(
