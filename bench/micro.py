@@ -40,11 +40,22 @@ from infra.observability import tracing
 from infra.settings import TracingSettings
 
 AMQP_BASE = "amqp://guest:guest@127.0.0.1:5672"
+SETTLE_S = 0.5
 BROKER = "rabbitmq(shared)"
 
 
 def rotations(names: list[str], rounds: int) -> list[list[str]]:
-    return [names[r % len(names) :] + names[: r % len(names)] for r in range(rounds)]
+    """The order of the variants in each round: every rotation of `names`, then every
+    rotation of it reversed, and again. So each variant comes first in a round (right after
+    its preload) as often as the others, and follows each other variant as often: rotations
+    alone made each one always follow the same one, whose wind-down (FastStream's shutdown,
+    its garbage) then landed on that one's figures round after round."""
+    count = len(names)
+    orders = []
+    for r in range(rounds):
+        cycle = names if (r // count) % 2 == 0 else names[::-1]
+        orders.append(cycle[r % count :] + cycle[: r % count])
+    return orders
 
 
 class Round(NamedTuple):
@@ -58,9 +69,11 @@ async def measured(work: Awaitable[tuple[float, float]]) -> Round:
     """Run one variant, noting how busy the machine and the broker were meanwhile: a rate
     taken while the CPUs were saturated by something else says little about the code.
 
-    The garbage of the variants before is collected first (not timed): otherwise a full
-    collection, which scans every object of this process (tens of ms), lands on whichever
-    variant happens to cross the collector's threshold."""
+    First (not timed) the variant before gets SETTLE_S to finish closing its connections,
+    and its garbage is collected: otherwise a full collection, which scans every object of
+    this process (tens of ms), lands on whichever variant happens to cross the collector's
+    threshold."""
+    await asyncio.sleep(SETTLE_S)
     gc.collect()
     pids = shared_server_pids()
     before, started = cpu_seconds(pids), time.monotonic()

@@ -1,9 +1,11 @@
 """Relay micro-benchmark: consume -> validate -> confirmed publish, runtime vs FastStream.
 
-Both relays read OrderPlaced from a quorum queue declared the same way (declare_subscription),
+Every relay reads OrderPlaced from a quorum queue declared the same way (declare_subscription),
 decode and validate it with the same codec (envelope + payload schema), wrap a derived
 StockReservationFailed and publish it persistent, mandatory and confirmed before the ack,
-with the same prefetch. Only the framework differs:
+with the same prefetch. Each OrderPlaced carries a `traceparent`, as every message between the
+services does (their spans are unsampled but valid, infra.observability.tracing): the runtime
+continues that trace, the others ignore it. Only the framework differs:
 - runtime:    infra Consumer (ack policy, retry/DLQ machinery, metrics) + Broker.publish;
 - raw:        aio-pika by hand, the floor: a consumer callback, `message.process()`, the
               codec, and a publish on a confirming channel with the same message properties,
@@ -44,6 +46,12 @@ VARIANTS = {RUNTIME: "runtime", RAW: "raw", FASTSTREAM: "faststream"}
 OUT_TYPE = StockReservationFailed.event_type
 WAIT_S = 120.0
 RAW_TIMEOUT_S = 10.0  # the bound bench.micro_publish's raw variant and Broker.publish use
+
+
+def traced_message(envelope: Envelope, index: int) -> aio_pika.Message:
+    """`envelope` as a service publishes it: with the trace context of the (unsampled) span
+    that caused it."""
+    return codec.encode(envelope, {"traceparent": f"00-{index + 1:032x}-{index + 1:016x}-00"})
 
 
 def derived(envelope: Envelope, event: Event) -> Envelope:
@@ -111,11 +119,9 @@ class RelayBench:
         assert self.admin is not None
         channel = await self.admin.channel(publisher_confirms=True)
         exchange = await declare_event_exchange(channel, OrderPlaced.event_type)
-        items = envelopes(count)
+        items = [traced_message(e, i) for i, e in enumerate(envelopes(count))]
         for i in range(0, count, 256):
-            await asyncio.gather(
-                *(exchange.publish(raw_message(e), "") for e in items[i : i + 256])
-            )
+            await asyncio.gather(*(exchange.publish(m, "") for m in items[i : i + 256]))
         await channel.close()
 
     async def relayed(self, service: str, progress: Progress) -> tuple[float, float]:
