@@ -1,12 +1,14 @@
 """`python -m bench micro`: ratios measured in one run on the same broker (own vhost).
 
-Variants alternate within each round (A B C, then B C A, ...) so drift in the machine's load
-hits them alike; the median of the rounds is reported. With --profile, a variant whose target
+Variants alternate within each round (A B C, B C A, C A B, then the same reversed: C B A, ...)
+so drift in the machine's load hits them alike and none always follows the same one; the
+median of the rounds is reported. With --profile, a variant whose target
 is missed is run once more under py-spy (attached to this process) and its top functions
 are printed; that run is not part of the figures.
 
-It runs on uvloop, the event loop of the services (infra.service), and prints the loop it ran
-on: the wrapper's cost relative to raw aio-pika depends on the loop under both.
+It runs on uvloop, the event loop of the services (infra.service), with their heap settings
+(infra.heap), and prints both as it reads them back: the wrapper's cost relative to raw
+aio-pika depends on the loop and on the garbage collector under both.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from bench.report import Target, fmt
 from bench.stack import MACHINE, cpu_seconds, shared_server_pids
 from bench.stats import ratio
 from infra import devstack
+from infra.heap import collect_young_garbage_less_often, freeze_startup_objects
 from infra.observability import tracing
 from infra.settings import TracingSettings
 
@@ -268,6 +271,13 @@ async def main(args: argparse.Namespace, url: str, out: dict[str, Any]) -> list[
     loop = type(asyncio.get_running_loop())
     out["event_loop"] = f"{loop.__module__}.{loop.__qualname__}"
     print(f"  event loop: {out['event_loop']}")
+    # The heap as a service settles it before it connects (infra.heap): what startup made is
+    # frozen out of the collector's reach, and young garbage is collected less often. Read
+    # back from the collector.
+    freeze_startup_objects()
+    collect_young_garbage_less_often()
+    out["heap"] = {"frozen": gc.get_freeze_count(), "thresholds": list(gc.get_threshold())}
+    print(f"  heap: {out['heap']['frozen']} objects frozen, gc thresholds {gc.get_threshold()}")
     targets: list[Target] = []
     if "buses" in parts:
         from bench.micro_buses import buses_part

@@ -2,9 +2,8 @@
 
 All three variants publish the same envelopes, JSON-encoded per publish, persistent, mandatory,
 to a durable fanout exchange bound to a quorum queue, and wait for the broker's confirm:
-- runtime:  Broker.publish (its one confirming channel, codec.amqp_properties, metrics, error
-            mapping)
-            with `inflight` publishes gathered at a time;
+- runtime:  Broker.publish (its one confirming channel, codec.amqp_properties, metrics,
+            error mapping) with `inflight` publishes gathered at a time;
 - raw:      aio_pika Exchange.publish on a robust connection's confirming channel, same window;
 - raw-each: the same raw publish, awaiting each confirm before the next.
 So the runtime/raw ratio is the wrapper's cost and raw/raw-each is what the window buys.
