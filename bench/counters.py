@@ -111,16 +111,19 @@ def _count_arrays(part: bytes | str) -> int:
 
 
 def install_amqp() -> None:
-    import aio_pika
+    """Counts AMQP publishes where every path ends, aiormq's basic_publish: the runtime's
+    Broker.publish writes its properties straight to it, aio-pika's Exchange.publish (retry
+    and dead-letter copies) goes through it."""
+    from aiormq.channel import Channel
 
-    original = aio_pika.Exchange.publish
+    original = Channel.basic_publish
 
-    async def publish(self: aio_pika.Exchange, message: Any, routing_key: str, **kw: Any) -> Any:
+    async def basic_publish(self: Channel, body: bytes, **kw: Any) -> Any:
         count("amqp")
-        count(f"amqp.publish.{self.name or '(default)'}")
-        return await original(self, message, routing_key, **kw)
+        count(f"amqp.publish.{kw.get('exchange') or '(default)'}")
+        return await original(self, body, **kw)
 
-    aio_pika.Exchange.publish = publish  # type: ignore[method-assign]
+    Channel.basic_publish = basic_publish  # type: ignore[method-assign]
 
 
 def install_all() -> None:
