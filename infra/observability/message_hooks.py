@@ -161,9 +161,9 @@ class PublishTracing(PublishHook):
     def publish(self, outgoing: Outgoing) -> AbstractContextManager[None]:
         if not tracing.recording():
             # No span of its own (nothing would record it, and it costs about a tenth of a
-            # publish): the message carries the current context, or keeps the one it has.
-            if tracing.has_span():
-                tracing.inject(outgoing.headers)
+            # publish): the message carries the current context, or, outside any span (inject
+            # then writes nothing), keeps the one it has.
+            tracing.inject(outgoing.headers)
             return NO_SCOPE
         return self._span(outgoing)
 

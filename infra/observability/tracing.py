@@ -252,6 +252,9 @@ class _HeaderGetter(Getter[Mapping[str, Any]]):
     """Reads AMQP headers (values may arrive as bytes) and HTTP headers (possibly repeated)."""
 
     def get(self, carrier: Mapping[str, Any], key: str) -> list[str] | None:
+        if type(carrier) is dict:  # message headers: one value per key (read per delivery)
+            value = carrier.get(key)
+            return None if value is None else [_text(value)]
         getlist = getattr(carrier, "getlist", None)
         values = getlist(key) if callable(getlist) else [carrier.get(key)]
         found = [_text(v) for v in values if v is not None]
