@@ -7,6 +7,8 @@ the same kind of queue with the same confirms, and consume with the same prefetc
 - messages: one message of each variant fetched back from the sink queue: delivery mode, body
   size, header names;
 - consumers: each relay's consumer as the management API lists it (prefetch, manual ack).
+- relay inputs: one OrderPlaced fetched back from each relay's queue (its `traceparent` among
+  the header names).
 
 A difference stops the run (`Mismatch`): the figures would compare unlike things.
 """

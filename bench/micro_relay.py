@@ -29,7 +29,7 @@ from faststream.rabbit import Channel, ExchangeType, RabbitBroker, RabbitExchang
 from faststream.rabbit.annotations import RabbitMessage
 
 from bench.micro_publish import envelopes, raw_message
-from bench.micro_readback import consumer_settings, queue_settings, same
+from bench.micro_readback import Received, consumer_settings, queue_settings, same
 from contracts.envelope import Envelope
 from contracts.events import Event, OrderPlaced, StockReservationFailed
 from contracts.topology import exchange_name, queue_name
@@ -145,7 +145,24 @@ class RelayBench:
         }
         same("queue", queues)
         same("consumer", self.consumers)
+        same("input", await self._one_input_each())
         print(f"  sink queue {SINK_QUEUE}: {await queue_settings(self.url, SINK_QUEUE)}")
+
+    async def _one_input_each(self) -> dict[str, Received]:
+        """One OrderPlaced as each relay's queue holds it (its `traceparent` included),
+        fetched back from the broker; the queues are left empty."""
+        assert self.admin is not None
+        await self.preload(1)
+        channel = await self.admin.channel()
+        try:
+            received = {}
+            for service in RELAYS:
+                queue = await channel.get_queue(queue_name(service, OrderPlaced.event_type))
+                message = await queue.get(no_ack=True, timeout=RAW_TIMEOUT_S)
+                received[VARIANTS[service]] = Received.of(message)
+            return received
+        finally:
+            await channel.close()
 
     async def purge(self, service: str) -> None:
         assert self.admin is not None
