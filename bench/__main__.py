@@ -54,6 +54,13 @@ def parser() -> argparse.ArgumentParser:
         "--replicas", type=int, default=1, help="processes of each service (competing consumers)"
     )
     e2e.add_argument(
+        "--naive",
+        action="store_true",
+        help="run the same flow written the plain way (bench/naive.py: awaited confirms, no "
+        "outbox, inbox, retries or DLQ) instead of the services; its results JSON is the "
+        "--baseline that prices our guarantees",
+    )
+    e2e.add_argument(
         "--baseline",
         type=Path,
         help="results JSON of an earlier run (say, of the previous commit, same session): "
@@ -118,6 +125,7 @@ def main(argv: list[str]) -> None:
             storage=args.storage,
             mongo_retry_writes=args.mongo_retry_writes == "on",
             replicas=args.replicas,
+            naive=args.naive,
             baseline=args.baseline,
             skus=args.skus,
             warmup=args.warmup,

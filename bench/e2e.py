@@ -50,6 +50,9 @@ from bench.stack import (
 from bench.stats import db_ceiling, ratio
 from infra.devstack.services import SERVICES
 
+# What each process of the stack runs: the services (counted), or the plain pipeline.
+PIPELINES = {False: "bench.instrumented", True: "bench.naive"}
+
 
 @dataclass(frozen=True)
 class E2EConfig:
@@ -62,6 +65,7 @@ class E2EConfig:
     storage: str = "memory"
     mongo_retry_writes: bool = False
     replicas: int = 1  # processes of each service (competing consumers)
+    naive: bool = False  # the plain pipeline of bench/naive.py instead of the services
     baseline: Path | None = None  # results JSON of an earlier run to compare with
     skus: int = 20
     stock: int = 1_000_000
@@ -261,6 +265,7 @@ def run_e2e(config: E2EConfig, command: str) -> dict[str, Any]:
     stack = None
     header = {
         "machine": machine(),
+        "pipeline": "naive" if config.naive else "services",
         "config": {**config.__dict__, "out": str(config.out), "command": command},
     }
     if config.reuse is None:
@@ -272,9 +277,10 @@ def run_e2e(config: E2EConfig, command: str) -> dict[str, Any]:
             log_level=config.log_level,
             retry_writes=config.mongo_retry_writes,
             replicas=config.replicas,
+            module=PIPELINES[config.naive],
         )
         print(
-            f"starting the pipeline (vhost {stack.vhost}, SecantusDB {config.storage}, "
+            f"starting {stack.module} (vhost {stack.vhost}, SecantusDB {config.storage}, "
             f"retryWrites={'on' if config.mongo_retry_writes else 'off'}, "
             f"{config.replicas} process(es) per service, "
             f"logs in {stack.work_dir})",
@@ -303,7 +309,9 @@ def run_e2e(config: E2EConfig, command: str) -> dict[str, Any]:
             exit_codes = stack.stop()
             print(f"services stopped: exit codes {exit_codes}", file=sys.stderr)
     if config.baseline is not None:
-        results["baseline"] = baseline_figures(json.loads(config.baseline.read_text()))
+        baseline = json.loads(config.baseline.read_text())
+        results["baseline"] = baseline_figures(baseline)
+        results["baseline_pipeline"] = baseline.get("pipeline", "services")
         results["baseline_path"] = str(config.baseline)
     results["targets"] = [t.as_dict() for t in e2e_targets(results)]
     config.out.mkdir(parents=True, exist_ok=True)

@@ -50,6 +50,8 @@ class Stack:
     # for SecantusDB); each service's /metrics reports what its client really runs with.
     retry_writes: bool = False
     replicas: int = 1  # processes per service; each has its own label, `order`, `order-2`...
+    # What each process runs: the shipped services, counted, or the plain pipeline.
+    module: str = "bench.instrumented"
     management: Management = field(default_factory=Management.from_env)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
     mongo: SecantusHandle | None = None
@@ -138,7 +140,7 @@ class Stack:
                 self.http_ports[label] = devstack.free_port()
                 self.count_ports[label] = devstack.free_port()
                 self.processes[label] = processes.launch(
-                    [sys.executable, "-m", "bench.instrumented", service],
+                    [sys.executable, "-m", self.module, service],
                     self.env(service, label),
                     self.log(label),
                 )
