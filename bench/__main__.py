@@ -36,7 +36,11 @@ def parser() -> argparse.ArgumentParser:
     e2e.add_argument("--rate", type=float, help="open-loop orders/s (default: half the closed max)")
     e2e.add_argument("--duration", type=float, default=20.0, help="open-loop seconds")
     e2e.add_argument("--out", type=Path, default=Path(".data/bench"))
-    e2e.add_argument("--reuse", type=_reuse, help="order=URL,notification=URL of running services")
+    # Services we are pointed at, or a pipeline the bench starts (ours, or the plain one).
+    started = e2e.add_mutually_exclusive_group()
+    started.add_argument(
+        "--reuse", type=_reuse, help="order=URL,notification=URL of running services"
+    )
     e2e.add_argument(
         "--storage",
         choices=("memory", "disk"),
@@ -53,7 +57,7 @@ def parser() -> argparse.ArgumentParser:
     e2e.add_argument(
         "--replicas", type=int, default=1, help="processes of each service (competing consumers)"
     )
-    e2e.add_argument(
+    started.add_argument(
         "--naive",
         action="store_true",
         help="run the same flow written the plain way (bench/naive.py: awaited confirms, no "
