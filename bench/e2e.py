@@ -238,6 +238,14 @@ async def forget_redis_keys(redis_url: str, tokens: list[str], skus: list[str]) 
         await client.aclose()
 
 
+def check_pipeline(running: dict[str, str], expected: str) -> None:
+    """Stop when a process runs another module than the pipeline the run is labelled with."""
+    wrong = {label: module for label, module in running.items() if module != expected}
+    if wrong:
+        raise SystemExit(f"bench: every process should run {expected}, but {wrong}")
+    print(f"processes, read back from their command lines: {len(running)} running {expected}")
+
+
 def revision() -> str:
     """The code measured: HEAD plus how many files differ from it (others edit as we run)."""
     try:
@@ -265,6 +273,7 @@ def run_e2e(config: E2EConfig, command: str) -> dict[str, Any]:
     stack = None
     header = {
         "machine": machine(),
+        # Checked against what the processes run once they are started (check_pipeline).
         "pipeline": "naive" if config.naive else "services",
         "config": {**config.__dict__, "out": str(config.out), "command": command},
     }
@@ -290,6 +299,7 @@ def run_e2e(config: E2EConfig, command: str) -> dict[str, Any]:
         # Inside the try: a service that fails to start must not leave the others running.
         if stack is not None:
             stack.start(config.skus, config.stock)
+            check_pipeline(stack.modules_running(), stack.module)
             reported = stack.client_settings()
             check_retry_writes(reported, config.mongo_retry_writes)
         else:

@@ -175,6 +175,14 @@ class Stack:
             cpu[service] = cpu.get(service, 0.0) + seconds
         return Snapshot(time.monotonic(), counts, cpu)
 
+    def modules_running(self) -> dict[str, str]:
+        """The module each process runs, read back from its command line (`-m <module>`)."""
+        running = {}
+        for label, process in self.processes.items():
+            argv = psutil.Process(process.pid).cmdline()
+            running[label] = argv[argv.index("-m") + 1] if "-m" in argv[:-1] else " ".join(argv)
+        return running
+
     def client_settings(self) -> dict[str, dict[str, str]]:
         """Each process's MongoDB client options, as the running process reports them."""
         return {label: mongo_client_settings(self.url(label)) for label in self.processes}
