@@ -38,7 +38,7 @@ from bench.load import (
     register_customers,
 )
 from bench.plot import plot_e2e
-from bench.report import baseline_figures, e2e_targets, print_e2e
+from bench.report import SERVICES_PIPELINE, baseline_figures, e2e_targets, print_e2e
 from bench.sink import HttpSink, MongoSink, Sink
 from bench.stack import (
     Snapshot,
@@ -51,7 +51,7 @@ from bench.stats import db_ceiling, ratio
 from infra.devstack.services import SERVICES
 
 # What each process of the stack runs: the services (counted), or the plain pipeline.
-PIPELINES = {False: "bench.instrumented", True: "bench.naive"}
+PIPELINES = {False: SERVICES_PIPELINE, True: "bench.naive"}
 
 
 @dataclass(frozen=True)
@@ -273,8 +273,7 @@ def run_e2e(config: E2EConfig, command: str) -> dict[str, Any]:
     stack = None
     header = {
         "machine": machine(),
-        # Checked against what the processes run once they are started (check_pipeline).
-        "pipeline": "naive" if config.naive else "services",
+        "pipeline": "reused",  # or, once its processes run it, the module the stack started
         "config": {**config.__dict__, "out": str(config.out), "command": command},
     }
     if config.reuse is None:
@@ -300,6 +299,7 @@ def run_e2e(config: E2EConfig, command: str) -> dict[str, Any]:
         if stack is not None:
             stack.start(config.skus, config.stock)
             check_pipeline(stack.modules_running(), stack.module)
+            header["pipeline"] = stack.module
             reported = stack.client_settings()
             check_retry_writes(reported, config.mongo_retry_writes)
         else:
@@ -321,7 +321,7 @@ def run_e2e(config: E2EConfig, command: str) -> dict[str, Any]:
     if config.baseline is not None:
         baseline = json.loads(config.baseline.read_text())
         results["baseline"] = baseline_figures(baseline)
-        results["baseline_pipeline"] = baseline.get("pipeline", "services")
+        results["baseline_pipeline"] = baseline.get("pipeline", SERVICES_PIPELINE)
         results["baseline_path"] = str(config.baseline)
     results["targets"] = [t.as_dict() for t in e2e_targets(results)]
     config.out.mkdir(parents=True, exist_ok=True)

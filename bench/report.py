@@ -42,10 +42,14 @@ class Target:
         }
 
 
+# What a run measured: the module its processes ran, or services it was pointed at.
 PIPELINE_NAMES = {
-    "services": "the four services (bench.instrumented)",
-    "naive": "the same flow written the plain way (bench.naive: no outbox, inbox, retries, DLQ)",
+    "bench.instrumented": "the four services, counted (bench.instrumented)",
+    "bench.naive": "the same flow, written the plain way (bench.naive: no outbox, retries, DLQ)",
+    "reused": "services the bench was pointed at (--reuse)",
 }
+# Ours, counted; also what every run from before the label was recorded measured.
+SERVICES_PIPELINE = "bench.instrumented"
 
 
 def fmt(value: float) -> str:
@@ -116,7 +120,7 @@ def e2e_targets(results: dict[str, Any]) -> list[Target]:
     cpu = closed.get("cpu_ms_per_order", {})
     nan = math.nan
     baseline = results.get("baseline", {}).get("closed_orders_per_s", nan)
-    if results.get("baseline_pipeline") == "naive":
+    if results.get("baseline_pipeline") == "bench.naive":
         baseline = nan  # the 3x is against our own earlier code, not the plain pipeline
     return [
         Target("MongoDB round trips per order (four services)", total.get("mongo", nan), 8, True),
@@ -152,7 +156,7 @@ def print_e2e(results: dict[str, Any], out: Callable[[str], None] = print) -> No
     config = results["config"]
     out(f"\n#### bench e2e  ({config['command']})")
     out(f"  machine: {results['machine']}")
-    out(f"  pipeline: {PIPELINE_NAMES[results.get('pipeline', 'services')]}")
+    out(f"  pipeline: {PIPELINE_NAMES[results.get('pipeline', SERVICES_PIPELINE)]}")
     for name, phase in results["phases"].items():
         label = (
             f"closed loop, {config['clients']} clients"
@@ -218,7 +222,7 @@ def baseline_figures(results: dict[str, Any]) -> dict[str, float]:
 
 def print_baseline(results: dict[str, Any], out: Callable[[str], None] = print) -> None:
     before, after = results["baseline"], baseline_figures(results)
-    pipeline = PIPELINE_NAMES[results.get("baseline_pipeline", "services")]
+    pipeline = PIPELINE_NAMES[results.get("baseline_pipeline", SERVICES_PIPELINE)]
     out(f"\n== this run against --baseline {results['baseline_path']} ({pipeline}) ==")
     out(f"  {'figure':<40} {'baseline':>10} {'this run':>10} {'ratio':>7}")
     for key, label in (
