@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import hashlib
 import json
 import math
 import os
@@ -49,6 +48,7 @@ from bench.stack import (
 )
 from bench.stats import db_ceiling, ratio
 from infra.devstack.services import SERVICES
+from infra.persistence.sessions import session_key
 
 # What each process of the stack runs: the services (counted), or the plain pipeline.
 PIPELINES = {False: SERVICES_PIPELINE, True: "bench.naive"}
@@ -230,7 +230,7 @@ class Run:
 
 async def forget_redis_keys(redis_url: str, tokens: list[str], skus: list[str]) -> None:
     """Delete what this run left in Redis: its sessions and the cached stock levels."""
-    sessions = [f"session:{hashlib.sha256(t.encode()).hexdigest()}" for t in tokens]
+    sessions = [session_key(t) for t in tokens]
     client = Redis.from_url(redis_url)
     try:
         await client.delete(*sessions, *(f"stock:{sku}" for sku in skus))

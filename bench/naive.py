@@ -52,6 +52,7 @@ from contracts.events import (
     StockReserved,
 )
 from infra.clock import utc_now
+from infra.persistence.sessions import session_key
 from payment_service.adapters.gateway import SimulatedGateway
 
 # A service's start, once it is connected: the indexes its reads need, then its consumers.
@@ -78,11 +79,6 @@ class NewOrder(BaseModel):
 
 def password_hash(password: str, salt: bytes) -> str:
     return hashlib.pbkdf2_hmac("sha256", password.encode(), salt, 100_000).hex()
-
-
-def session_key(token: str) -> str:
-    # The shipped services' key, so the bench's clean-up finds these sessions too.
-    return f"session:{hashlib.sha256(token.encode()).hexdigest()}"
 
 
 def order_service(app: FastAPI, plain: Plain) -> Start:
