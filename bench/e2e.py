@@ -310,6 +310,7 @@ def run_e2e(config: E2EConfig, command: str) -> dict[str, Any]:
         results = {**header, **asyncio.run(Run(config, stack).main())}
         if stack is not None:
             results["vhost_stats"] = stack.vhost_stats()
+            results["consumers"] = stack.consumer_settings()
             results["psp_ledger"] = ledger = stack.psp_ledger_counts()
             print(f"simulated PSP's ledger entries, read back per server: {ledger}")
             if ledger.get("pipeline", 0) or not ledger.get("psp", 0):

@@ -192,6 +192,8 @@ def print_e2e(results: dict[str, Any], out: Callable[[str], None] = print) -> No
             f"  broker's own vhost totals (whole run): publish={stats.get('publish')} "
             f"deliver_get={stats.get('deliver_get')} ack={stats.get('ack')}"
         )
+    if results.get("consumers"):
+        out(f"  consumers as the broker lists them, by kind: {results['consumers']}")
     if "baseline" in results:
         print_baseline(results, out)
     out("\n== targets (goals, not assertions) ==")

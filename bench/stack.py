@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -207,6 +208,19 @@ class Stack:
         response = self.management.request("GET", f"/vhosts/{quote(self.vhost, safe='')}")
         stats: dict[str, Any] = response.json().get("message_stats", {})
         return stats
+
+    def consumer_settings(self) -> dict[str, int]:
+        """The run's consumers as the broker lists them: how many run on each queue type with
+        each prefetch and ack mode (what the pipelines compared share, read back)."""
+        vhost = quote(self.vhost, safe="")
+        queues = self.management.request("GET", f"/queues/{vhost}").json()
+        types = {q["name"]: q.get("type", "classic") for q in queues}
+        seen: Counter[str] = Counter()
+        for consumer in self.management.request("GET", f"/consumers/{vhost}").json():
+            queue = consumer.get("queue", {}).get("name", "")
+            ack = "manual ack" if consumer.get("ack_required") else "auto ack"
+            seen[f"{types.get(queue, '?')}, prefetch {consumer.get('prefetch_count')}, {ack}"] += 1
+        return dict(seen)
 
     def stop(self) -> dict[str, int]:
         codes = processes.stop_all(self.processes, timeout_s=STOP_TIMEOUT_S)
