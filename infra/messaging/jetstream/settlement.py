@@ -4,7 +4,7 @@ infra.messaging.jetstream.subscriber for the design)."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -29,7 +29,7 @@ class DeliveryLimitExceeded(PermanentFailure):
     """Delivered more often than the limit without being settled: it kills its consumer."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class JetStreamSettlement:
     """Settles one delivery of `queue` on JetStream (see dispatch.Settlement)."""
 
@@ -37,12 +37,16 @@ class JetStreamSettlement:
     service: str
     queue: str
     message: Msg
+    # The server answered this delivery's ack (the subscriber acks a repeat of it again).
+    acked: bool = field(default=False, init=False)
 
     async def ack(self) -> None:
         try:
             await self.message.ack_sync(timeout=ACK_TIMEOUT_S)
         except Exception:  # delivered again after the ack wait; the effect is stored already
             log.warning("ack on %s failed; it will be redelivered", self.queue, exc_info=True)
+        else:
+            self.acked = True
 
     async def requeue(self) -> None:
         try:

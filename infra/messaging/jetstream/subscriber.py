@@ -25,6 +25,19 @@ MaxDeliver is unlimited on purpose: a message past MaxDeliver stays in its strea
 delivered again (only an advisory says so), which would lose it; counting here ends the crash
 loop in the dead-letter stream instead. A retry copy's early delivery counts once more.
 
+Repeated deliveries. The server may hand out one delivery twice, the same stream sequence with
+the same `num_delivered`. nats-server before 2.10.14 does when a redelivery falls due while the
+consumer's only waiting pull request has just expired or lost its inbox (a fetch's request
+expiring that moment, a reconnect): it drops that redelivery (its count is used up) and steps
+the consumer's stream position back by one, so the newest message it had handed out comes
+again as delivery 1, in hand here or acked already. So each consumer remembers the last
+REMEMBERED_DELIVERIES deliveries it took in (recent_deliveries) and handles each once: a repeat
+of one acked here is acked again, unhandled (the server holds the repeat as unacked); a
+repeat of one in hand or left unsettled is left alone, as the first copy's ack settles it
+(acks count by stream sequence) and without one the ack wait brings it back with a higher
+count. Nothing is lost or held that way; a used-up count can mean one attempt fewer before the
+delivery limit. A repeat of a delivery another process took in is handled again.
+
 Dead letters go to `<queue>.dlq` (a stream per queue). Copies carry `Nats-Msg-Id` =
 `<kind>-<queue>-<stream>-<sequence>` of the delivery they come from, so a delivery handled
 twice (its ack lost) parks one copy, and two queues' copies of one event never collide.
@@ -49,6 +62,7 @@ from infra.messaging.dispatch import Dispatch, Handler, Subscription
 from infra.messaging.jetstream import wire
 from infra.messaging.jetstream.bus import JetStreamBus, now_ms
 from infra.messaging.jetstream.names import consumer_name, retry_consumer_name
+from infra.messaging.jetstream.recent_deliveries import Intake, RecentDeliveries
 from infra.messaging.jetstream.settlement import JetStreamSettlement
 from infra.settings import AmqpSettings
 
@@ -61,6 +75,9 @@ FETCH_WAIT_S = 1.0
 MAX_ACK_PENDING = 10_000
 # A retry copy is delivered once on arrival, before it is due (then nak'ed until it is).
 EARLY_DELIVERIES = 1
+# Deliveries each consumer remembers to tell a repeat. A repeat is of the newest message the
+# consumer had handed out, so only redeliveries come between its first copy and it.
+REMEMBERED_DELIVERIES = 4096
 
 
 class JetStreamSubscriber:
@@ -130,6 +147,7 @@ class JetStreamSubscriber:
         """Fetch while not stopping: as many deliveries as this consumer has free slots."""
         prefetch = self._settings.prefetch
         slots = asyncio.Semaphore(prefetch)
+        recent = RecentDeliveries(REMEMBERED_DELIVERIES)
         while not self._stopping:
             await slots.acquire()
             wanted = 1
@@ -147,28 +165,44 @@ class JetStreamSubscriber:
             for _ in range(wanted - len(messages)):
                 slots.release()
             for message in messages:
-                task = asyncio.create_task(self._deliver(subscription, message, early))
+                task = asyncio.create_task(self._deliver(subscription, message, early, recent))
                 self._in_flight.add(task)
                 task.add_done_callback(self._in_flight.discard)
                 task.add_done_callback(lambda _: slots.release())
 
-    async def _deliver(self, subscription: Subscription, message: Msg, early: int) -> None:
+    async def _deliver(
+        self, subscription: Subscription, message: Msg, early: int, recent: RecentDeliveries
+    ) -> None:
+        settlement = JetStreamSettlement(self._bus, self._service, subscription.queue, message)
+        sequence, delivered = message.metadata.sequence.stream, message.metadata.num_delivered
+        intake = recent.take(sequence, delivered)
         wait_ms = wire.due_at_ms(message.headers) - now_ms()
-        if wait_ms > 0:  # a retry copy, not due yet
+        if wait_ms > 0:  # a retry copy not due yet (a repeat too: it is not handled here)
             with contextlib.suppress(Exception):  # lost: the ack wait brings it back
                 await message.nak(delay=wait_ms / 1000)
             return
-        settlement = JetStreamSettlement(self._bus, self._service, subscription.queue, message)
+        if intake is not Intake.NEW:
+            log.warning(
+                "%s: delivery %d of stream sequence %d came again (%s); not handled again",
+                subscription.queue,
+                delivered,
+                sequence,
+                intake.value,
+            )
+            if intake is Intake.REPEAT_OF_ACKED:
+                await settlement.ack()
+            return
         subject = self._bus.names.unprefixed(message.subject)
         inbound = wire.inbound(message.data, message.headers, subject)
         limit = self._settings.delivery_limit + early
         async with self._limit:
-            delivered = message.metadata.num_delivered
             if delivered > limit:
                 await settlement.dead_letter_poison(inbound, delivered, limit)
-                return
-            async with _kept_alive(message, self._bus.settings.ack_wait_s):
-                await self._dispatch(subscription, inbound, settlement)
+            else:
+                async with _kept_alive(message, self._bus.settings.ack_wait_s):
+                    await self._dispatch(subscription, inbound, settlement)
+        if settlement.acked:
+            recent.acked(sequence, delivered)
 
     async def stop(self, timeout_s: float = 10.0) -> None:
         """Stop fetching, then let the deliveries in hand finish (bounded)."""
