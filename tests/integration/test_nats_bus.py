@@ -210,7 +210,10 @@ async def test_a_delivery_the_server_hands_out_again_is_handled_once(
     # when A's redelivery falls due only the orphan request is there. The server then drops
     # that redelivery and steps its consumer back onto B, which it hands out again as
     # delivery 1 after B was handled and acked.
-    node = await pipeline(prefetch=1)
+    # An ack wait long enough for the orphan request to be in place before A is due again,
+    # however loaded the machine.
+    ack_wait_s = 3 * ACK_WAIT_S
+    node = await pipeline(prefetch=1, ack_wait_s=ack_wait_s)
     version = node.bus.client.connected_server_version
     if (version.major, version.minor, version.patch) >= REPEATS_FIXED_IN:
         pytest.skip(f"nats-server {version} hands out no delivery twice")
@@ -246,8 +249,9 @@ async def test_a_delivery_the_server_hands_out_again_is_handled_once(
         await node.bus.publish(b)  # stream sequence 2
         await asyncio.wait_for(b_held.wait(), 10)
         await leave_orphan_pull_request(side, stream, consumer)
+        assert loop.time() < crashed_at[0] + ack_wait_s, "set up after A was due again"
         # A's redelivery fell due one ack wait after its crash; look only well after that.
-        await asyncio.sleep(max(0.0, crashed_at[0] + 2 * ACK_WAIT_S - loop.time()))
+        await asyncio.sleep(max(0.0, crashed_at[0] + 2 * ack_wait_s - loop.time()))
         info = await node.bus.js.consumer_info(stream, consumer)
         assert info.delivered.stream_seq == 1, "the server did not step its consumer back"
         release_b.set()
