@@ -171,7 +171,8 @@ class OutboxSettings(BaseSettings):
     mark_linger_s: float = Field(default=1.0, ge=0)
     # Longest a write may take from stamping its events to becoming visible (a transaction
     # is bounded by the server's transactionLifetimeLimitSeconds, 60 by default): the sweep
-    # looks this far back once per this period, for events whose writer died meanwhile.
+    # reads each document again this long after its stamp, for events whose writer died
+    # meanwhile, and a relay that starts looks this far back from its saved point.
     late_commit_s: float = Field(default=60.0, gt=0)
     # Times each event is published. Above 1 only to inject duplicate deliveries in fault
     # tests: consumers must absorb them, as they absorb a re-publish after a lost confirm.

@@ -13,9 +13,11 @@ The relay publishes on two paths:
   faster than a batch per interval does not leave it behind.
 Nothing is written back into the documents: the broker's confirms go to a log, one write per
 `mark_linger_s` for all of them (`infra.messaging.outbox_confirmations`). The sweep moves its
-point forward only past documents whose every event is confirmed, and every
-`late_commit_s` it looks that far back again, for writes that became visible long after they
-were stamped (a slow transaction) while the relay that wrote them died before publishing.
+point forward only past documents whose every event is confirmed; for writes that became
+visible long after they were stamped (a slow transaction) while the relay that wrote them died
+before publishing, each sweep also reads once more what was appended `late_commit_s` earlier,
+and a relay that starts looks `late_commit_s` back from its saved point
+(`infra.messaging.outbox_window`).
 An event is published until confirmed, so a crash delays it, never loses it; it may be
 published twice, which idempotent consumers absorb. Events of one aggregate are published
 one after the other, in the order they were written.
@@ -52,7 +54,7 @@ from infra.messaging.outbox_entries import (
     outbox_entry,
     outbox_fields,
 )
-from infra.messaging.outbox_window import SweepWindow
+from infra.messaging.outbox_window import SweepPass, SweepWindow
 from infra.messaging.transport import Publisher
 from infra.observability import tracing
 from infra.observability.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_RELAYED
@@ -173,7 +175,8 @@ class OutboxRelay:
                 await self._guarded(self._sweep())
                 await self._guarded(self._save_checkpoint())
                 interval = self._outage.sweep_interval_s
-                next_sweep = loop.time() + (0.0 if self._window.behind else interval)
+                behind = self._window.behind or self._window.trailing_behind
+                next_sweep = loop.time() + (0.0 if behind else interval)
             if loop.time() >= next_log_prune:
                 await self._guarded(self._prune_log())
                 next_log_prune = loop.time() + self._settings.late_commit_s
@@ -224,15 +227,34 @@ class OutboxRelay:
 
     async def _sweep(self) -> None:
         now = datetime.now(UTC)
-        loop_now = asyncio.get_running_loop().time()
-        swept = self._window.next_pass(now, loop_now)
+        swept = self._window.next_pass(now)
+        documents = await self._read(swept)
+        backlog, oldest = await self._publish_unsent(documents, now)
+        self._window.advance(swept, documents, lambda d: bool(self._unsent(d)))
+        trailing = self._window.next_trailing(now)
+        if trailing is not None:
+            late = await self._read(trailing)
+            late_backlog, late_oldest = await self._publish_unsent(late, now)
+            self._window.advance_trailing(trailing, late)
+            backlog, oldest = backlog + late_backlog, min(oldest, late_oldest)
+        OUTBOX_BACKLOG.labels(self._collection.name).set(backlog)
+        OUTBOX_OLDEST_AGE.labels(self._collection.name).set((now - oldest).total_seconds())
+
+    async def _read(self, swept: SweepPass) -> list[Document]:
         cursor = self._collection.find(
             swept.query(),
             {"outbox": 1, "outbox_at": 1},
             sort=[("outbox_at", 1)],
             limit=self._settings.batch_size,
         )
-        documents = [d async for d in cursor]
+        return [d async for d in cursor]
+
+    async def _publish_unsent(
+        self, documents: list[Document], now: datetime
+    ) -> tuple[int, datetime]:
+        """Publish the events of `documents` no relay saw confirmed (and none holds in flight);
+        (how many such events, the time of the oldest, or `now`)."""
+        loop_now = asyncio.get_running_loop().time()
         self._confirmed.forget_old(loop_now)
         unknown = (e["event_id"] for d in documents for e in self._unsent(d))
         await self._confirmed.learn((i for i in unknown if i not in self._in_flight), loop_now)
@@ -245,11 +267,9 @@ class OutboxRelay:
             if left and not any(e["event_id"] in self._in_flight for e in left):
                 ready = tuple(_Pending(_envelope(e), tracing.extract(e)) for e in left)
                 due.append(_Written(document["_id"], ready))
-        OUTBOX_BACKLOG.labels(self._collection.name).set(backlog)
-        OUTBOX_OLDEST_AGE.labels(self._collection.name).set((now - oldest).total_seconds())
         if due and self._outage.update(self._broker.is_connected):
             await self._relay(due, "sweep")
-        self._window.advance(swept, documents, lambda d: bool(self._unsent(d)), loop_now)
+        return backlog, oldest
 
     def _unsent(self, document: Mapping[str, Any]) -> list[Mapping[str, Any]]:
         return unsent(document.get("outbox", []), self._confirmed)

@@ -3,11 +3,16 @@
 Documents carry `outbox_at`, the time of their latest append. A sweep reads those appended in
 (`through`, now - grace], sorted by that time and at most `batch_size` of them, and moves
 `through` forward only past documents whose every event is confirmed. Two things send it back:
-- every `late_commit_s` (and on its first sweep), it starts `late_commit_s` before `through`:
-  a write stamped at t may become visible well after t (a slow transaction), once the sweep
-  has passed t, and its writer may have died before publishing;
+- on its first sweep after a start, it starts `late_commit_s` before the saved `through`;
 - an event handed back unpublished (a failed publish, a paused relay) rewinds it to that
   event's time.
+
+A write stamped at t may become visible well after t (a slow transaction), once the sweep has
+passed t, and its writer may have died before publishing. So each sweep also makes a trailing
+pass over (`trailing_through`, now - grace - late_commit_s]: every document is read once more
+when any write stamped with its time has become visible, a second's worth per sweep. (Looking
+`late_commit_s` back once per that period instead read a minute of documents at once: a burst
+that held up every other request to the database for seconds.)
 """
 
 from __future__ import annotations
@@ -50,18 +55,23 @@ class SweepWindow:
     # At one batch per poll interval, a collection appended to faster than that left the
     # sweep further behind with every sweep, for good.
     behind: bool = False
+    # Every document appended up to here was read again by the trailing pass (None: it starts
+    # at the first sweep, whose look back covers what is older).
+    trailing_through: datetime | None = None
+    # The same for the trailing pass: it filled its batch and has more to read at once.
+    trailing_behind: bool = False
     _rewind_to: datetime | None = None
-    _next_look_back: float = 0.0  # loop time
+    _looked_back: bool = False
 
     def rewind(self, to: datetime) -> None:
         self._rewind_to = to if self._rewind_to is None else min(self._rewind_to, to)
 
-    def next_pass(self, now: datetime, loop_now: float) -> SweepPass:
+    def next_pass(self, now: datetime) -> SweepPass:
         self.behind = False  # until this pass says so: a sweep that fails waits its interval
         upper = now - timedelta(seconds=self.grace_s)
         lower = self.through
         # From the start (no point yet) reaches further back than any look back.
-        looks_back = lower is None or loop_now >= self._next_look_back
+        looks_back = lower is None or not self._looked_back
         if lower is not None and looks_back:
             lower -= timedelta(seconds=self.late_commit_s)
         rewound_to = self._rewind_to
@@ -74,7 +84,6 @@ class SweepWindow:
         swept: SweepPass,
         documents: Sequence[Mapping[str, Any]],
         unconfirmed: Callable[[Mapping[str, Any]], bool],
-        loop_now: float,
     ) -> None:
         """After a sweep of `documents` (as read: sorted by `outbox_at`) and its publishes:
         the next one starts at the window's end, or before the first document that still
@@ -95,8 +104,30 @@ class SweepWindow:
         self.behind = full and not held and moved
         self.through = through
         if swept.looks_back:
-            self._next_look_back = loop_now + self.late_commit_s
+            self._looked_back = True
         # A rewind that came meanwhile to an earlier time stays for the next sweep; a later
         # one was inside this window (or is after its end, where the next one starts).
         if self._rewind_to == swept.rewound_to:
             self._rewind_to = None
+
+    def next_trailing(self, now: datetime) -> SweepPass | None:
+        """The trailing pass of a sweep at `now` (None: nothing is due to be read again)."""
+        self.trailing_behind = False
+        upper = now - timedelta(seconds=self.grace_s + self.late_commit_s)
+        if self.trailing_through is None:
+            self.trailing_through = upper
+        if upper <= self.trailing_through:
+            return None
+        return SweepPass(self.trailing_through, upper, looks_back=False, rewound_to=None)
+
+    def advance_trailing(self, swept: SweepPass, documents: Sequence[Mapping[str, Any]]) -> None:
+        """After the trailing pass read `documents` (sorted by `outbox_at`) and published what
+        they held unconfirmed: it never holds (a publish that fails rewinds the sweep's own
+        point), so it moves to its window's end, or past the last one read of a full batch."""
+        through = swept.upper
+        if len(documents) >= self.batch_size:
+            through = min(through, documents[-1]["outbox_at"] - TICK)
+        assert swept.lower is not None
+        if through > swept.lower:
+            self.trailing_behind = len(documents) >= self.batch_size
+            self.trailing_through = through

@@ -245,6 +245,26 @@ async def test_a_late_write_of_a_dead_writer_is_found_by_the_look_back_after_a_r
     await restarted.stop()
 
 
+async def test_a_write_visible_after_the_sweep_passed_its_stamp_is_read_again_a_period_later(
+    broker: Broker, mongo_db: AsyncDatabase[dict[str, Any]]
+) -> None:
+    """The same late write while the relay runs on: its trailing pass reads every document
+    again `late_commit_s` after its stamp, when any write of that time has become visible."""
+    queue = await listen(broker)
+    collection = mongo_db["aggregates"]
+    settings = OutboxSettings(poll_interval_s=0.1, grace_s=0, late_commit_s=1.5)
+    relay = OutboxRelay(broker, collection, settings)
+    await relay.start()
+    stamped = datetime.now(UTC) - timedelta(seconds=0.5)
+    await eventually(lambda: (relay.swept_through or stamped) > stamped, timeout_s=10)
+    late = confirmed("o-7")
+    await collection.insert_one({"_id": "o-7", **outbox_fields([late]), "outbox_at": stamped})
+
+    assert await received(queue, 1) == [late]
+    assert datetime.now(UTC) >= stamped + timedelta(seconds=1.5)
+    await relay.stop()
+
+
 async def test_documents_of_the_in_place_marking_version_are_adopted(
     broker: Broker, mongo_db: AsyncDatabase[dict[str, Any]]
 ) -> None:
