@@ -269,6 +269,9 @@ class OutboxRelay:
                 due.append(_Written(document["_id"], ready))
         if due and self._outage.update(self._broker.is_connected):
             await self._relay(due, "sweep")
+        elif due:  # paused: the sweep's own point goes back to them (the trailing pass's
+            # moves on), so they are published once the broker is back
+            self._window.rewind(min(d["outbox_at"] for d in documents if self._unsent(d)))
         return backlog, oldest
 
     def _unsent(self, document: Mapping[str, Any]) -> list[Mapping[str, Any]]:

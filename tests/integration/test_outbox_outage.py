@@ -4,7 +4,9 @@ broker is back."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -74,3 +76,41 @@ async def test_relay_pauses_through_an_outage_logs_it_once_and_catches_up(
     assert outage_lines[1].startswith("broker reachable again after")
     # No line per event and per sweep (there were thousands in a 70 s outage).
     assert not [r for r in caplog.records if r.name == "infra.messaging.outbox"]
+
+
+async def test_a_late_write_the_trailing_pass_meets_in_an_outage_is_published_after_it(
+    amqp_url: str, broker: Broker, mongo_db: AsyncDatabase[dict[str, Any]]
+) -> None:
+    """A write that became visible after the sweep passed its stamp, found by the trailing
+    pass while the broker is away: that pass moves on, so the sweep's own point goes back to
+    the write, and it is published once the broker is back."""
+    parts = urlsplit(amqp_url)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5672)
+    netloc = f"{parts.username}:{parts.password}@127.0.0.1:{proxy.start()}"
+    proxied = Broker(urlunsplit(parts._replace(netloc=netloc)), "itest-late-outage")
+    await proxied.connect()
+    queue = await listen(broker)
+    collection = mongo_db["aggregates"]
+    late_commit_s = 1.0
+    settings = OutboxSettings(
+        poll_interval_s=0.1, grace_s=0, max_backoff_s=0.2, late_commit_s=late_commit_s
+    )
+    relay = OutboxRelay(proxied, collection, settings)
+    await relay.start()
+    try:
+        stamped = datetime.now(UTC) - timedelta(seconds=0.3)
+        await eventually(lambda: (relay.swept_through or stamped) > stamped)
+        proxy.cut()
+        await eventually(lambda: not proxied.is_connected)
+        late = confirmed("o-late")
+        await collection.insert_one(
+            {"_id": "o-late", **outbox_fields([late]), "outbox_at": stamped}
+        )
+        # The outage lasts until the trailing pass has gone past the stamp.
+        await asyncio.sleep(late_commit_s + 1.0)
+        proxy.restore()
+        assert await received(queue, 1) == [late]
+    finally:
+        await relay.stop()
+        await proxied.close()
+        proxy.stop()
