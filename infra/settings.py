@@ -172,7 +172,7 @@ class OutboxSettings(BaseSettings):
     # Longest a write may take from stamping its events to becoming visible (a transaction
     # is bounded by the server's transactionLifetimeLimitSeconds, 60 by default): the sweep
     # reads each document again this long after its stamp, for events whose writer died
-    # meanwhile, and a relay that starts looks this far back from its saved point.
+    # meanwhile (a relay that starts, from this long before its saved point).
     late_commit_s: float = Field(default=60.0, gt=0)
     # Times each event is published. Above 1 only to inject duplicate deliveries in fault
     # tests: consumers must absorb them, as they absorb a re-publish after a lost confirm.

@@ -15,8 +15,7 @@ Nothing is written back into the documents: the broker's confirms go to a log, o
 `mark_linger_s` for all of them (`infra.messaging.outbox_confirmations`). The sweep moves its
 point forward only past documents whose every event is confirmed; for writes that became
 visible long after they were stamped (a slow transaction) while the relay that wrote them died
-before publishing, each sweep also reads once more what was appended `late_commit_s` earlier,
-and a relay that starts looks `late_commit_s` back from its saved point
+before publishing, each sweep also reads once more what was appended `late_commit_s` earlier
 (`infra.messaging.outbox_window`).
 An event is published until confirmed, so a crash delays it, never loses it; it may be
 published twice, which idempotent consumers absorb. Events of one aggregate are published
@@ -119,7 +118,8 @@ class OutboxRelay:
         await self._confirmations.create_indexes()
         await adopt_pending_flags(self._collection)
         await drop_retired_indexes(self._collection)
-        self._window.through = self._saved_through = await self._confirmations.checkpoint()
+        self._saved_through = await self._confirmations.checkpoint()
+        self._window.resume(self._saved_through)
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self._collection.name}")
 
     @property

@@ -2,17 +2,18 @@
 
 Documents carry `outbox_at`, the time of their latest append. A sweep reads those appended in
 (`through`, now - grace], sorted by that time and at most `batch_size` of them, and moves
-`through` forward only past documents whose every event is confirmed. Two things send it back:
-- on its first sweep after a start, it starts `late_commit_s` before the saved `through`;
-- an event handed back unpublished (a failed publish, a paused relay) rewinds it to that
-  event's time.
+`through` forward only past documents whose every event is confirmed. An event handed back
+unpublished (a failed publish, a paused relay) rewinds it to that event's time.
 
 A write stamped at t may become visible well after t (a slow transaction), once the sweep has
 passed t, and its writer may have died before publishing. So each sweep also makes a trailing
 pass over (`trailing_through`, now - grace - late_commit_s]: every document is read once more
-when any write stamped with its time has become visible, a second's worth per sweep. (Looking
-`late_commit_s` back once per that period instead read a minute of documents at once: a burst
-that held up every other request to the database for seconds.)
+when any write stamped with its time has become visible, a second's worth per sweep. A relay
+that starts from a saved point starts its trailing pass `late_commit_s` before that point, so
+the documents of that last stretch are read again like any others, each once its stamp is
+`late_commit_s` old (at once for those already that old). (Looking `late_commit_s` back in
+one go, once per that period or at a start, read a minute of documents at once: a burst that
+held up every other request to the database for seconds.)
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ class SweepPass:
 
     lower: datetime | None
     upper: datetime
-    looks_back: bool
     rewound_to: datetime | None
 
     def query(self) -> dict[str, Any]:
@@ -56,12 +56,17 @@ class SweepWindow:
     # sweep further behind with every sweep, for good.
     behind: bool = False
     # Every document appended up to here was read again by the trailing pass (None: it starts
-    # at the first sweep, whose look back covers what is older).
+    # at the first sweep, after which the sweep's own first pass has read what is older).
     trailing_through: datetime | None = None
     # The same for the trailing pass: it filled its batch and has more to read at once.
     trailing_behind: bool = False
     _rewind_to: datetime | None = None
-    _looked_back: bool = False
+
+    def resume(self, saved: datetime | None) -> None:
+        """Start from the point a relay of this collection saved (None: from the start)."""
+        self.through = saved
+        if saved is not None:
+            self.trailing_through = saved - timedelta(seconds=self.late_commit_s)
 
     def rewind(self, to: datetime) -> None:
         self._rewind_to = to if self._rewind_to is None else min(self._rewind_to, to)
@@ -70,14 +75,10 @@ class SweepWindow:
         self.behind = False  # until this pass says so: a sweep that fails waits its interval
         upper = now - timedelta(seconds=self.grace_s)
         lower = self.through
-        # From the start (no point yet) reaches further back than any look back.
-        looks_back = lower is None or not self._looked_back
-        if lower is not None and looks_back:
-            lower -= timedelta(seconds=self.late_commit_s)
         rewound_to = self._rewind_to
         if rewound_to is not None:
             lower = rewound_to - TICK if lower is None else min(lower, rewound_to - TICK)
-        return SweepPass(lower, upper, looks_back, rewound_to)
+        return SweepPass(lower, upper, rewound_to)
 
     def advance(
         self,
@@ -103,8 +104,6 @@ class SweepWindow:
         moved = swept.lower is None or through > swept.lower
         self.behind = full and not held and moved
         self.through = through
-        if swept.looks_back:
-            self._looked_back = True
         # A rewind that came meanwhile to an earlier time stays for the next sweep; a later
         # one was inside this window (or is after its end, where the next one starts).
         if self._rewind_to == swept.rewound_to:
@@ -118,7 +117,7 @@ class SweepWindow:
             self.trailing_through = upper
         if upper <= self.trailing_through:
             return None
-        return SweepPass(self.trailing_through, upper, looks_back=False, rewound_to=None)
+        return SweepPass(self.trailing_through, upper, rewound_to=None)
 
     def advance_trailing(self, swept: SweepPass, documents: Sequence[Mapping[str, Any]]) -> None:
         """After the trailing pass read `documents` (sorted by `outbox_at`) and published what

@@ -63,27 +63,13 @@ def test_a_full_batch_moves_the_point_only_past_what_was_read() -> None:
 def test_a_full_batch_all_confirmed_is_behind_and_the_next_pass_goes_on_from_it() -> None:
     sweeps = window(batch_size=2)
     sweeps.through = NOW - timedelta(seconds=40)
-    sweeps.advance(sweeps.next_pass(NOW), [], never)  # its first look back
+    sweeps.advance(sweeps.next_pass(NOW), [], never)
     read = documents(1.8, 1.5)  # in the next window: (2 s ago, 1 s ago]
     swept = sweeps.next_pass(NOW + timedelta(seconds=1))
     sweeps.advance(swept, read, never)
 
     assert sweeps.behind
     assert sweeps.next_pass(NOW + timedelta(seconds=1)).lower == read[1]["outbox_at"] - TICK
-
-
-def test_a_look_back_that_fills_its_batch_is_behind_until_it_has_caught_up() -> None:
-    sweeps = window(batch_size=2)
-    sweeps.through = NOW - timedelta(seconds=5)
-    looking_back = sweeps.next_pass(NOW)
-    sweeps.advance(looking_back, documents(50, 40), never)
-    assert sweeps.behind  # its point is back at 40 s ago: the next pass follows at once
-
-    rest = sweeps.next_pass(NOW)
-    assert not rest.looks_back
-    sweeps.advance(rest, documents(10), never)
-    assert not sweeps.behind
-    assert sweeps.through == rest.upper
 
 
 def test_not_behind_when_an_event_holds_the_point_the_batch_is_short_or_nothing_moved() -> None:
@@ -94,7 +80,7 @@ def test_not_behind_when_an_event_holds_the_point_the_batch_is_short_or_nothing_
     short.advance(short.next_pass(NOW), documents(30, 20), never)
     same_millisecond = window(batch_size=2)
     same_millisecond.through = NOW - timedelta(seconds=30) - TICK
-    tied = SweepPass(same_millisecond.through, NOW - timedelta(seconds=2), False, None)
+    tied = SweepPass(same_millisecond.through, NOW - timedelta(seconds=2), None)
     same_millisecond.advance(tied, documents(30, 30), never)
 
     assert not held.behind
@@ -111,24 +97,30 @@ def test_a_sweep_that_fails_after_a_full_batch_waits_its_interval() -> None:
     assert not sweeps.behind
 
 
-def test_it_looks_late_commit_s_back_on_its_first_sweep_after_a_start_only() -> None:
+def test_a_relay_that_resumes_sweeps_on_from_its_saved_point_and_trails_a_minute_before() -> None:
     sweeps = window()
-    sweeps.through = NOW - timedelta(seconds=5)
+    saved = NOW - timedelta(seconds=5)
+    sweeps.resume(saved)
     first = sweeps.next_pass(NOW)
-    assert first.lower == NOW - timedelta(seconds=65)
+    assert first.lower == saved  # no look back in one go
     sweeps.advance(first, [], never)
-
-    soon = sweeps.next_pass(NOW + timedelta(seconds=1))
-    assert soon.lower == first.upper
-    sweeps.advance(soon, [], never)
-    assert sweeps.next_pass(NOW + timedelta(seconds=70)).lower == soon.upper
+    trailing = sweeps.next_trailing(NOW)
+    assert trailing is not None
+    # The minute before the saved point is read again like any other: each document once
+    # its stamp is a minute (and the grace) old, so at once up to NOW - 62 s.
+    assert (trailing.lower, trailing.upper) == (
+        saved - timedelta(seconds=60),
+        NOW - timedelta(seconds=62),
+    )
+    sweeps.advance_trailing(trailing, [])
+    assert sweeps.next_trailing(NOW + timedelta(seconds=1)) is not None
 
 
 def test_the_trailing_pass_starts_where_the_first_look_back_ends_and_follows_a_minute_late() -> (
     None
 ):
     sweeps = window()
-    assert sweeps.next_trailing(NOW) is None  # the first sweep's look back covers before
+    assert sweeps.next_trailing(NOW) is None  # the first sweep read from the start
     assert sweeps.trailing_through == NOW - timedelta(seconds=62)
     later = sweeps.next_trailing(NOW + timedelta(seconds=1))
     assert later is not None
@@ -170,7 +162,7 @@ def test_the_trailing_pass_moves_on_past_unconfirmed_events_the_sweep_is_rewound
     assert sweeps.next_pass(NOW).lower == NOW - timedelta(seconds=62.5) - TICK
 
 
-def test_a_failed_sweep_keeps_its_look_back_and_rewind_for_the_next() -> None:
+def test_a_failed_sweep_keeps_its_rewind_for_the_next() -> None:
     sweeps = window()
     sweeps.through = NOW - timedelta(seconds=5)
     sweeps.rewind(NOW - timedelta(seconds=300))
