@@ -259,6 +259,7 @@ class OutboxRelay:
         unknown = (e["event_id"] for d in documents for e in self._unsent(d))
         await self._confirmed.learn((i for i in unknown if i not in self._in_flight), loop_now)
         due: list[_Written] = []
+        first_due_at: datetime | None = None  # documents come sorted by `outbox_at`
         backlog, oldest = 0, now
         for document in documents:
             left = self._unsent(document)
@@ -267,11 +268,13 @@ class OutboxRelay:
             if left and not any(e["event_id"] in self._in_flight for e in left):
                 ready = tuple(_Pending(_envelope(e), tracing.extract(e)) for e in left)
                 due.append(_Written(document["_id"], ready))
+                if first_due_at is None:
+                    first_due_at = document["outbox_at"]
         if due and self._outage.update(self._broker.is_connected):
             await self._relay(due, "sweep")
-        elif due:  # paused: the sweep's own point goes back to them (the trailing pass's
-            # moves on), so they are published once the broker is back
-            self._window.rewind(min(d["outbox_at"] for d in documents if self._unsent(d)))
+        elif first_due_at is not None:  # paused: the sweep's own point goes back to them (the
+            # trailing pass's moves on), so they are published once the broker is back
+            self._window.rewind(first_due_at)
         return backlog, oldest
 
     def _unsent(self, document: Mapping[str, Any]) -> list[Mapping[str, Any]]:
