@@ -89,10 +89,8 @@ class SweepWindow:
         """After a sweep of `documents` (as read: sorted by `outbox_at`) and its publishes:
         the next one starts at the window's end, or before the first document that still
         holds an unconfirmed event, or after the last one read if the batch was full."""
-        through = swept.upper
         full = len(documents) >= self.batch_size
-        if full:
-            through = min(through, documents[-1]["outbox_at"] - TICK)
+        through = self._read_through(swept, documents)
         held = False
         for document in documents:
             if unconfirmed(document):
@@ -123,10 +121,16 @@ class SweepWindow:
         """After the trailing pass read `documents` (sorted by `outbox_at`) and published what
         they held unconfirmed: it never holds (a publish that fails rewinds the sweep's own
         point), so it moves to its window's end, or past the last one read of a full batch."""
-        through = swept.upper
-        if len(documents) >= self.batch_size:
-            through = min(through, documents[-1]["outbox_at"] - TICK)
+        through = self._read_through(swept, documents)
         assert swept.lower is not None
         if through > swept.lower:
             self.trailing_behind = len(documents) >= self.batch_size
             self.trailing_through = through
+
+    def _read_through(self, swept: SweepPass, documents: Sequence[Mapping[str, Any]]) -> datetime:
+        """How far a pass read: its window's end, or just before the last document of a full
+        batch (more of that millisecond may wait past the limit)."""
+        if len(documents) >= self.batch_size:
+            last: datetime = documents[-1]["outbox_at"]
+            return min(swept.upper, last - TICK)
+        return swept.upper

@@ -31,17 +31,23 @@ def gauge(name: str) -> float:
     return REGISTRY.get_sample_value(name, {"collection": "aggregates"}) or 0.0
 
 
+async def proxied_broker(amqp_url: str, name: str) -> tuple[TcpProxy, Broker]:
+    """A broker connection through a TCP proxy of its own, which the test can cut."""
+    parts = urlsplit(amqp_url)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5672)
+    netloc = f"{parts.username}:{parts.password}@127.0.0.1:{proxy.start()}"
+    proxied = Broker(urlunsplit(parts._replace(netloc=netloc)), name)
+    await proxied.connect()
+    return proxy, proxied
+
+
 async def test_relay_pauses_through_an_outage_logs_it_once_and_catches_up(
     amqp_url: str,
     broker: Broker,
     mongo_db: AsyncDatabase[dict[str, Any]],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    parts = urlsplit(amqp_url)
-    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5672)
-    netloc = f"{parts.username}:{parts.password}@127.0.0.1:{proxy.start()}"
-    proxied = Broker(urlunsplit(parts._replace(netloc=netloc)), "itest-outage")
-    await proxied.connect()
+    proxy, proxied = await proxied_broker(amqp_url, "itest-outage")
     queue = await listen(broker)  # on a direct connection: the listener sees no outage
     collection = mongo_db["aggregates"]
     relay = OutboxRelay(
@@ -84,11 +90,7 @@ async def test_a_late_write_the_trailing_pass_meets_in_an_outage_is_published_af
     """A write that became visible after the sweep passed its stamp, found by the trailing
     pass while the broker is away: that pass moves on, so the sweep's own point goes back to
     the write, and it is published once the broker is back."""
-    parts = urlsplit(amqp_url)
-    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5672)
-    netloc = f"{parts.username}:{parts.password}@127.0.0.1:{proxy.start()}"
-    proxied = Broker(urlunsplit(parts._replace(netloc=netloc)), "itest-late-outage")
-    await proxied.connect()
+    proxy, proxied = await proxied_broker(amqp_url, "itest-late-outage")
     queue = await listen(broker)
     collection = mongo_db["aggregates"]
     late_commit_s = 1.0
