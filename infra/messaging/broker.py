@@ -179,14 +179,22 @@ class Broker:
                         exchange = await self._exchange_or_fail(event_type)
                     # What aio-pika's Exchange.publish does, without building an
                     # aio_pika.Message, and awaited here rather than in a helper coroutine:
-                    # this runs for every message.
+                    # this runs for every message. `wait=False`: the confirm awaited below
+                    # implies the write; waiting for the write too (aiormq's default) holds
+                    # the channel's lock until the connection's writer task has run, so
+                    # concurrent publishes queued on that lock, one wake-up each.
                     channel = self.channel
                     try:
                         if channel.is_closed:
                             raise aiormq.exceptions.ChannelInvalidStateError("channel closed")
                         underlay = await channel.get_underlay_channel()
+                        assert isinstance(underlay, aiormq.Channel)  # `wait` is not in its ABC
                         await underlay.basic_publish(
-                            body, exchange=exchange.name, properties=properties, mandatory=True
+                            body,
+                            exchange=exchange.name,
+                            properties=properties,
+                            mandatory=True,
+                            wait=False,
                         )
                     except BaseException as error:
                         await self._raise_not_confirmed(
