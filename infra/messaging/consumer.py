@@ -37,6 +37,7 @@ from infra.settings import AmqpSettings
 __all__ = ["Consumer", "Handler"]
 
 log = logging.getLogger(__name__)
+ACKS_TIMEOUT_S = 5.0
 
 
 class Consumer:
@@ -99,13 +100,14 @@ class Consumer:
         return self._handling
 
     async def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop taking deliveries, then let the ones in hand finish (bounded)."""
-        for queue, tag in self._consuming:
+        """Stop taking deliveries, let the ones in hand finish (bounded), then make sure the
+        broker has their acks."""
+        consuming, self._consuming = self._consuming, []
+        for queue, tag in consuming:
             try:
                 await queue.cancel(tag)
             except Exception:  # the connection may already be gone; nothing left to cancel
                 log.debug("cancel of %s failed", queue.name, exc_info=True)
-        self._consuming.clear()
         if self._handling:
             self._idle = asyncio.Event()
             try:
@@ -114,6 +116,20 @@ class Consumer:
                 log.warning("%d deliveries still in hand after %.0f s", self._handling, timeout_s)
             finally:
                 self._idle = None
+        for queue, _ in consuming:
+            await self._acks_received(queue)
+
+    async def _acks_received(self, queue: AbstractQueue) -> None:
+        """Return once the broker has processed the acks queued on `queue`'s channel (they are
+        not awaited until written, see _AmqpSettlement.ack): a broker handles a channel's
+        frames in order, so the answer to a request sent after them means it has them. Without
+        this, closing the connection right after stop() could drop them, and the broker would
+        deliver those messages again."""
+        try:
+            async with asyncio.timeout(ACKS_TIMEOUT_S):
+                await queue.channel.set_qos(prefetch_count=self._settings.prefetch)
+        except Exception:  # the connection is gone: unacked deliveries come again, as ever
+            log.debug("acks on %s not confirmed", queue.name, exc_info=True)
 
 
 def inbound(message: AbstractIncomingMessage) -> Inbound:
@@ -142,11 +158,17 @@ class _AmqpSettlement:
         self.message = message
 
     async def ack(self) -> None:
+        # Queued for the connection's writer, not awaited until written (aio-pika's
+        # `message.ack()` waits for that): the wait cost a wake-up of every coroutine between
+        # the consumer and here, for each delivery. An ack lost with the connection means a
+        # redelivery, as before; Consumer.stop makes sure the broker has the queued ones.
+        message = self.message
         try:
-            await self.message.ack()
+            assert message.delivery_tag is not None
+            await message.channel.basic_ack(message.delivery_tag, wait=False)
         except Exception:  # channel gone: the broker redelivers; the effect is stored already
             log.warning(
-                "ack of %s failed; it will be redelivered", self.message.message_id, exc_info=True
+                "ack of %s failed; it will be redelivered", message.message_id, exc_info=True
             )
 
     async def requeue(self) -> None:

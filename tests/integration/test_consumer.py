@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from typing import Any
 from urllib.parse import quote
 
@@ -176,3 +177,38 @@ async def test_stop_lets_in_flight_handlers_finish(broker: Broker) -> None:
     release.set()
     await stopping
     assert finished == [envelope.correlation_id]
+
+
+async def test_the_broker_has_the_acks_of_the_deliveries_in_hand_once_stop_returns(
+    amqp_url: str,
+) -> None:
+    """Acks are queued, not awaited until written: a service that closes its connection right
+    after stop() must not leave the deliveries it finished to be delivered again."""
+    broker = Broker(amqp_url, f"itest-{uuid.uuid4().hex[:6]}")
+    await broker.connect()
+    release = asyncio.Event()
+    finished: list[str] = []
+
+    async def held(envelope: Envelope, event: OrderPlaced) -> None:
+        await release.wait()
+        finished.append(event.order_id)
+
+    settings = AmqpSettings()
+    consumer = Consumer(broker, broker.service, settings)
+    queue_name = await consumer.subscribe(OrderPlaced, held)
+    await asyncio.gather(*(broker.publish(order_placed()) for _ in range(settings.prefetch)))
+    await eventually(lambda: consumer.handling == settings.prefetch)
+    stopping = asyncio.create_task(consumer.stop(timeout_s=10))
+    await asyncio.sleep(0.2)  # the consumer's cancel is through
+    release.set()
+    await stopping
+    await broker.close()
+    assert len(finished) == settings.prefetch
+
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(queue_name, passive=True)
+        assert queue.declaration_result.message_count == 0
+    finally:
+        await connection.close()
