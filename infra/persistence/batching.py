@@ -3,7 +3,10 @@
 While one round trip of a collection is in flight, the writes (or reads) that arrive for it
 wait, and go together in the next one: one `bulk_write` (unordered) or one `find` by `$in`.
 Nothing is delayed when the collection is idle (the first call goes at once, alone); under
-load, one round trip carries what many concurrent handlers asked for. Each caller still awaits
+load, one round trip carries what many concurrent handlers asked for. Inserts and updates are
+batched apart, each with its own round trip in flight: an insert is a new document's first
+write, often on a request's path (POST /orders), and a batch of updates in flight would
+otherwise hold it up for a whole round trip. Each caller still awaits
 its own write and gets its own outcome (inserted, matched, DuplicateKeyError, the connection's
 error), so acknowledging a message after its effect means what it meant before.
 
@@ -120,15 +123,18 @@ class _Write(Call[bool]):
 
 
 class BatchedWrites:
-    """`insert_one` and `update_one` by `_id` on one collection, batched while one is in flight."""
+    """`insert_one` and `update_one` by `_id` on one collection: inserts batched while an insert
+    round trip is in flight, updates while an update round trip is. Concurrent calls have no
+    order between them either way; two on one document never share a batch."""
 
     def __init__(self, collection: AsyncCollection[Document], max_batch: int = MAX_BATCH) -> None:
         self._collection = collection
-        self._batches: Batches[_Write] = Batches(self._write, max_batch)
+        self._inserts: Batches[_Write] = Batches(self._write, max_batch)
+        self._updates: Batches[_Write] = Batches(self._write, max_batch)
 
     async def insert_one(self, document: Document) -> None:
         """Raises DuplicateKeyError if a document with its `_id` exists."""
-        await self._batches.submit(_Write(document["_id"], operation=InsertOne(document)))
+        await self._inserts.submit(_Write(document["_id"], operation=InsertOne(document)))
 
     async def update_one(self, query: Document, update: Document, *, upsert: bool = False) -> bool:
         """Whether a document matched `query` (with `upsert`: True once it matched or was
@@ -140,7 +146,7 @@ class BatchedWrites:
             token = next(_TOKENS)
             marked = {**update, "$set": {**update.get("$set", {}), WRITE_TOKEN: token}}
             write = _Write(query["_id"], operation=UpdateOne(query, marked), token=token)
-        result: bool = await self._batches.submit(write)
+        result: bool = await self._updates.submit(write)
         return result
 
     async def _write(self, batch: list[_Write]) -> None:

@@ -17,14 +17,22 @@ Database = AsyncDatabase[dict[str, Any]]
 
 
 class _Commands(monitoring.CommandListener):
+    """The commands started, and every start and success in order. Called in the event
+    loop's thread (the async client's), so it may set the loop's events."""
+
     def __init__(self) -> None:
         self.names: list[str] = []
+        self.events: list[tuple[str, str]] = []
+        self.update_started = asyncio.Event()
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         self.names.append(event.command_name)
+        self.events.append(("started", event.command_name))
+        if event.command_name == "update":
+            self.update_started.set()
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
+        self.events.append(("succeeded", event.command_name))
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
         pass
@@ -115,6 +123,35 @@ async def test_writes_while_one_is_in_flight_go_together(
         # The other 39 queued while the first was in flight and went together.
         assert listener.names.count("insert") == 2
         assert await mongo_db["batched_count"].count_documents({}) == 40
+    finally:
+        await client.close()
+
+
+async def test_an_insert_goes_out_while_a_batch_of_updates_is_in_flight(
+    mongo_db: Database, mongo_url: str
+) -> None:
+    """A new order's insert (POST /orders) must not wait for the round trip of the updates
+    that consumers of the same collection have in flight."""
+    listener = _Commands()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        mongo_url, event_listeners=[listener]
+    )
+    try:
+        collection = client[mongo_db.name]["batched_lanes"]
+        await collection.insert_many([{"_id": n, "version": 1} for n in range(50)])
+        listener.events.clear()
+        writes = BatchedWrites(collection)
+        # A round trip long enough to submit an insert while it is in flight: 1 MB to write.
+        payload = "x" * 20_000
+        updates = asyncio.gather(
+            *(writes.update_one({"_id": n}, {"$set": {"payload": payload}}) for n in range(50))
+        )
+        await listener.update_started.wait()
+        await writes.insert_one({"_id": "new"})
+        assert await updates == [True] * 50
+        events = listener.events
+        assert events.index(("started", "insert")) < events.index(("succeeded", "update"))
+        assert await collection.count_documents({}) == 51
     finally:
         await client.close()
 
