@@ -21,12 +21,14 @@ class _Commands(monitoring.CommandListener):
     loop's thread (the async client's), so it may set the loop's events."""
 
     def __init__(self) -> None:
-        self.names: list[str] = []
         self.events: list[tuple[str, str]] = []
         self.update_started = asyncio.Event()
 
+    @property
+    def names(self) -> list[str]:
+        return [name for what, name in self.events if what == "started"]
+
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.names.append(event.command_name)
         self.events.append(("started", event.command_name))
         if event.command_name == "update":
             self.update_started.set()
