@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Any
 
@@ -59,7 +60,28 @@ def analyse_phase(
     }
     if before is not None and after is not None:
         result.update(_costs(before, after, successful, span))
+        served = server_latency(before.post_orders, after.post_orders)
+        if served is not None:
+            result["server_latency"] = served
     return result
+
+
+def server_latency(before: dict[float, float], after: dict[float, float]) -> dict[str, Any] | None:
+    """The phase's POST /orders as the order service timed them (its histogram: from the
+    request reaching the app to the response leaving it; without the client, the network and
+    the wait for the service's event loop): the share within each bucket bound, and the
+    bounds the 99th percentile lies between. None without requests or a histogram."""
+    delta = {b: after[b] - before.get(b, 0.0) for b in sorted(after)}
+    total = delta.get(math.inf, 0.0)
+    if total <= 0:
+        return None
+    within = {1000 * b: n / total for b, n in delta.items() if b != math.inf}
+    lower = 0.0
+    for bound_ms, share in within.items():
+        if share >= 0.99:
+            return {"count": total, "within_ms": within, "p99_between_ms": (lower, bound_ms)}
+        lower = bound_ms
+    return {"count": total, "within_ms": within, "p99_between_ms": (lower, math.inf)}
 
 
 def _series(

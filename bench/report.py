@@ -65,6 +65,19 @@ def _latency(name: str, summary: dict[str, float]) -> str:
     return f"  {name:<34} {parts} ms (n={summary['count']:.0f})"
 
 
+def _served(served: dict[str, Any]) -> str:
+    lower, upper = served["p99_between_ms"]
+    shares = ", ".join(
+        f"{fmt(bound)} ms {100 * share:.1f}%"
+        for bound, share in served["within_ms"].items()
+        if 5 <= bound <= 50
+    )
+    return (
+        f"  {'  in the order service (histogram)':<34} p99 in ({fmt(lower)}, {fmt(upper)}] ms;"
+        f" within {shares} (n={served['count']:.0f})"
+    )
+
+
 def print_phase(name: str, phase: dict[str, Any], out: Callable[[str], None] = print) -> None:
     out(f"\n== {name} ==")
     out(
@@ -79,6 +92,8 @@ def print_phase(name: str, phase: dict[str, Any], out: Callable[[str], None] = p
     out(f"  accepted orders/s (HTTP 202)              {fmt(phase['accepted_per_s'])}")
     out(_latency("POST /orders accept latency", phase["accept_latency_ms"]))
     out(_latency("client send lag (sent - due)", phase["send_lag_ms"]))
+    if "server_latency" in phase:
+        out(_served(phase["server_latency"]))
     out(_latency("end to end (accept -> recorded)", phase["e2e_latency_ms"]))
     out(_latency("end to end (accept -> sent)", phase["e2e_to_sent_ms"]))
     if "cost_per_order" not in phase:

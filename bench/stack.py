@@ -38,6 +38,9 @@ class Snapshot:
     at: float  # time.monotonic()
     counts: dict[str, dict[str, int]]  # service -> counter -> value
     cpu: dict[str, float]  # process label -> user+system CPU seconds
+    # POST /orders as the order service's own histogram counts it (its replicas summed):
+    # upper bound in seconds -> requests answered within it, cumulative as Prometheus keeps it.
+    post_orders: dict[float, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -174,7 +177,11 @@ class Stack:
         for label, seconds in cpu_seconds(self.pids()).items():
             service = self.service_of(label)
             cpu[service] = cpu.get(service, 0.0) + seconds
-        return Snapshot(time.monotonic(), counts, cpu)
+        post_orders: dict[float, float] = {}
+        for url in self.urls("order"):
+            for bound, count in post_orders_histogram(url).items():
+                post_orders[bound] = post_orders.get(bound, 0.0) + count
+        return Snapshot(time.monotonic(), counts, cpu, post_orders)
 
     def modules_running(self) -> dict[str, str]:
         """The module each process runs, read back from its command line (`-m <module>`)."""
@@ -279,6 +286,25 @@ def mongo_client_settings(service_url: str) -> dict[str, str]:
         if family.name == "mongo_client_info":
             return dict(family.samples[0].labels)
     return {}
+
+
+def post_orders_histogram(service_url: str) -> dict[float, float]:
+    """The `http_request_duration_seconds` buckets of POST /orders a service's /metrics shows
+    (empty if it has none, e.g. the plain pipeline)."""
+    text = httpx.get(f"{service_url}/metrics", timeout=5).text
+    buckets: dict[float, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "http_request_duration_seconds":
+            continue
+        for sample in family.samples:
+            labels = sample.labels
+            if (
+                sample.name.endswith("_bucket")
+                and labels.get("route") == "/orders"
+                and (labels.get("method") == "POST")
+            ):
+                buckets[float(labels["le"])] = sample.value
+    return buckets
 
 
 def check_retry_writes(reported: dict[str, dict[str, str]], expected: bool) -> None:

@@ -1,9 +1,13 @@
-"""The benchmark's other pure helpers: py-spy output parsing, Redis round-trip labels."""
+"""The benchmark's other pure helpers: py-spy output parsing, Redis round-trip labels, the
+service's latency histogram read between two snapshots."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
+from bench.analysis import server_latency
 from bench.counters import _count_arrays, _redis_name
 from bench.profiling import parse_collapsed
 from bench.stack import check_retry_writes
@@ -55,3 +59,19 @@ def test_a_service_running_another_retry_writes_than_printed_fails_the_run() -> 
     with pytest.raises(SystemExit, match="not reported"):
         check_retry_writes({"order": {}}, expected=False)
     check_retry_writes({"order": {"retry_writes": "true"}}, expected=True)
+
+
+def test_the_services_histogram_gives_the_phases_shares_and_the_p99_bucket() -> None:
+    # Cumulative buckets (seconds) before and after a phase of 200 requests.
+    before = {0.005: 10.0, 0.01: 20.0, 0.025: 30.0, math.inf: 30.0}
+    after = {0.005: 110.0, 0.01: 210.0, 0.025: 228.0, math.inf: 230.0}
+    served = server_latency(before, after)
+    assert served is not None
+    assert served["count"] == 200
+    assert served["within_ms"] == {5.0: 0.5, 10.0: 0.95, 25.0: 0.99}
+    assert served["p99_between_ms"] == (10.0, 25.0)
+    # A p99 past the last finite bound, and a phase without requests.
+    slow = {0.005: 10.0, 0.01: 20.0, 0.025: 30.0, math.inf: 230.0}
+    assert server_latency(before, slow)["p99_between_ms"] == (25.0, math.inf)  # type: ignore[index]
+    assert server_latency(before, before) is None
+    assert server_latency({}, {}) is None
