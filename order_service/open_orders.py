@@ -28,7 +28,8 @@ from typing import Protocol
 from infra.background import cancel_and_wait
 from infra.clock import Clock
 from infra.persistence.rate_limits import Bucket
-from infra.persistence.slot_pools import Admission, Hold, pool_key
+from infra.persistence.sessions import SessionCheck
+from infra.persistence.slot_pools import Admission, Hold, Verdict, pool_key
 from order_service.domain.model import Order
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,11 @@ class SlotPools(Protocol):
     """infra.persistence.slot_pools.RedisSlotPools, as this cap uses it."""
 
     async def hit_and_hold(
-        self, action: str, buckets: Sequence[Bucket], hold: Hold
+        self,
+        action: str,
+        buckets: Sequence[Bucket],
+        hold: Hold,
+        session: SessionCheck | None = None,
     ) -> Admission: ...
 
     async def release(self, holders_by_pool: Mapping[str, Collection[str]]) -> None: ...
@@ -59,10 +64,16 @@ class OpenOrdersCap:
         self._task: asyncio.Task[None] | None = None
 
     async def admit(
-        self, customer_id: str, order_id: str, deadline_at: datetime, buckets: Sequence[Bucket]
+        self,
+        customer_id: str,
+        order_id: str,
+        deadline_at: datetime,
+        buckets: Sequence[Bucket],
+        session: SessionCheck | None = None,
     ) -> Admission:
         """Count the placement in `buckets` and take a slot for `order_id` until its
-        deadline; the verdict says which of them refused, if one did."""
+        deadline, after checking `session` if given; the verdict says what refused, if
+        anything did."""
         released = self._pending.pop(customer_id, set())
         self._pending_count -= len(released)
         hold = Hold(
@@ -74,10 +85,13 @@ class OpenOrdersCap:
             released=released,
         )
         try:
-            return await self._pools.hit_and_hold("order", buckets, hold)
+            admission = await self._pools.hit_and_hold("order", buckets, hold, session)
         except BaseException:
             self._keep(customer_id, released)  # not applied: the flush sends them
             raise
+        if admission.verdict is Verdict.NO_SESSION:
+            self._keep(customer_id, released)  # refused before they were applied
+        return admission
 
     def release(self, customer_id: str, order_id: str) -> None:
         """Give the order's slot back (soon: with the customer's next placement or the next

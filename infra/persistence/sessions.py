@@ -6,34 +6,61 @@ slides (each use renews `ttl_s`) but never outlives its absolute deadline (`max_
 login), which is stored in the value and enforced by the same script that renews it: one round
 trip. Each customer's session hashes are also kept in a set, so "log out everywhere" revokes
 them all in one atomic script.
+
+A reader remembers which customer each token it resolved belongs to (bounded, in this process).
+That memory is never trusted on its own: a caller that has a script of its own to run (the
+order service's admission) hands it a `SessionCheck`, and the script verifies and renews the
+session in Redis before anything else, so the request pays one round trip instead of two and a
+revoked or expired session is still refused at once, by every replica.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from redis.asyncio import Redis
 
 _PREFIX = "session:"
 
-# KEYS[1] session key; ARGV[1] sliding TTL in seconds, or 0 to read without renewing.
-# The value is "<customer id>|<absolute deadline, epoch seconds>".
-_READ = """
-local value = redis.call('GET', KEYS[1])
-if not value then return false end
-local sep = string.find(value, '|', 1, true)
-if not sep then return false end
-local left = tonumber(string.sub(value, sep + 1)) - tonumber(redis.call('TIME')[1])
-if left <= 0 then
-  redis.call('DEL', KEYS[1])
-  return false
+# A Lua function for scripts that read a session: the customer of the session under `key`,
+# renewed by `ttl` seconds (0: not renewed) but never past its absolute deadline, or false if
+# it is unknown or past that deadline. The value is "<customer id>|<deadline, epoch seconds>".
+SESSION_CUSTOMER_LUA = """
+local function session_customer(key, ttl)
+  local value = redis.call('GET', key)
+  if not value then return false end
+  local sep = string.find(value, '|', 1, true)
+  if not sep then return false end
+  local left = tonumber(string.sub(value, sep + 1)) - tonumber(redis.call('TIME')[1])
+  if left <= 0 then
+    redis.call('DEL', key)
+    return false
+  end
+  if ttl > 0 then redis.call('EXPIRE', key, math.min(ttl, left)) end
+  return string.sub(value, 1, sep - 1)
 end
-local ttl = tonumber(ARGV[1])
-if ttl > 0 then redis.call('EXPIRE', KEYS[1], math.min(ttl, left)) end
-return string.sub(value, 1, sep - 1)
 """
+
+# KEYS[1] session key; ARGV[1] sliding TTL in seconds, or 0 to read without renewing.
+_READ = SESSION_CUSTOMER_LUA + "return session_customer(KEYS[1], tonumber(ARGV[1]))\n"
+
+# Tokens this process resolved, at most this many (the least recently used go first).
+REMEMBERED_TOKENS = 10_000
+
+
+@dataclass(frozen=True)
+class SessionCheck:
+    """For a caller's own script: the session under `key` must still belong to `customer_id`
+    (renewed by `ttl_s`, as a read renews it), or the script refuses the request."""
+
+    key: str
+    customer_id: str
+    ttl_s: int
+
 
 # KEYS[1] the customer's set of session hashes; ARGV[1] the session key prefix.
 _REVOKE_ALL = """
@@ -51,12 +78,36 @@ class SessionReader:
         self._redis = redis
         self._ttl_s = ttl_s
         self._read = redis.register_script(_READ)
+        self._remembered: OrderedDict[str, str] = OrderedDict()
 
     async def customer_for(self, token: str) -> str | None:
         """The session's customer (renewing it if this reader slides), None if unknown or past
         either deadline."""
-        value = await self._read(keys=[session_key(token)], args=[self._ttl_s])
-        return None if value is None else str(value)
+        key = session_key(token)
+        value = await self._read(keys=[key], args=[self._ttl_s])
+        if value is None:
+            self._remembered.pop(key, None)
+            return None
+        customer_id = value.decode() if isinstance(value, bytes) else str(value)
+        self._remembered[key] = customer_id
+        self._remembered.move_to_end(key)
+        if len(self._remembered) > REMEMBERED_TOKENS:
+            self._remembered.popitem(last=False)
+        return customer_id
+
+    def remembered(self, token: str) -> SessionCheck | None:
+        """The customer this process last resolved `token` to, as a check for the caller's
+        script to make (no round trip here); None if this process has not seen the token."""
+        key = session_key(token)
+        customer_id = self._remembered.get(key)
+        if customer_id is None:
+            return None
+        self._remembered.move_to_end(key)
+        return SessionCheck(key, customer_id, self._ttl_s)
+
+    def forget(self, token: str) -> None:
+        """Drop what this process remembers of `token` (its session ended or was refused)."""
+        self._remembered.pop(session_key(token), None)
 
 
 class RedisSessionStore(SessionReader):
@@ -78,6 +129,7 @@ class RedisSessionStore(SessionReader):
         return token, now + timedelta(seconds=first_ttl)
 
     async def end(self, token: str, customer_id: str) -> None:
+        self.forget(token)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(session_key(token))
             pipe.srem(_sessions_of(customer_id), _hash(token))

@@ -9,6 +9,11 @@ released since its last call (a release then needs no round trip of its own).
 
 Every hold lapses by its score, so a release that never arrives (a crash, Redis unreachable)
 keeps a slot taken at most until then; nothing has to clean up after it.
+
+A caller that knows (unverified) whose session the request carries passes a `SessionCheck`: the
+script then verifies and renews that session first and refuses the request (`NO_SESSION`,
+nothing counted or held) if it no longer belongs to that customer, so authentication and
+admission share the one round trip.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from enum import StrEnum
 from redis.asyncio import Redis
 
 from infra.persistence.rate_limits import Bucket, bucket_key
+from infra.persistence.sessions import SESSION_CUSTOMER_LUA, SessionCheck
 
 # KEYS[1..n]: the buckets' counters; KEYS[n + 1]: the pool.
 # ARGV: window_s, the n buckets' limits, then the pool's limit, the holder, its lapse score,
@@ -29,20 +35,22 @@ from infra.persistence.rate_limits import Bucket, bucket_key
 # before anything can refuse, so the caller may forget the releases it passed once this ran.
 # A request refused by a bucket counts in none; one refused by the pool counts in all (it is
 # a request like any other, and a client must not hammer a full pool for free).
-_HIT_AND_HOLD = """
-local n = #KEYS - 1
-local pool = KEYS[n + 1]
-local limit, holder = tonumber(ARGV[n + 2]), ARGV[n + 3]
-local lapses, now = tonumber(ARGV[n + 4]), tonumber(ARGV[n + 5])
+# The checked variant takes the session's key first in KEYS and the customer and the renewal
+# TTL first in ARGV; `k` and `a` are where the rest starts.
+_ADMIT = """
+local n = #KEYS - 1 - k
+local pool = KEYS[k + n + 1]
+local limit, holder = tonumber(ARGV[a + n + 2]), ARGV[a + n + 3]
+local lapses, now = tonumber(ARGV[a + n + 4]), tonumber(ARGV[a + n + 5])
 redis.call('ZREMRANGEBYSCORE', pool, '-inf', now)
-for i = n + 6, #ARGV do redis.call('ZREM', pool, ARGV[i]) end
+for i = a + n + 6, #ARGV do redis.call('ZREM', pool, ARGV[i]) end
 for i = 1, n do
-  if tonumber(redis.call('GET', KEYS[i]) or '0') >= tonumber(ARGV[i + 1]) then
-    return {'rate_limited', math.max(redis.call('TTL', KEYS[i]), 1), 0}
+  if tonumber(redis.call('GET', KEYS[k + i]) or '0') >= tonumber(ARGV[a + i + 1]) then
+    return {'rate_limited', math.max(redis.call('TTL', KEYS[k + i]), 1), 0}
   end
 end
 for i = 1, n do
-  if redis.call('INCR', KEYS[i]) == 1 then redis.call('EXPIRE', KEYS[i], ARGV[1]) end
+  if redis.call('INCR', KEYS[k + i]) == 1 then redis.call('EXPIRE', KEYS[k + i], ARGV[a + 1]) end
 end
 if redis.call('ZSCORE', pool, holder) then
   return {'held', 0, redis.call('ZCARD', pool)}
@@ -59,6 +67,17 @@ local last = redis.call('ZRANGE', pool, -1, -1, 'WITHSCORES')
 redis.call('EXPIRE', pool, math.max(math.ceil(tonumber(last[2]) - now), 1))
 return {'added', 0, held + 1}
 """
+_HIT_AND_HOLD = "local k, a = 0, 0\n" + _ADMIT
+_CHECKED_HIT_AND_HOLD = (
+    SESSION_CUSTOMER_LUA
+    + """
+if session_customer(KEYS[1], tonumber(ARGV[2])) ~= ARGV[1] then
+  return {'no_session', 0, 0}
+end
+local k, a = 1, 2
+"""
+    + _ADMIT
+)
 
 
 class Verdict(StrEnum):
@@ -66,6 +85,7 @@ class Verdict(StrEnum):
     HELD = "held"  # the holder had its slot already (a repeat): nothing changed
     RATE_LIMITED = "rate_limited"  # a bucket was full: `wait_s` until its window ends
     FULL = "full"  # every slot is taken: `wait_s` is a hint (see `Hold.retry_within_s`)
+    NO_SESSION = "no_session"  # the SessionCheck failed: nothing was counted or held
 
 
 @dataclass(frozen=True)
@@ -101,13 +121,26 @@ class RedisSlotPools:
         self._redis = redis
         self._window_s = window_s
         self._hit_and_hold = redis.register_script(_HIT_AND_HOLD)
+        self._checked_hit_and_hold = redis.register_script(_CHECKED_HIT_AND_HOLD)
 
-    async def hit_and_hold(self, action: str, buckets: Sequence[Bucket], hold: Hold) -> Admission:
-        """Count one `action` in every bucket and take a slot of the pool, in one round trip."""
+    async def hit_and_hold(
+        self,
+        action: str,
+        buckets: Sequence[Bucket],
+        hold: Hold,
+        session: SessionCheck | None = None,
+    ) -> Admission:
+        """Count one `action` in every bucket and take a slot of the pool, in one round trip;
+        with `session`, only if that session still belongs to its customer."""
         keys = [bucket_key(action, b.kind, b.subject) for b in buckets] + [hold.pool]
         args: list[str | int | float] = [self._window_s, *(b.limit for b in buckets)]
         args += [hold.limit, hold.holder, repr(hold.lapses), repr(hold.now), *hold.released]
-        verdict, wait_s, holders = await self._hit_and_hold(keys=keys, args=args)
+        script = self._hit_and_hold
+        if session is not None:
+            keys = [session.key, *keys]
+            args = [session.customer_id, session.ttl_s, *args]
+            script = self._checked_hit_and_hold
+        verdict, wait_s, holders = await script(keys=keys, args=args)
         verdict = Verdict(verdict.decode() if isinstance(verdict, bytes) else verdict)
         if verdict is Verdict.FULL:
             wait_s = min(int(wait_s), hold.retry_within_s)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
@@ -10,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from infra.http_errors import ApiError
 from infra.observability.metrics import RATE_LIMITED
 from infra.persistence.rate_limits import Bucket
+from infra.persistence.sessions import SessionCheck
 from order_service.wiring import OrderServiceDeps
 
 
@@ -43,11 +45,36 @@ Token = Annotated[str, Depends(bearer_token)]
 async def current_customer(deps: Deps, token: Token) -> str:
     customer_id = await deps.sessions.customer_for(token)
     if customer_id is None:
-        raise ApiError(401, "session_expired", "unknown or expired session", _BEARER)
+        raise session_refused()
     return customer_id
 
 
 CustomerId = Annotated[str, Depends(current_customer)]
+
+
+def session_refused() -> ApiError:
+    return ApiError(401, "session_expired", "unknown or expired session", _BEARER)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Whose request this is. `check` is set when the customer comes from this process's
+    memory of the token, unverified: the request's admission script must verify it."""
+
+    customer_id: str
+    check: SessionCheck | None
+
+
+async def caller(deps: Deps, token: Token) -> Caller:
+    """The customer without a round trip of its own when this process has seen the token
+    before (the admission then checks the session), else read and renewed as for any route."""
+    check = deps.sessions.remembered(token)
+    if check is not None:
+        return Caller(check.customer_id, check)
+    return Caller(await current_customer(deps, token), None)
+
+
+CheckedCaller = Annotated[Caller, Depends(caller)]
 
 
 async def client_address(request: Request) -> str:

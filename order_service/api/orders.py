@@ -16,7 +16,15 @@ from infra.http_errors import ApiError, error_responses
 from infra.persistence.rate_limits import Bucket
 from infra.persistence.slot_pools import Admission, Verdict
 from order_service import commands
-from order_service.api.deps import ClientAddress, CustomerId, Deps, rate_limited
+from order_service.api.deps import (
+    CheckedCaller,
+    ClientAddress,
+    CustomerId,
+    Deps,
+    Token,
+    rate_limited,
+    session_refused,
+)
 from order_service.commands import IdempotencyConflict
 from order_service.domain.ids import order_id_for
 from order_service.domain.model import CannotCancel, Order, OrderStatus, deadline_after
@@ -89,7 +97,8 @@ class EventView(BaseModel):
 )
 async def place_order(
     body: PlaceOrderRequest,
-    customer_id: CustomerId,
+    caller: CheckedCaller,
+    token: Token,
     deps: Deps,
     response: Response,
     address: ClientAddress,
@@ -100,13 +109,17 @@ async def place_order(
     settings = deps.settings
     placed_at = deps.clock()
     secret = settings.order_id_secret.get_secret_value().encode()
+    customer_id = caller.customer_id
     # The id the insert will use, known first: the open-orders slot is held under it.
     order_id = order_id_for(customer_id, idempotency_key, secret)
     admission = await deps.open_orders.admit(
         customer_id, order_id, deadline_after(placed_at, settings.deadline_s), [
         Bucket("customer", customer_id, settings.orders_per_customer),
         Bucket("address", address, settings.orders_per_address),
-    ])  # fmt: skip
+    ], caller.check)  # fmt: skip
+    if admission.verdict is Verdict.NO_SESSION:  # ended since this process last saw it
+        deps.sessions.forget(token)
+        raise session_refused()
     if admission.verdict is Verdict.RATE_LIMITED:
         raise rate_limited("order", admission.wait_s)
     try:

@@ -138,6 +138,22 @@ async def test_logout_ends_the_session(http: httpx.AsyncClient, pipeline: Pipeli
     assert (await http.get(orders, headers=auth)).status_code == 401
 
 
+async def test_an_order_after_logging_out_everywhere_is_refused(
+    http: httpx.AsyncClient, pipeline: Pipeline
+) -> None:
+    # The service remembers the token from the first order and checks it inside the second
+    # one's admission: a session ended since is refused there, before anything is counted.
+    auth = await register_and_login(http, pipeline)
+    orders = f"{pipeline.url('order')}/orders"
+    assert (await http.post(orders, json=BODY, headers=auth)).status_code == 202
+    assert (await http.post(orders, json=BODY, headers=auth)).status_code == 202
+    assert (await http.delete(f"{pipeline.url('order')}/sessions", headers=auth)).status_code == 204
+    refused = await http.post(orders, json=BODY, headers=auth)
+    assert refused.status_code == 401
+    assert refused.json()["code"] == "session_expired"
+    assert refused.headers["WWW-Authenticate"] == "Bearer"
+
+
 async def test_repeated_failed_logins_are_refused_for_a_while(
     http: httpx.AsyncClient, pipeline: Pipeline
 ) -> None:

@@ -1,10 +1,13 @@
 """The open-orders cap against the real Redis: its one script (rate buckets + slot pool) is
 exact under concurrency, frees a slot when an order ends, drops lapsed holds, lets a repeat
-of an admitted order through; and the order repository tells it when an order ended."""
+of an admitted order through, checks and renews a session remembered by the process (a session
+ended or expired since is refused before anything counts); and the order repository tells it
+when an order ended."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -16,7 +19,9 @@ from redis.asyncio import Redis
 
 from contracts.events import OrderLine
 from infra.clock import utc_now
-from infra.persistence.rate_limits import Bucket
+from infra.persistence import sessions as sessions_module
+from infra.persistence.rate_limits import Bucket, bucket_key
+from infra.persistence.sessions import RedisSessionStore, SessionReader, session_key
 from infra.persistence.slot_pools import RedisSlotPools, Verdict, pool_key
 from order_service.adapters.repository import MongoOrderRepository
 from order_service.domain.model import Order
@@ -50,9 +55,12 @@ def cap_on(redis: Redis, clock: SteppingClock, cap: int = CAP) -> OpenOrdersCap:
     return OpenOrdersCap(RedisSlotPools(redis, window_s=60), cap, flush_s=60, clock=clock)
 
 
-async def admit(cap: OpenOrdersCap, clock: SteppingClock, customer: str, order_id: str) -> Any:
+async def admit(
+    cap: OpenOrdersCap, clock: SteppingClock, customer: str, order_id: str, *session: Any
+) -> Any:
     deadline = clock.now + timedelta(seconds=DEADLINE_S)
-    return await cap.admit(customer, order_id, deadline, [Bucket("customer", customer, 1000)])
+    buckets = [Bucket("customer", customer, 1000)]
+    return await cap.admit(customer, order_id, deadline, buckets, *session)
 
 
 async def fill(cap: OpenOrdersCap, clock: SteppingClock, customer: str) -> list[str]:
@@ -157,3 +165,90 @@ async def test_the_repository_tells_the_cap_when_an_order_ends(
     assert cap.pending() == 1
     await cap.flush()
     assert await redis.zscore(pool_key(POOL_KIND, customer), order.order_id) is None
+
+
+async def test_a_remembered_session_is_checked_and_renewed_in_the_admissions_script(
+    redis: Redis,
+) -> None:
+    clock, sessions = SteppingClock(), RedisSessionStore(redis, ttl_s=600, max_age_s=1000)
+    cap = cap_on(redis, clock)
+    customer, other = unique("customer"), unique("customer")
+    token, _ = await sessions.create(customer)
+    assert sessions.remembered(token) is None  # never resolved by this process
+    assert await sessions.customer_for(token) == customer
+    check = sessions.remembered(token)
+    assert check is not None
+    assert check.customer_id == customer
+    await redis.expire(session_key(token), 100)
+    admitted = await admit(cap, clock, customer, unique("order"), check)
+    assert admitted.verdict is Verdict.ADDED
+    assert 590 <= await redis.ttl(session_key(token)) <= 600  # renewed as a read renews
+    # Another customer's session, or none at all, passes nothing.
+    foreign, _ = await sessions.create(other)
+    assert await sessions.customer_for(foreign) == other
+    stolen = sessions.remembered(foreign)
+    assert stolen is not None
+    impostor = type(stolen)(stolen.key, customer, stolen.ttl_s)
+    assert (await admit(cap, clock, customer, unique("order"), impostor)).verdict is (
+        Verdict.NO_SESSION
+    )
+
+
+async def test_a_session_ended_elsewhere_is_refused_before_anything_counts(redis: Redis) -> None:
+    clock, sessions = SteppingClock(), RedisSessionStore(redis, ttl_s=600, max_age_s=1000)
+    cap = cap_on(redis, clock)
+    customer = unique("customer")
+    ended, _ = await sessions.create(customer)
+    expired, _ = await sessions.create(customer)
+    assert await sessions.customer_for(ended) == customer
+    assert await sessions.customer_for(expired) == customer
+    # Logged out everywhere through another replica; this process still remembers the token.
+    other_replica = RedisSessionStore(redis, ttl_s=600, max_age_s=1000)
+    assert await other_replica.end_all(customer) == 2
+    check = sessions.remembered(ended)
+    assert check is not None
+    refused = await admit(cap, clock, customer, unique("order"), check)
+    assert refused.verdict is Verdict.NO_SESSION
+    assert await redis.get(bucket_key("order", "customer", customer)) is None
+    assert await redis.zcard(pool_key(POOL_KIND, customer)) == 0
+    # Past its absolute deadline: refused and removed, though its sliding TTL runs on.
+    await redis.set(session_key(expired), f"{customer}|{int(time.time()) - 1}", ex=600)
+    late = sessions.remembered(expired)
+    assert late is not None
+    assert (await admit(cap, clock, customer, unique("order"), late)).verdict is (
+        Verdict.NO_SESSION
+    )
+    assert await redis.exists(session_key(expired)) == 0
+
+
+async def test_a_reader_remembers_only_what_it_resolved_and_forgets_what_ended(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sessions = RedisSessionStore(redis, ttl_s=600, max_age_s=1000)
+    reader = SessionReader(redis)
+    customer = unique("customer")
+    token, _ = await sessions.create(customer)
+    assert await reader.customer_for("not-a-token") is None
+    assert reader.remembered("not-a-token") is None
+    assert await reader.customer_for(token) == customer
+    assert reader.remembered(token) is not None
+    await sessions.end(token, customer)
+    assert await reader.customer_for(token) is None  # a read that finds it gone forgets it
+    assert reader.remembered(token) is None
+    # The process that ends a session forgets it at once.
+    again, _ = await sessions.create(customer)
+    assert await sessions.customer_for(again) == customer
+    await sessions.end(again, customer)
+    assert sessions.remembered(again) is None
+    # Bounded: past the limit the least recently used token goes first.
+    monkeypatch.setattr(sessions_module, "REMEMBERED_TOKENS", 2)
+    first, second, third = [(await sessions.create(customer))[0] for _ in range(3)]
+    for token_ in (first, second):
+        assert await sessions.customer_for(token_) == customer
+    assert sessions.remembered(first) is not None  # now used more recently than `second`
+    assert await sessions.customer_for(third) == customer
+    assert [sessions.remembered(t) is not None for t in (first, second, third)] == [
+        True,
+        False,
+        True,
+    ]

@@ -11,6 +11,7 @@ import pytest
 
 from contracts.events import OrderLine
 from infra.persistence.rate_limits import Bucket
+from infra.persistence.sessions import SessionCheck
 from infra.persistence.slot_pools import Admission, Hold, Verdict, pool_key
 from order_service.domain.model import Order
 from order_service.open_orders import POOL_KIND, OpenOrdersCap
@@ -25,10 +26,19 @@ class FakeSlotPools:
         self.holds: list[Hold] = []
         self.releases: list[dict[str, set[str]]] = []
         self.failing = False
+        self.live_sessions: set[str] = set()
 
-    async def hit_and_hold(self, action: str, buckets: Sequence[Bucket], hold: Hold) -> Admission:
+    async def hit_and_hold(
+        self,
+        action: str,
+        buckets: Sequence[Bucket],
+        hold: Hold,
+        session: SessionCheck | None = None,
+    ) -> Admission:
         if self.failing:
             raise ConnectionError("redis down")
+        if session is not None and session.key not in self.live_sessions:
+            return Admission(Verdict.NO_SESSION, 0, 0)
         self.holds.append(hold)
         return Admission(Verdict.ADDED, 0, 1)
 
@@ -109,3 +119,17 @@ async def test_the_last_releases_are_flushed_when_it_stops() -> None:
     cap.release("c-1", "o-1")
     await cap.stop()
     assert pools.releases == [{pool("c-1"): {"o-1"}}]
+
+
+async def test_releases_are_kept_when_the_session_check_refuses_the_placement() -> None:
+    pools = FakeSlotPools()
+    cap = cap_on(pools)
+    cap.release("c-1", "o-1")
+    ended = SessionCheck("session:ended", "c-1", 60)
+    refused = await cap.admit("c-1", "o-2", DEADLINE, [], ended)
+    assert (refused.verdict, pools.holds) == (Verdict.NO_SESSION, [])
+    # The script refused before applying them: they ride in the next placement.
+    pools.live_sessions.add("session:live")
+    await cap.admit("c-1", "o-3", DEADLINE, [], SessionCheck("session:live", "c-1", 60))
+    assert [set(h.released) for h in pools.holds] == [{"o-1"}]
+    assert cap.pending() == 0
