@@ -7,7 +7,7 @@ login), which is stored in the value and enforced by the same script that renews
 trip. Each customer's session hashes are also kept in a set, so "log out everywhere" revokes
 them all in one atomic script.
 
-A reader remembers which customer each token it resolved belongs to (bounded, in this process).
+The store remembers which customer each token it resolved belongs to (bounded, in this process).
 That memory is never trusted on its own: a caller that has a script of its own to run (the
 order service's admission) hands it a `SessionCheck`, and the script verifies and renews the
 session in Redis before anything else, so the request pays one round trip instead of two and a
@@ -78,17 +78,30 @@ class SessionReader:
         self._redis = redis
         self._ttl_s = ttl_s
         self._read = redis.register_script(_READ)
-        self._remembered: OrderedDict[str, str] = OrderedDict()
 
     async def customer_for(self, token: str) -> str | None:
         """The session's customer (renewing it if this reader slides), None if unknown or past
         either deadline."""
+        value = await self._read(keys=[session_key(token)], args=[self._ttl_s])
+        return None if value is None else str(value)
+
+
+class RedisSessionStore(SessionReader):
+    """Creates, renews and ends sessions (the order service), and remembers the customer of
+    each token it resolved, for `remembered`."""
+
+    def __init__(self, redis: Redis, ttl_s: int, max_age_s: int) -> None:
+        super().__init__(redis, ttl_s)
+        self._max_age_s = max_age_s
+        self._revoke_all = redis.register_script(_REVOKE_ALL)
+        self._remembered: OrderedDict[str, str] = OrderedDict()
+
+    async def customer_for(self, token: str) -> str | None:
+        customer_id = await super().customer_for(token)
         key = session_key(token)
-        value = await self._read(keys=[key], args=[self._ttl_s])
-        if value is None:
+        if customer_id is None:
             self._remembered.pop(key, None)
             return None
-        customer_id = value.decode() if isinstance(value, bytes) else str(value)
         self._remembered[key] = customer_id
         self._remembered.move_to_end(key)
         if len(self._remembered) > REMEMBERED_TOKENS:
@@ -108,13 +121,6 @@ class SessionReader:
     def forget(self, token: str) -> None:
         """Drop what this process remembers of `token` (its session ended or was refused)."""
         self._remembered.pop(session_key(token), None)
-
-
-class RedisSessionStore(SessionReader):
-    def __init__(self, redis: Redis, ttl_s: int, max_age_s: int) -> None:
-        super().__init__(redis, ttl_s)
-        self._max_age_s = max_age_s
-        self._revoke_all = redis.register_script(_REVOKE_ALL)
 
     async def create(self, customer_id: str) -> tuple[str, datetime]:
         token = secrets.token_urlsafe(32)

@@ -21,7 +21,7 @@ from contracts.events import OrderLine
 from infra.clock import utc_now
 from infra.persistence import sessions as sessions_module
 from infra.persistence.rate_limits import Bucket, bucket_key
-from infra.persistence.sessions import RedisSessionStore, SessionReader, session_key
+from infra.persistence.sessions import RedisSessionStore, session_key
 from infra.persistence.slot_pools import RedisSlotPools, Verdict, pool_key
 from order_service.adapters.repository import MongoOrderRepository
 from order_service.domain.model import Order
@@ -221,20 +221,20 @@ async def test_a_session_ended_elsewhere_is_refused_before_anything_counts(redis
     assert await redis.exists(session_key(expired)) == 0
 
 
-async def test_a_reader_remembers_only_what_it_resolved_and_forgets_what_ended(
+async def test_the_store_remembers_only_what_it_resolved_and_forgets_what_ended(
     redis: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sessions = RedisSessionStore(redis, ttl_s=600, max_age_s=1000)
-    reader = SessionReader(redis)
+    replica = RedisSessionStore(redis, ttl_s=600, max_age_s=1000)
     customer = unique("customer")
     token, _ = await sessions.create(customer)
-    assert await reader.customer_for("not-a-token") is None
-    assert reader.remembered("not-a-token") is None
-    assert await reader.customer_for(token) == customer
-    assert reader.remembered(token) is not None
+    assert await replica.customer_for("not-a-token") is None
+    assert replica.remembered("not-a-token") is None
+    assert await replica.customer_for(token) == customer
+    assert replica.remembered(token) is not None
     await sessions.end(token, customer)
-    assert await reader.customer_for(token) is None  # a read that finds it gone forgets it
-    assert reader.remembered(token) is None
+    assert await replica.customer_for(token) is None  # a read that finds it gone forgets it
+    assert replica.remembered(token) is None
     # The process that ends a session forgets it at once.
     again, _ = await sessions.create(customer)
     assert await sessions.customer_for(again) == customer
