@@ -297,13 +297,9 @@ def post_orders_histogram(service_url: str) -> dict[float, float]:
         if family.name != "http_request_duration_seconds":
             continue
         for sample in family.samples:
-            labels = sample.labels
-            if (
-                sample.name.endswith("_bucket")
-                and labels.get("route") == "/orders"
-                and (labels.get("method") == "POST")
-            ):
-                buckets[float(labels["le"])] = sample.value
+            route = (sample.labels.get("route"), sample.labels.get("method"))
+            if sample.name.endswith("_bucket") and route == ("/orders", "POST"):
+                buckets[float(sample.labels["le"])] = sample.value
     return buckets
 
 
