@@ -82,7 +82,10 @@ class SessionReader:
     async def customer_for(self, token: str) -> str | None:
         """The session's customer (renewing it if this reader slides), None if unknown or past
         either deadline."""
-        value = await self._read(keys=[session_key(token)], args=[self._ttl_s])
+        return await self._customer_under(session_key(token))
+
+    async def _customer_under(self, key: str) -> str | None:
+        value = await self._read(keys=[key], args=[self._ttl_s])
         return None if value is None else str(value)
 
 
@@ -97,8 +100,8 @@ class RedisSessionStore(SessionReader):
         self._remembered: OrderedDict[str, str] = OrderedDict()
 
     async def customer_for(self, token: str) -> str | None:
-        customer_id = await super().customer_for(token)
         key = session_key(token)
+        customer_id = await self._customer_under(key)
         if customer_id is None:
             self._remembered.pop(key, None)
             return None
