@@ -160,6 +160,9 @@ class RabbitNode:
             return tcp_open("127.0.0.1", self.spec.amqp_port) and self.management.answering()
 
         wait_until(up, timeout_s, f"RabbitMQ node {self.spec.name}", interval=0.5)
+        # The listeners open before the last boot steps end: a vhost created in that gap was
+        # never started on this node, and the node creating it answered 500 after 48 s.
+        self.ctl("await_startup", "--timeout", str(int(timeout_s)), timeout_s=timeout_s + 30)
 
     @property
     def management(self) -> Management:

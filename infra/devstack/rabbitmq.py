@@ -155,7 +155,9 @@ def create_vhost(name: str, mgmt: Management | None = None) -> None:
     """Create `name` and give the management user full rights on it (idempotent)."""
     mgmt = mgmt or Management.from_env()
     vhost = _vhost_path(name)
-    mgmt.request("PUT", f"/vhosts/{vhost}").raise_for_status()
+    created = mgmt.request("PUT", f"/vhosts/{vhost}")
+    if created.is_error:  # the broker's reason, which raise_for_status would drop
+        raise DevstackError(f"creating vhost {name!r}: {created.status_code} {created.text}")
     perms = {"configure": ".*", "write": ".*", "read": ".*"}
     user = quote(mgmt.user, safe="")
     mgmt.request("PUT", f"/permissions/{vhost}/{user}", json=perms).raise_for_status()
