@@ -31,18 +31,24 @@ def demo_catalog(count: int, stock: int) -> list[dict[str, Any]]:
     ]
 
 
+def catalog_upserts(count: int, stock: int, reset: bool) -> list[UpdateOne]:
+    """One upsert per SKU of the demo catalog; `reset` puts existing SKUs back to `stock`."""
+    operations = []
+    for item in demo_catalog(count, stock):
+        sku = item.pop("_id")
+        if reset:
+            update = {"$set": {**item, "reserved": 0}, "$inc": {"version": 1}}
+        else:
+            update = {"$setOnInsert": {**item, "reserved": 0, "version": 1}}
+        operations.append(UpdateOne({"_id": sku}, update, upsert=True))
+    return operations
+
+
 async def seed(count: int = 60, stock: int = 100, reset: bool = False) -> int:
     settings, _ = SERVICE.load_settings()
     client = create_mongo_client(settings.mongo, "inventory-seed")
     try:
-        operations = []
-        for item in demo_catalog(count, stock):
-            sku = item.pop("_id")
-            if reset:
-                update = {"$set": {**item, "reserved": 0}, "$inc": {"version": 1}}
-            else:
-                update = {"$setOnInsert": {**item, "reserved": 0, "version": 1}}
-            operations.append(UpdateOne({"_id": sku}, update, upsert=True))
+        operations = catalog_upserts(count, stock, reset)
         result = await client[settings.mongo.database]["stock"].bulk_write(operations)
         return result.upserted_count + result.modified_count
     finally:
