@@ -5,7 +5,9 @@ connection for as long as it liked (78 s and counting in the review)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -30,43 +32,60 @@ def assert_timed_out(outcome: SlowOutcome, deadline_s: float) -> None:
     assert json.loads(body)["code"] == "request_timeout"
 
 
-async def test_a_request_head_sent_a_byte_at_a_time_is_cut_off(pipeline: Pipeline) -> None:
-    request = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"a" * 100 + b"\r\n\r\n"
-    outcome = await dribble(
-        pipeline.ports["order"], request, INTERVAL_S, give_up_s=HEADER_TIMEOUT_S * 3
-    )
+HEAD_REQUEST = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"a" * 100 + b"\r\n\r\n"
+SLOW_BODY = json.dumps({"email": "slow@example.com", "password": "x" * 200}).encode()
+SLOW_BODY_HEAD = (
+    b"POST /sessions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    b"Content-Length: " + str(len(SLOW_BODY)).encode() + b"\r\n\r\n"
+)
+KEPT_ALIVE_FIRST = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+KEPT_ALIVE_NEXT = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"a" * 100
+
+
+@pytest.fixture(scope="module")
+async def slow_clients(pipeline: Pipeline) -> AsyncIterator[dict[str, asyncio.Task[SlowOutcome]]]:
+    """Every slow client of this module, started at once: each waits out a deadline of 10 or
+    20 s, side by side rather than one after another. Each test checks its own."""
+    port = pipeline.ports["order"]
+    head_give_up_s = HEADER_TIMEOUT_S * 3
+    clients = {
+        "head": dribble(port, HEAD_REQUEST, INTERVAL_S, head_give_up_s),
+        "nothing": dribble(port, b"", INTERVAL_S, head_give_up_s),
+        "body": dribble(port, SLOW_BODY, INTERVAL_S, BODY_TIMEOUT_S * 2, head=SLOW_BODY_HEAD),
+        "kept_alive": dribble(
+            port, KEPT_ALIVE_NEXT, INTERVAL_S, head_give_up_s, head=KEPT_ALIVE_FIRST
+        ),
+    }
+    tasks = {name: asyncio.create_task(client) for name, client in clients.items()}
+    yield tasks
+    for task in tasks.values():
+        task.cancel()
+
+
+async def test_a_request_head_sent_a_byte_at_a_time_is_cut_off(
+    slow_clients: dict[str, asyncio.Task[SlowOutcome]],
+) -> None:
+    outcome = await slow_clients["head"]
     assert_timed_out(outcome, HEADER_TIMEOUT_S)
-    assert 0 < outcome.bytes_sent < len(request)
+    assert 0 < outcome.bytes_sent < len(HEAD_REQUEST)
 
 
-async def test_a_connection_that_sends_nothing_is_closed(pipeline: Pipeline) -> None:
-    outcome = await dribble(pipeline.ports["order"], b"", INTERVAL_S, HEADER_TIMEOUT_S * 3)
-    assert_timed_out(outcome, HEADER_TIMEOUT_S)
+async def test_a_connection_that_sends_nothing_is_closed(
+    slow_clients: dict[str, asyncio.Task[SlowOutcome]],
+) -> None:
+    assert_timed_out(await slow_clients["nothing"], HEADER_TIMEOUT_S)
 
 
-async def test_a_body_sent_a_byte_at_a_time_is_cut_off(pipeline: Pipeline) -> None:
-    body = json.dumps({"email": "slow@example.com", "password": "x" * 200}).encode()
-    head = (
-        b"POST /sessions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
-    )
-    outcome = await dribble(
-        pipeline.ports["order"], body, INTERVAL_S, give_up_s=BODY_TIMEOUT_S * 2, head=head
-    )
-    assert_timed_out(outcome, BODY_TIMEOUT_S)
+async def test_a_body_sent_a_byte_at_a_time_is_cut_off(
+    slow_clients: dict[str, asyncio.Task[SlowOutcome]],
+) -> None:
+    assert_timed_out(await slow_clients["body"], BODY_TIMEOUT_S)
 
 
 async def test_the_next_request_on_a_kept_alive_connection_has_a_head_deadline_too(
-    pipeline: Pipeline,
+    slow_clients: dict[str, asyncio.Task[SlowOutcome]],
 ) -> None:
-    first = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-    outcome = await dribble(
-        pipeline.ports["order"],
-        b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"a" * 100,
-        INTERVAL_S,
-        give_up_s=HEADER_TIMEOUT_S * 3,
-        head=first,
-    )
+    outcome = await slow_clients["kept_alive"]
     assert outcome.received.startswith(b"HTTP/1.1 200")
     assert b"HTTP/1.1 408" in outcome.received
     assert outcome.closed_after_s is not None
