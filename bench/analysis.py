@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 from bench.load import Clock, Sample
@@ -123,7 +124,9 @@ def _costs(before: Snapshot, after: Snapshot, successful: int, span: float) -> d
         measured = sum(v for p, v in cpu.items() if p not in (MACHINE, "services(sum)"))
         cpu["other processes"] = cpu[MACHINE] - measured
     window = after.at - before.at
+    server = server_commands(diff_counts(before.server, after.server), successful)
     return {
+        "server_commands": server,
         "machine_busy_cpus": cpu.get(MACHINE, float("nan")) / window
         if window > 0
         else float("nan"),
@@ -134,6 +137,22 @@ def _costs(before: Snapshot, after: Snapshot, successful: int, span: float) -> d
         "cpu_s": cpu,
         "cpu_ms_per_order": {p: 1000 * per_item(s, successful) for p, s in cpu.items()},
     }
+
+
+def server_commands(delta: Mapping[str, float], successful: int) -> dict[str, dict[str, float]]:
+    """The MongoDB server's own account of a phase (bench.secantus_accounted), per successful
+    order and `<command>.<collection>`: its calls and the CPU ms its threads spent inside
+    them, the costliest first."""
+    rows = {}
+    for key, micros in delta.items():
+        kind, _, command = key.partition(".")
+        if kind == "server_us":
+            calls = delta.get(f"server_calls.{command}", 0)
+            rows[command] = {
+                "calls": per_item(calls, successful),
+                "ms": per_item(micros / 1000, successful),
+            }
+    return dict(sorted(rows.items(), key=lambda row: -row[1]["ms"]))
 
 
 def top_commands(

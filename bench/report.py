@@ -78,6 +78,23 @@ def _served(served: dict[str, Any]) -> str:
     )
 
 
+def _server_commands(
+    commands: dict[str, dict[str, float]], process_ms: float, top: int = 10
+) -> str:
+    inside = sum(row["ms"] for row in commands.values())
+    lines = [
+        f"  SecantusDB's CPU per successful order by command, its threads' clocks inside each "
+        f"({fmt(inside)} of the process's {fmt(process_ms)} ms; the rest is wire and background):"
+    ]
+    for command, row in list(commands.items())[:top]:
+        per_call = row["ms"] / row["calls"] if row["calls"] else math.nan
+        lines.append(
+            f"    {fmt(row['ms']):>6} ms  {fmt(row['calls']):>6} calls  "
+            f"({fmt(per_call)} ms each)  {command}"
+        )
+    return "\n".join(lines)
+
+
 def print_phase(name: str, phase: dict[str, Any], out: Callable[[str], None] = print) -> None:
     out(f"\n== {name} ==")
     out(
@@ -122,6 +139,7 @@ def print_phase(name: str, phase: dict[str, Any], out: Callable[[str], None] = p
     }
     for process, ms in others.items():
         out(f"    {process:<24} {'':>8} {'':>11} {'':>7} {'':>7} {fmt(ms):>8}")
+    out(_server_commands(phase.get("server_commands", {}), cpu.get("secantusdb", math.nan)))
     successful = phase["statuses"].get("CONFIRMED", 0)
     out("  most frequent calls per successful order:")
     for line in top_commands(phase["counts"], successful):

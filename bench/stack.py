@@ -41,6 +41,9 @@ class Snapshot:
     # POST /orders as the order service's own histogram counts it (its replicas summed):
     # upper bound in seconds -> requests answered within it, cumulative as Prometheus keeps it.
     post_orders: dict[float, float] = field(default_factory=dict)
+    # The pipeline's SecantusDB, by `<command>.<collection>`: `server_us.<key>` the CPU its
+    # threads spent inside such commands, `server_calls.<key>` how many (bench.secantus_accounted).
+    server: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -65,6 +68,7 @@ class Stack:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     http_ports: dict[str, int] = field(default_factory=dict)
     count_ports: dict[str, int] = field(default_factory=dict)
+    server_counts_port: int = 0
     vhost_created: bool = False
 
     @property
@@ -121,8 +125,10 @@ class Stack:
         devstack.create_vhost(self.vhost, self.management)
         self.vhost_created = True
         storage = str(self.work_dir / "mongo") if self.storage == "disk" else ":memory:"
+        self.server_counts_port = port = devstack.free_port()
+        accounted = ("-m", "bench.secantus_accounted", "--counts-port", str(port))
         self.mongo = devstack.start_secantus(
-            storage_path=storage, log_path=self.work_dir / "secantusdb.log"
+            storage_path=storage, log_path=self.work_dir / "secantusdb.log", daemon=accounted
         )
         self.psp_mongo = devstack.start_secantus(log_path=self.work_dir / "psp-ledger-db.log")
         # The services' own seeding module, so the catalog documents are the real shape.
@@ -181,7 +187,8 @@ class Stack:
         for url in self.urls("order"):
             for bound, count in post_orders_histogram(url).items():
                 post_orders[bound] = post_orders.get(bound, 0.0) + count
-        return Snapshot(time.monotonic(), counts, cpu, post_orders)
+        server = httpx.get(f"http://127.0.0.1:{self.server_counts_port}/", timeout=5).json()
+        return Snapshot(time.monotonic(), counts, cpu, post_orders, server)
 
     def modules_running(self) -> dict[str, str]:
         """The module each process runs, read back from its command line (`-m <module>`)."""

@@ -65,10 +65,14 @@ def with_retry_writes(url: str, enabled: bool) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-def _secantus_command(port: int, storage_path: str) -> list[str]:
-    # The venv we run in, so the pinned secantusdb is used and not whatever is on PATH; through
-    # secantus_daemon, which gives it the deploy's transaction lifetime (10 s, not 60).
-    return [sys.executable, "-m", "infra.devstack.secantus_daemon",
+# Through secantus_daemon, which gives SecantusDB the deploy's transaction lifetime (10 s, not
+# 60); a wrapper of it may take its place (the bench's, which counts each command's CPU).
+DAEMON = ("-m", "infra.devstack.secantus_daemon")
+
+
+def _secantus_command(port: int, storage_path: str, daemon: tuple[str, ...]) -> list[str]:
+    # The venv we run in, so the pinned secantusdb is used and not whatever is on PATH.
+    return [sys.executable, *daemon,
             "--host", "127.0.0.1", "--port", str(port), "--storage-path", storage_path]  # fmt: skip
 
 
@@ -80,6 +84,7 @@ class SecantusHandle:
     port: int
     storage_path: str
     log_path: Path
+    daemon: tuple[str, ...] = DAEMON
     pid: int = 0
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
@@ -97,7 +102,7 @@ class SecantusHandle:
             raise DevstackError(f"port {self.port} is already in use; cannot start SecantusDB")
         with self.log_path.open("ab") as log_file:
             self._proc = subprocess.Popen(
-                _secantus_command(self.port, self.storage_path),
+                _secantus_command(self.port, self.storage_path, self.daemon),
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
@@ -156,10 +161,12 @@ def start_secantus(
     port: int | None = None,
     storage_path: str | Path = ":memory:",
     log_path: str | Path | None = None,
+    daemon: tuple[str, ...] = DAEMON,
 ) -> SecantusHandle:
     """Start SecantusDB on 127.0.0.1 and return once it answers `ping`.
 
-    `storage_path` is a directory (created if missing, data survives restarts) or ":memory:".
+    `storage_path` is a directory (created if missing, data survives restarts) or ":memory:";
+    `daemon` is what follows the interpreter on the command line, before the server's options.
     """
     if storage_path != ":memory:":
         Path(storage_path).mkdir(parents=True, exist_ok=True)
@@ -168,7 +175,10 @@ def start_secantus(
         os.close(fd)
         log_path = name
     handle = SecantusHandle(
-        port=port or free_port(), storage_path=str(storage_path), log_path=Path(log_path)
+        port=port or free_port(),
+        storage_path=str(storage_path),
+        log_path=Path(log_path),
+        daemon=daemon,
     )
     handle.start()
     return handle

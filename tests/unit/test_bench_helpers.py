@@ -1,5 +1,5 @@
 """The benchmark's other pure helpers: py-spy output parsing, Redis round-trip labels, the
-service's latency histogram read between two snapshots."""
+service's latency histogram read between two snapshots, the MongoDB server's CPU by command."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from bench.analysis import server_latency
+from bench.analysis import server_commands, server_latency
 from bench.counters import _count_arrays, _redis_name
 from bench.profiling import parse_collapsed
 from bench.stack import check_retry_writes
@@ -75,3 +75,21 @@ def test_the_services_histogram_gives_the_phases_shares_and_the_p99_bucket() -> 
     assert server_latency(before, slow)["p99_between_ms"] == (25.0, math.inf)  # type: ignore[index]
     assert server_latency(before, before) is None
     assert server_latency({}, {}) is None
+
+
+def test_the_servers_cpu_by_command_is_per_order_and_costliest_first() -> None:
+    # A phase's deltas for 10 orders, as diff_counts gives them (zero deltas are left out).
+    delta = {
+        "server_us.insert.orders": 12_000,
+        "server_calls.insert.orders": 10,
+        "server_us.update.orders": 80_000,
+        "server_calls.update.orders": 20,
+        "server_us.ping": 500,
+        "server_calls.ping": 3,
+    }
+    commands = server_commands(delta, 10)
+    assert list(commands) == ["update.orders", "insert.orders", "ping"]
+    assert commands["update.orders"] == {"calls": 2.0, "ms": 8.0}
+    assert commands["insert.orders"] == {"calls": 1.0, "ms": 1.2}
+    assert commands["ping"]["calls"] == pytest.approx(0.3)
+    assert server_commands({}, 10) == {}
