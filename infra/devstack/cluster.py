@@ -61,6 +61,11 @@ def node_specs(size: int, amqp_base: int = 5700, prefix: str = "pc") -> list[Nod
     return specs
 
 
+# The deploy's broker settings that rabbitmq.conf cannot express, so that a private node
+# forwards stranded retries out of the delay tiers as the deploy's nodes do.
+ADVANCED_CONFIG = Path(__file__).resolve().parents[1] / "deploy" / "rabbitmq" / "advanced.config"
+
+
 def node_config(spec: NodeSpec, peers: list[NodeSpec]) -> str:
     """rabbitmq.conf of one node: loopback listeners on its own ports, the cluster's peers."""
     lines = [
@@ -142,6 +147,7 @@ class RabbitNode:
         (self.dir / "rabbitmq.conf").write_text(node_config(self.spec, self.peers))
         (self.dir / "enabled_plugins").write_text("[rabbitmq_management].\n")
         (self.dir / "rabbitmq-env.conf").write_text("")
+        (self.dir / "advanced.config").write_text(ADVANCED_CONFIG.read_text())
 
     def start(self) -> None:
         if self.running:

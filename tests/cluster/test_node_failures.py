@@ -6,6 +6,7 @@ double-charged, oversold, hung, dead-lettered: all 0) and the longest stall is p
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 from collections import Counter
 from urllib.parse import quote
@@ -13,7 +14,7 @@ from urllib.parse import quote
 import pytest
 
 from contracts.topology import SUBSCRIPTIONS, queue_name
-from infra.devstack.cluster import LocalCluster
+from infra.devstack.cluster import ADVANCED_CONFIG, LocalCluster
 from tests.chaos.harness import ChaosPipeline
 from tests.chaos.test_faults import BATCH, assert_intact
 from tests.cluster.conftest import MakeClusterChaos
@@ -93,6 +94,19 @@ async def test_queues_have_three_members_and_leaders_on_every_node(
     leaders = Counter(work_queue_leaders(chaos).values())
     print(f"\nwork queue leaders per node: {dict(leaders)}")
     assert set(leaders) == {n.spec.name for n in rabbit_cluster.nodes}
+
+
+def test_every_node_forwards_stranded_retries_as_the_deploy_does(
+    rabbit_cluster: LocalCluster,
+) -> None:
+    """The deploy's advanced.config, read back from each running node: a dead-letter forward
+    out of a delay tier left unconfirmed by a restart is sent again after its timeout."""
+    setting = "dead_letter_worker_publisher_confirm_timeout"
+    deployed = re.search(rf"\{{{setting},\s*(\d+)\}}", ADVANCED_CONFIG.read_text())
+    assert deployed is not None
+    for node in rabbit_cluster.nodes:
+        answer = node.ctl("eval", f"application:get_env(rabbit, {setting}).")
+        assert answer.strip() == f"{{ok,{deployed[1]}}}", node.spec.name
 
 
 @pytest.mark.parametrize("replicas", [1, 2])

@@ -141,6 +141,8 @@ def test_rabbitmq_is_a_three_node_cluster_with_the_same_files_on_every_node() ->
         # Definitions and settings loaded on every node, whichever boots first.
         for source in (RABBITMQ_CONF, DEFINITIONS_FILE, INFRA / "deploy/rabbitmq/cluster.conf"):
             assert str(source) in mounts, f"{node} lacks {source.name}"
+        advanced = INFRA / "deploy/rabbitmq/advanced.config"
+        assert mounts.get(str(advanced)) == "/etc/rabbitmq/advanced.config", node
         cookies.add(_environment(service)["RABBITMQ_ERLANG_COOKIE"])
     assert len(cookies) == 1  # one cluster, one cookie
     for node in RABBITMQ_NODES[1:]:  # joins node 1, started once it is up
