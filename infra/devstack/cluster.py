@@ -88,7 +88,9 @@ class ClusterManagement(Management):
 
     urls: tuple[str, ...] = ()
 
-    def request(self, method: str, path: str, json: object = None) -> httpx.Response:
+    def request(
+        self, method: str, path: str, json: object = None, timeout_s: float = 60.0
+    ) -> httpx.Response:
         error: httpx.HTTPError | None = None
         for url in self.urls or (self.url,):
             try:
@@ -96,7 +98,7 @@ class ClusterManagement(Management):
                     method, f"{url}/api{path}", json=json, auth=(self.user, self.password),
                     # A refused or frozen node is left at once; deleting a vhost full of
                     # quorum queues takes the cluster seconds.
-                    timeout=httpx.Timeout(60.0, connect=2.0),
+                    timeout=httpx.Timeout(timeout_s, connect=2.0),
                 )  # fmt: skip
             except httpx.HTTPError as failed:  # that node is down: the next one
                 error = failed

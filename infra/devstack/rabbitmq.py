@@ -54,13 +54,15 @@ class Management:
             password=os.environ.get("RABBITMQ_MANAGEMENT_PASSWORD", cls.password),
         )
 
-    def request(self, method: str, path: str, json: object = None) -> httpx.Response:
+    def request(
+        self, method: str, path: str, json: object = None, timeout_s: float = 5.0
+    ) -> httpx.Response:
         return httpx.request(
             method,
             f"{self.url}/api{path}",
             json=json,
             auth=(self.user, self.password),
-            timeout=5.0,
+            timeout=timeout_s,
         )
 
     def answering(self) -> bool:
@@ -147,6 +149,11 @@ def ensure_rabbitmq(amqp_url: str, mgmt: Management | None = None) -> Outcome:
     return outcome
 
 
+# A vhost is created on every node and deleted with all its queues: deleting a chaos pipeline's
+# (68 quorum queues) took over 5 s on a busy machine, and a node waits up to 48 s for a new one.
+VHOST_TIMEOUT_S = 60.0
+
+
 def _vhost_path(name: str) -> str:
     return quote(name, safe="")
 
@@ -155,7 +162,7 @@ def create_vhost(name: str, mgmt: Management | None = None) -> None:
     """Create `name` and give the management user full rights on it (idempotent)."""
     mgmt = mgmt or Management.from_env()
     vhost = _vhost_path(name)
-    created = mgmt.request("PUT", f"/vhosts/{vhost}")
+    created = mgmt.request("PUT", f"/vhosts/{vhost}", timeout_s=VHOST_TIMEOUT_S)
     if created.is_error:  # the broker's reason, which raise_for_status would drop
         raise DevstackError(f"creating vhost {name!r}: {created.status_code} {created.text}")
     perms = {"configure": ".*", "write": ".*", "read": ".*"}
@@ -166,7 +173,7 @@ def create_vhost(name: str, mgmt: Management | None = None) -> None:
 def delete_vhost(name: str, mgmt: Management | None = None) -> None:
     """Delete `name` with everything in it; an already-missing vhost is fine."""
     mgmt = mgmt or Management.from_env()
-    response = mgmt.request("DELETE", f"/vhosts/{_vhost_path(name)}")
+    response = mgmt.request("DELETE", f"/vhosts/{_vhost_path(name)}", timeout_s=VHOST_TIMEOUT_S)
     if response.status_code != 404:
         response.raise_for_status()
 
