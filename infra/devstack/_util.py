@@ -7,6 +7,7 @@ app's own dependencies matter.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -48,12 +49,29 @@ def tcp_open(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
+# Below Linux's ephemeral range (32768-60999), where the kernel picks the local port of every
+# outgoing connection and of every bind to port 0: a port from that range can be taken before
+# its server binds it, seconds later (a service once failed to start so, with three test
+# sessions running).
+FREE_PORTS = range(20000, 32768)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A port nobody listens on right now (the kernel picks it; tiny race until it is bound)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
+    """A port nobody listens on right now, never one this process handed out before (a small
+    race remains until its server binds it)."""
+    for _ in range(200):
+        port = random.choice(FREE_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
         return port
+    raise DevstackError(f"no free port in {FREE_PORTS.start}-{FREE_PORTS.stop - 1}")
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.5) -> None:
