@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 
 from contracts.events import OrderPlaced, StockReservationFailed
 from contracts.topology import queue_name
-from infra.devstack import Management
+from infra.devstack import Management, free_port
 from infra.devstack.redis_bus import bus_redis_command
 from infra.messaging.broker import Broker
 from infra.messaging.consumer import Consumer
@@ -207,9 +207,7 @@ class RedisServer:
     def __init__(self, data_dir: Path) -> None:
         data_dir = data_dir.resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.bus = RedisBusSettings()
         self.process = subprocess.Popen(
