@@ -105,6 +105,10 @@ class Broker:
                 self._channel = await self.new_channel(publisher_confirms=True)
             except Exception:  # the connection is down: its restore reopens the old one
                 return
+            except asyncio.CancelledError:
+                if _being_cancelled():
+                    raise
+                return  # the connection died under the open, and aiormq cancelled its RPC
             self._exchanges.clear()
         log.warning("publish failed: publishing on a new channel")
         with contextlib.suppress(Exception):
@@ -252,9 +256,14 @@ class Broker:
         return exchange
 
     async def _exchange_on_channel(self, event_type: str) -> AbstractExchange:
+        channel = self.channel
+        if channel.is_closed:
+            # Closed by this broker, its replacement not open yet: no restore reopens it,
+            # and a declare on it would wait for that restore until the publish timed out.
+            raise aiormq.exceptions.ChannelInvalidStateError("channel closed")
         if event_type in self._declared:
-            return await self.channel.get_exchange(exchange_name(event_type), ensure=False)
-        exchange = await declare_event_exchange(self.channel, event_type)
+            return await channel.get_exchange(exchange_name(event_type), ensure=False)
+        exchange = await declare_event_exchange(channel, event_type)
         self._declared.add(event_type)
         return exchange
 
@@ -280,6 +289,13 @@ class Broker:
             # Not a cancellation of this task: the channel closed under the publish (its
             # connection lost) and aiormq cancelled the pending confirm. Left as is, that
             # CancelledError silently ended the outbox relay's task (cluster tests).
+            raise PublishFailed("confirm lost with the channel", event_type) from error
+        if type(error) is Exception:
+            # aio-pika closes a channel without a reason, and aiormq then fails its pending
+            # confirms with a bare Exception: here when this broker replaced a stuck channel
+            # under concurrent publishes. A consumer's retry took it for a handler error and
+            # dead-lettered a valid message on its first attempt (cluster tests).
+            await self._replace_if_closed()
             raise PublishFailed("confirm lost with the channel", event_type) from error
         if isinstance(error, _CHANNEL_ERRORS):
             if isinstance(error, TimeoutError):

@@ -1,4 +1,5 @@
-"""A TCP proxy on 127.0.0.1 that can cut every connection through it, for network faults.
+"""A TCP proxy on 127.0.0.1 that can cut every connection through it or hold back the target's
+replies, for network faults.
 
 It runs its own event loop in a thread, so it keeps forwarding while the test blocks on
 subprocesses or HTTP.
@@ -21,6 +22,8 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._open = True
+        self._replies_flow = asyncio.Event()
+        self._replies_flow.set()
         self.port = 0
         self.cuts = 0
 
@@ -35,6 +38,12 @@ class TcpProxy:
 
     def restore(self) -> None:
         self._open = True
+        self._loop.call_soon_threadsafe(self._replies_flow.set)
+
+    def hold_replies(self) -> None:
+        """Stop passing on what the target sends (it waits in the socket buffers) until
+        `restore`; what the client sends still gets through."""
+        self._loop.call_soon_threadsafe(self._replies_flow.clear)
 
     def stop(self) -> None:
         self._call(self._cut())
@@ -56,6 +65,7 @@ class TcpProxy:
         for writer in list(self._writers):
             writer.transport.abort()  # RST, like a dropped link, not a polite FIN
         self._writers.clear()
+        self._replies_flow.set()  # the held pipes see their writers closed and end
         return 0
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -69,12 +79,18 @@ class TcpProxy:
             return
         self._writers.update({writer, upstream_writer})
         await asyncio.gather(
-            self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer)
+            self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer, replies=True)
         )
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, replies: bool = False
+    ) -> None:
         try:
             while data := await reader.read(65536):
+                if replies:
+                    await self._replies_flow.wait()
+                    if writer.is_closing():
+                        break
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
