@@ -90,6 +90,13 @@ def _section(driver: WebDriver, title: str) -> WebElement:
     if not section.is_displayed():
         heading.click()
         _wait(driver).until(lambda _: section.is_displayed())
+    # The UI slides a section open (jQuery): displayed from the animation's first frame, its
+    # fields are not interactable until it ends (a CI run's click met one mid-slide).
+    _wait(driver).until(
+        lambda d: d.execute_script(
+            "return window.jQuery === undefined || jQuery(':animated').length === 0"
+        )
+    )
     return section
 
 
@@ -169,8 +176,9 @@ async def test_operator_reads_the_dead_letter_and_moves_it_back_in_the_ui(
 
         # 3. Get messages, "Nack message requeue true": look without removing.
         get = _section(browser, "Get messages")
+        count = _wait(browser).until(lambda _: _interactable(get.find_element(By.NAME, "count")))
+        assert count is not None
         Select(get.find_element(By.NAME, "ackmode")).select_by_value("ack_requeue_true")
-        count = get.find_element(By.NAME, "count")
         count.clear()
         count.send_keys("1")
         get.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
