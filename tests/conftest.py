@@ -29,6 +29,7 @@ from infra.devstack import Management, MongoServer, RabbitVhost
 from infra.devstack.rabbitmq import PLUGINS
 from infra.devstack.redis_bus import ensure_bus_redis
 from infra.observability import tracing
+from tests.chaos.redis_bus import PrivateRedis
 
 # Unset, ENVIRONMENT means production, which refuses these local servers' defaults (guest,
 # no credentials). Tests about production set it themselves (monkeypatch, a process env).
@@ -45,7 +46,7 @@ NATS_STORE_DIR = Path(__file__).resolve().parent.parent / ".data" / "nats"
 
 # The event bus Redis (EVENT_BUS=redis): a server of its own with its AOF on, never the cache's.
 # Each test that uses it takes a key namespace of its own (bus_namespace) and deletes it.
-LOCAL_BUS_REDIS_URL = os.environ.get("TEST_BUS_REDIS_URL", "redis://127.0.0.1:6380/0")
+SHARED_BUS_REDIS_URL = os.environ.get("TEST_BUS_REDIS_URL")
 BUS_REDIS_DATA = Path(__file__).resolve().parent.parent / ".data" / "bus-redis"
 CONTAINER_START_TIMEOUT = 120.0
 
@@ -230,10 +231,21 @@ def nats_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def bus_redis_url() -> str:
-    """The event bus's own Redis (AOF on; started locally if none answers)."""
-    ensure_bus_redis(LOCAL_BUS_REDIS_URL, BUS_REDIS_DATA)
-    return LOCAL_BUS_REDIS_URL
+def bus_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The event bus's own Redis (AOF on): the one TEST_BUS_REDIS_URL names (started if none
+    answers), else one of this session's own, stopped by its PID at the end. A daemon left
+    behind kept writing its AOF into the directory of a clone that was deleted, and the next
+    run on the machine used it."""
+    if SHARED_BUS_REDIS_URL is not None:
+        ensure_bus_redis(SHARED_BUS_REDIS_URL, BUS_REDIS_DATA)
+        yield SHARED_BUS_REDIS_URL
+        return
+    server = PrivateRedis(tmp_path_factory.mktemp("bus-redis"))
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
 
 
 def delete_namespace(redis_url: str, namespace: str) -> None:
