@@ -28,18 +28,11 @@ from infra.messaging import codec
 from infra.messaging.errors import PublishFailed, connected
 from infra.messaging.failover import FailoverConnection, Rotation, parse_amqp_urls, with_heartbeat
 from infra.messaging.hooks import Hooks, publishing
+from infra.messaging.publish_errors import CHANNEL_ERRORS, Remedy, not_confirmed
 from infra.messaging.topology import declare_event_exchange
 from infra.observability.message_hooks import RABBITMQ, default_hooks
 
 log = logging.getLogger(__name__)
-_CHANNEL_ERRORS = (
-    TimeoutError,
-    aiormq.exceptions.AMQPError,
-    # Raised (not an AMQPError) while a robust channel is closed and reopening.
-    aiormq.exceptions.ChannelInvalidStateError,
-    ConnectionError,
-)
-
 PUBLISH_TIMEOUT_S = 10.0
 REPLACE_TIMEOUT_S = 5.0
 
@@ -232,7 +225,7 @@ class Broker:
     async def _exchange_or_fail(self, event_type: str) -> AbstractExchange:
         try:
             return await self._event_exchange(event_type)
-        except _CHANNEL_ERRORS as error:
+        except CHANNEL_ERRORS as error:
             await self._replace_if_closed()
             raise PublishFailed(f"no exchange: {error!r}", event_type) from error
 
@@ -278,32 +271,19 @@ class Broker:
         """A publish to `exchange` on `channel` raised `error`: raise a PublishFailed saying
         why, once the channel is replaced if it is the cause; `error` itself if it is not a
         publish failure. (The publish has no timeout of its own: its caller bounds it.)"""
-        if isinstance(error, aiormq.exceptions.PublishError):
-            reason = f"unroutable: exchange {exchange!r} key {routing_key!r}"
-            raise PublishFailed(reason, event_type, "returned") from error
-        if isinstance(error, aiormq.exceptions.DeliveryError):
-            await self._replace_channel(channel)
-            reason = f"broker refused the message: {error}"
-            raise PublishFailed(reason, event_type, "nacked") from error
-        if isinstance(error, asyncio.CancelledError) and not _being_cancelled():
-            # Not a cancellation of this task: the channel closed under the publish (its
-            # connection lost) and aiormq cancelled the pending confirm. Left as is, that
-            # CancelledError silently ended the outbox relay's task (cluster tests).
-            raise PublishFailed("confirm lost with the channel", event_type) from error
-        if type(error) is Exception:
-            # aio-pika closes a channel without a reason, and aiormq then fails its pending
-            # confirms with a bare Exception: here when this broker replaced a stuck channel
-            # under concurrent publishes. A consumer's retry took it for a handler error and
-            # dead-lettered a valid message on its first attempt (cluster tests).
-            await self._replace_if_closed()
-            raise PublishFailed("confirm lost with the channel", event_type) from error
-        if isinstance(error, _CHANNEL_ERRORS):
-            if isinstance(error, TimeoutError):
-                await self._replace_stuck(channel)
-            else:
+        failure = not_confirmed(error, exchange, routing_key, being_cancelled=_being_cancelled())
+        if failure is None:
+            raise error
+        match failure.remedy:
+            case Remedy.REPLACE_CHANNEL:
+                await self._replace_channel(channel)
+            case Remedy.REPLACE_IF_CLOSED:
                 await self._replace_if_closed()
-            raise PublishFailed(f"no confirm: {error!r}", event_type) from error
-        raise error
+            case Remedy.REPLACE_STUCK:
+                await self._replace_stuck(channel)
+            case Remedy.NONE:
+                pass
+        raise PublishFailed(failure.reason, event_type, failure.kind) from error
 
 
 def _being_cancelled() -> bool:
