@@ -52,8 +52,29 @@ def tcp_open(host: str, port: int, timeout: float = 1.0) -> bool:
 # Below Linux's ephemeral range (32768-60999), where the kernel picks the local port of every
 # outgoing connection and of every bind to port 0: a port from that range can be taken before
 # its server binds it, seconds later (a service once failed to start so, with three test
-# sessions running).
-FREE_PORTS = range(20000, 32768)
+# sessions running). DEVSTACK_PORTS ("first-last") narrows it: processes that pick ports side
+# by side get ranges of their own (infra/bin/test's sessions), as two of them once picked the
+# same port within the seconds before its server bound it.
+DEFAULT_FREE_PORTS = range(20000, 32768)
+
+
+def port_range(spec: str | None) -> range:
+    """The ports of a "first-last" spec, inside DEFAULT_FREE_PORTS; the default if None."""
+    if not spec:
+        return DEFAULT_FREE_PORTS
+    first, sep, last = spec.partition("-")
+    if not (sep and first.strip().isdigit() and last.strip().isdigit()):
+        raise DevstackError(f"DEVSTACK_PORTS={spec!r}: expected first-last, e.g. 20000-24255")
+    ports = range(int(first), int(last) + 1)
+    if not ports or ports.start < DEFAULT_FREE_PORTS.start or ports.stop > DEFAULT_FREE_PORTS.stop:
+        raise DevstackError(
+            f"DEVSTACK_PORTS={spec!r}: not a range inside "
+            f"{DEFAULT_FREE_PORTS.start}-{DEFAULT_FREE_PORTS.stop - 1}"
+        )
+    return ports
+
+
+FREE_PORTS = port_range(os.environ.get("DEVSTACK_PORTS"))
 _handed_out: set[int] = set()
 
 
