@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Literal
 from urllib.parse import urlsplit
@@ -52,10 +53,17 @@ def tcp_open(host: str, port: int, timeout: float = 1.0) -> bool:
 # Below Linux's ephemeral range (32768-60999), where the kernel picks the local port of every
 # outgoing connection and of every bind to port 0: a port from that range can be taken before
 # its server binds it, seconds later (a service once failed to start so, with three test
-# sessions running). DEVSTACK_PORTS ("first-last") narrows it: processes that pick ports side
-# by side get ranges of their own (infra/bin/test's sessions), as two of them once picked the
-# same port within the seconds before its server bound it.
+# sessions running). DEVSTACK_PORTS ("first-last") narrows it: infra/bin/test gives each of its
+# sessions a range of its own.
 DEFAULT_FREE_PORTS = range(20000, 32768)
+# A port handed out stays claimed for CLAIM_S, across processes: the claim is a Unix socket bound
+# to a name in Linux's abstract namespace, which no file backs and the kernel frees when the
+# socket closes or its process dies, however it dies. Any process's free_port skips a claimed
+# port, so two processes that pick side by side never get the same one within the seconds
+# before its server binds it (two test sessions once did); after CLAIM_S the server's own bind
+# holds it.
+CLAIM_S = 60.0
+CLAIM_PREFIX = "\0order-pipeline-devstack-port-"
 
 
 def port_range(spec: str | None) -> range:
@@ -76,23 +84,41 @@ def port_range(spec: str | None) -> range:
 
 FREE_PORTS = port_range(os.environ.get("DEVSTACK_PORTS"))
 _handed_out: set[int] = set()
+_claims: deque[tuple[float, socket.socket]] = deque()
 
 
 def free_port() -> int:
-    """A port nobody listens on right now, never one this process handed out before (a small
-    race remains until its server binds it)."""
+    """A port nobody listens on right now, that no process has claimed in the last CLAIM_S and
+    this process never handed out before; claimed by this process from now on."""
+    _release_claims(older_than=time.monotonic() - CLAIM_S)
     for _ in range(200):
         port = random.choice(FREE_PORTS)
-        if port in _handed_out:
+        if port in _handed_out or not _claim(port):
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
-                continue
+                continue  # its claim stays: somebody serves on it
         _handed_out.add(port)
         return port
     raise DevstackError(f"no free port in {FREE_PORTS.start}-{FREE_PORTS.stop - 1}")
+
+
+def _claim(port: int) -> bool:
+    claim = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        claim.bind(f"{CLAIM_PREFIX}{port}")
+    except OSError:  # another process claimed it
+        claim.close()
+        return False
+    _claims.append((time.monotonic(), claim))
+    return True
+
+
+def _release_claims(older_than: float) -> None:
+    while _claims and _claims[0][0] <= older_than:
+        _claims.popleft()[1].close()
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.5) -> None:
