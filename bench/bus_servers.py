@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
-import subprocess
-import time
 import uuid
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote, unquote, urlsplit
 
@@ -25,8 +22,8 @@ from redis.asyncio import Redis
 
 from contracts.events import OrderPlaced, StockReservationFailed
 from contracts.topology import queue_name
-from infra.devstack import Management, free_port
-from infra.devstack.redis_bus import bus_redis_command
+from infra.devstack import Management
+from infra.devstack.redis_bus import BusRedisProcess
 from infra.messaging.broker import Broker
 from infra.messaging.consumer import Consumer
 from infra.messaging.transport import OneConnectionTransport, Transport
@@ -195,34 +192,19 @@ class RedisBus:
                 await client.xtrim(key, maxlen=0, approximate=False)
 
     def server_pid(self) -> int | None:
-        return None if self.server is None else self.server.process.pid
+        process = None if self.server is None else self.server.process
+        return None if process is None else process.pid
 
     async def close(self) -> None:
         return None
 
 
-class RedisServer:
-    """redis-server with the devstack bus options (AOF, no eviction) on a free port."""
+@dataclass
+class RedisServer(BusRedisProcess):
+    """The run's bus Redis (the devstack's foreground one: AOF, no eviction, a free port),
+    with the runtime's bus settings and a client."""
 
-    def __init__(self, data_dir: Path) -> None:
-        data_dir = data_dir.resolve()
-        data_dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.bus = RedisBusSettings()
-        self.process = subprocess.Popen(
-            bus_redis_command(self.port, data_dir),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 15
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
-                break
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"the bench's bus Redis did not start on {self.port}")
-            time.sleep(0.05)
+    bus: RedisBusSettings = field(default_factory=RedisBusSettings)
 
     @contextlib.asynccontextmanager
     async def client(self) -> Any:
@@ -231,14 +213,6 @@ class RedisServer:
             yield client
         finally:
             await client.aclose()
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
 
 
 def _pid_named(name: str) -> int | None:

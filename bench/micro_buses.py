@@ -148,7 +148,9 @@ async def buses_part(args: argparse.Namespace, amqp_url: str, out: dict[str, Any
         elif name == "nats":
             buses.append(NatsBus())
         else:
-            server = server or RedisServer(data_dir)
+            if server is None:
+                server = RedisServer(data_dir)
+                server.start()
             buses += [RedisBus("always"), RedisBus("everysec")]
     amqp = AmqpSettings(prefetch=args.prefetch, max_in_flight=64, retry_delays_ms=[1000])
     publishers: dict[str, Transport] = {}

@@ -4,14 +4,18 @@ event survives a crash of Redis or of the machine; see infra.messaging.redisbus)
 
 from __future__ import annotations
 
+import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
 
-from infra.devstack._util import DevstackError, Outcome, host_port, log
+from infra.devstack._util import DevstackError, Outcome, free_port, host_port, log, wait_until
 from infra.devstack.redis_server import redis_answers, start_local_redis
 
 DEFAULT_BUS_PORT = 6380
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 15.0
 
 
 def bus_redis_command(port: int, data_dir: Path, appendfsync: str = "always") -> list[str]:
@@ -60,3 +64,61 @@ def ensure_bus_redis(redis_url: str, data_dir: Path) -> Outcome:
     options = [*bus_redis_command(port, data_dir)[1:], "--daemonize", "yes"]
     options += ["--pidfile", str(data_dir / "redis.pid"), "--logfile", str(data_dir / "redis.log")]
     return start_local_redis(redis_url, options, "event bus Redis")
+
+
+@dataclass
+class BusRedisProcess:
+    """A bus Redis of a test's or a bench run's own: in the foreground, so its PID is the
+    starter's to stop or kill, on a free port, with its AOF and log in `data_dir`. `start`
+    again after a stop or a kill brings it back on the same port and data."""
+
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    appendfsync: str = "always"
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        """Start it and return once it answers (bounded)."""
+        self.data_dir = self.data_dir.resolve()  # redis-server changes to --dir first
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with (self.data_dir / "redis.log").open("ab") as output:
+            self.process = subprocess.Popen(
+                bus_redis_command(self.port, self.data_dir, self.appendfsync),
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=output,
+                start_new_session=True,
+            )
+        try:
+            wait_until(
+                lambda: redis_answers(self.url),
+                START_TIMEOUT_S,
+                f"bus Redis {self.url}",
+                interval=0.05,
+            )
+        except DevstackError:
+            self.kill()
+            raise
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no last write."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+    def stop(self) -> None:
+        """SIGTERM (Redis flushes its AOF and exits), SIGKILL past STOP_TIMEOUT_S."""
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None

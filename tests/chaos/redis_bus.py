@@ -13,22 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
 
-from infra import devstack
-from infra.devstack.redis_bus import bus_redis_command
+from infra.devstack.redis_bus import BusRedisProcess
 from infra.messaging.redisbus.fields import from_fields
 from infra.messaging.redisbus.keys import Keys
-from tests.chaos.buses import Letter, stop_process, work_queue_events
+from tests.chaos.buses import Letter, work_queue_events
 
-START_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 15.0
 # A killed consumer's deliveries are claimed by another after this (RabbitMQ requeues them when
 # the connection closes): short, so that a kill costs seconds; the sweep that claims them runs
 # every SWEEP_S.
@@ -39,15 +34,8 @@ MOST_ENTRIES = 100_000
 
 
 @dataclass
-class PrivateRedis:
-    data_dir: Path
-    port: int = field(default_factory=devstack.free_port)
-    process: subprocess.Popen[bytes] | None = None
+class PrivateRedis(BusRedisProcess):
     kind: str = "redis"
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
 
     def env(self) -> dict[str, str]:
         return {
@@ -59,38 +47,6 @@ class PrivateRedis:
 
     def probe(self) -> RedisProbe:
         return RedisProbe(self.url)
-
-    def start(self) -> None:
-        """redis-server in the foreground (so its PID is ours), logging into `data_dir`."""
-        self.data_dir = self.data_dir.resolve()  # redis-server changes to --dir first
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        with (self.data_dir / "redis.log").open("ab") as output:
-            self.process = subprocess.Popen(
-                bus_redis_command(self.port, self.data_dir, appendfsync="always"),
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=output,
-                start_new_session=True,
-            )
-        try:
-            devstack.wait_until(
-                lambda: devstack.redis_answers(self.url), START_TIMEOUT_S, f"bus Redis {self.url}"
-            )
-        except devstack.DevstackError:
-            self.kill()
-            raise
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown, no last write; what was acknowledged is already on disk."""
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop_process(self.process, STOP_TIMEOUT_S)
-            self.process = None
 
     async def restart(self, outage_s: float) -> None:
         before = await self.run_id()
