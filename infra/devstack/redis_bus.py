@@ -93,13 +93,16 @@ class BusRedisProcess:
                 stderr=output,
                 start_new_session=True,
             )
+
+        def ready() -> bool:
+            # Ready when the server answering is this process: never by reaching somebody
+            # else's on the port (ours then fails to bind it and exits).
+            if self.process is None or self.process.poll() is not None:
+                raise DevstackError(f"bus Redis exited during startup; see {output.name}")
+            return _answering_pid(self.url) == self.process.pid
+
         try:
-            wait_until(
-                lambda: redis_answers(self.url),
-                START_TIMEOUT_S,
-                f"bus Redis {self.url}",
-                interval=0.05,
-            )
+            wait_until(ready, START_TIMEOUT_S, f"bus Redis {self.url}", interval=0.05)
         except DevstackError:
             self.kill()
             raise
@@ -122,3 +125,13 @@ class BusRedisProcess:
             self.process.kill()
             self.process.wait()
         self.process = None
+
+
+def _answering_pid(redis_url: str) -> int | None:
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=0.5, socket_timeout=1)
+    try:
+        return int(client.info("server")["process_id"])
+    except redis.RedisError:
+        return None
+    finally:
+        client.close()

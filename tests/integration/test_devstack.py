@@ -13,6 +13,7 @@ from pymongo import MongoClient
 
 from infra import devstack
 from infra.devstack import MongoServer, RabbitVhost, free_port
+from infra.devstack.redis_bus import BusRedisProcess
 
 pytestmark = pytest.mark.integration
 
@@ -90,3 +91,18 @@ def test_secantus_handle_pings_restarts_with_data_and_stops_cleanly(tmp_path: Pa
     assert not devstack.tcp_open("127.0.0.1", handle.port)
     assert not devstack.mongo_reachable(handle.url, timeout_ms=300)
     handle.stop()  # stopping twice is harmless
+
+
+def test_a_bus_redis_on_a_port_another_server_holds_fails_to_start(tmp_path: Path) -> None:
+    first = BusRedisProcess(tmp_path / "first")
+    first.start()
+    try:
+        second = BusRedisProcess(tmp_path / "second", port=first.port)
+        # It must not "start" by reaching the first one, which answers on that port.
+        with pytest.raises(devstack.DevstackError, match="exited during startup"):
+            second.start()
+        assert second.process is None
+        assert devstack.redis_answers(first.url)
+    finally:
+        first.stop()
+    assert not devstack.tcp_open("127.0.0.1", first.port)
