@@ -4,7 +4,7 @@ Shared by `infra/bin/up`, `infra/bin/test` (through `python -m infra.devstack`) 
 `tests/conftest.py`, so "how do I get a broker/database here" has exactly one answer.
 """
 
-from infra.devstack._util import DevstackError, free_port, tcp_open, wait_until
+from infra.devstack._util import DevstackError, free_port, stop_child, tcp_open, wait_until
 from infra.devstack.mongo import (
     MongoServer,
     SecantusHandle,
@@ -51,6 +51,7 @@ __all__ = [
     "secantus_url",
     "start_nats",
     "start_secantus",
+    "stop_child",
     "tcp_open",
     "vhost_exists",
     "wait_until",

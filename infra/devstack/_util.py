@@ -14,7 +14,7 @@ import subprocess
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -119,6 +119,19 @@ def _claim(port: int) -> bool:
 def _release_claims(older_than: float) -> None:
     while _claims and _claims[0][0] <= older_than:
         _claims.popleft()[1].close()
+
+
+def stop_child(process: subprocess.Popen[Any], timeout_s: float) -> int | None:
+    """Stop a server this process started, by its PID: SIGTERM (its clean shutdown), SIGKILL
+    past `timeout_s`. Its exit code."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout_s)
+    return process.returncode
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.5) -> None:

@@ -8,7 +8,6 @@ stop and restart it like a real mongod, which the chaos tests rely on.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -19,7 +18,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-from infra.devstack._util import DevstackError, free_port, run, tcp_open, wait_until
+from infra.devstack._util import DevstackError, free_port, run, stop_child, tcp_open, wait_until
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
@@ -125,15 +124,8 @@ class SecantusHandle:
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """SIGTERM (SecantusDB then closes its storage cleanly), SIGKILL if it hangs; by PID."""
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=timeout)
+        if self._proc is not None:
+            stop_child(self._proc, timeout)
 
     def restart(self) -> None:
         self.stop()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import json
-import signal
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from infra.devstack._util import DevstackError, free_port
+from infra.devstack._util import DevstackError, free_port, stop_child
 from infra.devstack.rabbitmq import PROMETHEUS_PORT
 from infra.devstack.services import wait_ready
 
@@ -104,15 +103,8 @@ class PrometheusServer:
         alerts: list[dict[str, Any]] = self.get("alerts")["alerts"]
         return alerts
 
-    def stop(self, timeout_s: float = 10.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout_s)
-        return self.process.returncode
+    def stop(self, timeout_s: float = 10.0) -> int | None:
+        return stop_child(self.process, timeout_s)
 
 
 def write_local_files(

@@ -10,7 +10,15 @@ from pathlib import Path
 
 import redis
 
-from infra.devstack._util import DevstackError, Outcome, free_port, host_port, log, wait_until
+from infra.devstack._util import (
+    DevstackError,
+    Outcome,
+    free_port,
+    host_port,
+    log,
+    stop_child,
+    wait_until,
+)
 from infra.devstack.redis_server import redis_answers, start_local_redis
 
 DEFAULT_BUS_PORT = 6380
@@ -116,15 +124,9 @@ class BusRedisProcess:
 
     def stop(self) -> None:
         """SIGTERM (Redis flushes its AOF and exits), SIGKILL past STOP_TIMEOUT_S."""
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
+        if self.process is not None:
+            stop_child(self.process, STOP_TIMEOUT_S)
+            self.process = None
 
 
 def _answering_pid(redis_url: str) -> int | None:

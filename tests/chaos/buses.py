@@ -6,7 +6,6 @@ tests/chaos/redis_bus.py's `RedisProbe` the streams, groups and schedules of Red
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -77,17 +76,6 @@ class BusServer(Protocol):
         """Stop the server, wait `outage_s`, start it again on its port and data; wait until
         it answers."""
         ...
-
-
-def stop_process(process: subprocess.Popen[bytes], timeout_s: float) -> None:
-    """SIGTERM (a clean shutdown, as the RabbitMQ fault's stop_app), SIGKILL past the
-    timeout."""
-    process.terminate()
-    try:
-        process.wait(timeout_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def work_queue_events() -> list[tuple[str, str]]:

@@ -20,7 +20,7 @@ from contracts.topology import SUBSCRIPTIONS, dead_letter_queue_name
 from infra import devstack
 from infra.messaging.jetstream import wire
 from infra.messaging.jetstream.names import Names, consumer_name, retry_consumer_name
-from tests.chaos.buses import Letter, stop_process, work_queues
+from tests.chaos.buses import Letter, work_queues
 
 STOP_TIMEOUT_S = 15.0
 # A killed consumer's deliveries come back after the ack wait (RabbitMQ requeues them when its
@@ -51,7 +51,7 @@ class PrivateNats:
 
     def stop(self) -> None:
         if self.process is not None:
-            stop_process(self.process, STOP_TIMEOUT_S)
+            devstack.stop_child(self.process, STOP_TIMEOUT_S)
             self.process = None
 
     async def restart(self, outage_s: float) -> None:
