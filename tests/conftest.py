@@ -27,9 +27,8 @@ from pymongo import AsyncMongoClient, MongoClient
 from infra import devstack
 from infra.devstack import Management, MongoServer, RabbitVhost
 from infra.devstack.rabbitmq import PLUGINS
-from infra.devstack.redis_bus import ensure_bus_redis
+from infra.devstack.redis_bus import BusRedisProcess, ensure_bus_redis
 from infra.observability import tracing
-from tests.chaos.redis_bus import PrivateRedis
 
 # Unset, ENVIRONMENT means production, which refuses these local servers' defaults (guest,
 # no credentials). Tests about production set it themselves (monkeypatch, a process env).
@@ -240,7 +239,7 @@ def bus_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         ensure_bus_redis(SHARED_BUS_REDIS_URL, BUS_REDIS_DATA)
         yield SHARED_BUS_REDIS_URL
         return
-    server = PrivateRedis(tmp_path_factory.mktemp("bus-redis"))
+    server = BusRedisProcess(tmp_path_factory.mktemp("bus-redis"))
     server.start()
     try:
         yield server.url
